@@ -1,0 +1,37 @@
+//! Shared by every target: the fixed test key and the envelope helper.
+#![allow(dead_code)]
+
+use coffer::crypto::{Keys, MasterSecret, NONCE_LEN};
+use std::sync::OnceLock;
+
+/// Keys derived from the fixed master secret `[7; 32]`, built once per process.
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys::derive(&MasterSecret::from_bytes([7u8; 32])))
+}
+
+/// Fixed nonce, so a sealed input is a pure function of the fuzz input (reproducible crashes)
+/// and so a successfully decoded object can be re-encoded byte for byte.
+pub const NONCE: [u8; NONCE_LEN] = [0x5a; NONCE_LEN];
+
+/// `public || seal(aad = public, body)`: the envelope of config, index and snapshot files
+/// (see `coffer::format`'s `seal_envelope`, and each module's doc comment for `public`).
+pub fn envelope(public: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = public.to_vec();
+    out.extend_from_slice(&keys().seal_with_nonce(NONCE, public, body));
+    out
+}
+
+/// `magic || FORMAT_VERSION`: the 5-byte public part of index and snapshot files.
+pub fn magic_and_version(magic: &[u8; 4]) -> Vec<u8> {
+    let mut public = magic.to_vec();
+    public.push(coffer::format::FORMAT_VERSION);
+    public
+}
+
+/// The nonce at the front of the sealed box that starts at `public_len`.
+pub fn nonce_at(bytes: &[u8], public_len: usize) -> [u8; NONCE_LEN] {
+    bytes[public_len..public_len + NONCE_LEN]
+        .try_into()
+        .expect("a decoded envelope holds a full nonce")
+}

@@ -1,0 +1,162 @@
+//! Storage: one narrow trait over immutable named objects. Every service (local folder,
+//! memory; later S3, Azure Blob, SFTP) sits behind it, and wrappers (retry, fault injection,
+//! several regions) implement it too, so nothing above this layer knows which it talks to.
+
+mod location;
+mod opendal;
+
+pub use location::Location;
+
+use crate::error::Result;
+use crate::id::{object_hash, ID_LEN};
+use std::fmt;
+use std::sync::Arc;
+
+/// The kinds of object a repository stores, each in its own folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Config,
+    Key,
+    Index,
+    Snapshot,
+    Pack,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Config,
+        ObjectKind::Key,
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Pack,
+    ];
+    /// The folder holding this kind of object.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Key => "keys",
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Pack => "data",
+        }
+    }
+}
+
+/// An object's name: its kind and the BLAKE3 hash of its stored bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectName {
+    pub kind: ObjectKind,
+    pub hash: [u8; ID_LEN],
+}
+
+impl ObjectName {
+    pub fn new(kind: ObjectKind, hash: [u8; ID_LEN]) -> Self {
+        ObjectName { kind, hash }
+    }
+    /// The name that `bytes` must be stored under.
+    pub fn for_bytes(kind: ObjectKind, bytes: &[u8]) -> Self {
+        ObjectName::new(kind, object_hash(bytes))
+    }
+    /// Path relative to the repository root: `data/ab/abcd...`, `snapshots/abcd...`.
+    pub fn path(&self) -> String {
+        let hex = hex::encode(self.hash);
+        match self.kind {
+            ObjectKind::Pack => format!("data/{}/{}", &hex[..2], hex),
+            k => format!("{}/{}", k.dir(), hex),
+        }
+    }
+    /// Parse a path produced by `path`; anything else (temporary files...) is `None`.
+    pub fn parse(path: &str) -> Option<Self> {
+        let path = path.trim_start_matches('/');
+        let (dir, rest) = path.split_once('/')?;
+        let kind = ObjectKind::ALL.into_iter().find(|k| k.dir() == dir)?;
+        let file = match kind {
+            ObjectKind::Pack => {
+                let (sub, file) = rest.split_once('/')?;
+                if sub.len() != 2 || !file.starts_with(sub) {
+                    return None;
+                }
+                file
+            }
+            _ => rest,
+        };
+        let mut hash = [0u8; ID_LEN];
+        hex::decode_to_slice(file, &mut hash).ok()?;
+        // Only the canonical lowercase form: `path()` must lead back to the same object.
+        if hex::encode(hash) != file {
+            return None;
+        }
+        Some(ObjectName { kind, hash })
+    }
+    /// Does `bytes` really hash to this name? Needs no key.
+    pub fn verify(&self, bytes: &[u8]) -> bool {
+        object_hash(bytes) == self.hash
+    }
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+impl fmt::Debug for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// Immutable named objects on some storage service. Implementations are thread-safe and
+/// return `ErrorKind::NotFound` for a missing object.
+pub trait Backend: Send + Sync {
+    /// Where this is, for messages ("/srv/repo", "memory").
+    fn describe(&self) -> String;
+    fn get(&self, name: &ObjectName) -> Result<Vec<u8>>;
+    fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Store an object. Writing the same name twice is allowed (the bytes are the same).
+    fn put(&self, name: &ObjectName, bytes: &[u8]) -> Result<()>;
+    fn delete(&self, name: &ObjectName) -> Result<()>;
+    /// Every object of `kind` with its size in bytes.
+    fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>>;
+    /// The size of an object, or `None` if it does not exist.
+    fn stat(&self, name: &ObjectName) -> Result<Option<u64>>;
+}
+
+/// Open the storage at `location`.
+pub fn open(location: &Location) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(opendal::OpendalBackend::open(location)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in ObjectKind::ALL {
+            let n = ObjectName::for_bytes(kind, b"x");
+            assert_eq!(ObjectName::parse(&n.path()), Some(n));
+        }
+        assert_eq!(ObjectName::parse("data/zz/abc"), None);
+        assert_eq!(ObjectName::parse("tmp/abc"), None);
+    }
+
+    #[test]
+    fn memory_backend_conformance() {
+        let b = open(&Location::Memory).unwrap();
+        let n = ObjectName::for_bytes(ObjectKind::Pack, b"hello world");
+        assert_eq!(b.stat(&n).unwrap(), None);
+        assert_eq!(
+            b.get(&n).unwrap_err().kind(),
+            crate::error::ErrorKind::NotFound
+        );
+        b.put(&n, b"hello world").unwrap();
+        assert_eq!(b.get(&n).unwrap(), b"hello world");
+        assert_eq!(b.get_range(&n, 6, 5).unwrap(), b"world");
+        assert_eq!(b.stat(&n).unwrap(), Some(11));
+        assert_eq!(b.list(ObjectKind::Pack).unwrap(), vec![(n, 11)]);
+        assert!(b.list(ObjectKind::Index).unwrap().is_empty());
+        b.delete(&n).unwrap();
+        assert!(b.list(ObjectKind::Pack).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,245 @@
+//! The backup use case: store a directory tree or a stream as a new snapshot.
+//!
+//! Order of writes (see format-spec): packs, then the index files that describe them, then
+//! the snapshot. An interrupted backup leaves packs and index files but no snapshot; the
+//! next backup finds their blobs in the index and does not upload them again.
+
+mod stream;
+mod walk;
+
+pub use walk::node_from_metadata;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::format::tree::{Content, Node, NodeKind, Tree};
+use crate::format::BlobType;
+use crate::id::SnapshotId;
+use crate::progress::Progress;
+use crate::repo::{BlobSaver, Repository};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use walk::{PathTrie, Walker};
+
+/// What to back up.
+pub enum Source {
+    /// Files and directories; stored under their absolute paths.
+    Paths(Vec<PathBuf>),
+    /// A byte stream stored as one file named `name` (e.g. `pg_dump db | coffer backup --stdin`).
+    Stream {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+#[derive(Default)]
+pub struct BackupOptions {
+    pub tags: Vec<String>,
+    pub host: String,
+    pub user: String,
+    /// The snapshot's time; now if `None`.
+    pub time_ns: Option<i64>,
+    pub excludes: Vec<String>,
+    /// Compare against this snapshot instead of the latest one with the same host and paths.
+    pub parent: Option<SnapshotId>,
+}
+
+pub struct BackupOutcome {
+    pub id: SnapshotId,
+    pub snapshot: Snapshot,
+}
+
+/// Counters shared by the worker threads of one backup.
+#[derive(Default)]
+pub struct Counters {
+    pub files_new: AtomicU64,
+    pub files_changed: AtomicU64,
+    pub files_unmodified: AtomicU64,
+    pub dirs: AtomicU64,
+    pub read_errors: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+/// Make a path absolute without resolving its last component (a symlink stays a symlink).
+pub fn absolute_path(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
+    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return Ok(PathBuf::from("/"));
+    };
+    let parent = parent
+        .canonicalize()
+        .unwrap_or_else(|_| parent.to_path_buf());
+    Ok(parent.join(name))
+}
+
+pub fn backup(
+    repo: &Repository,
+    source: Source,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<BackupOutcome> {
+    let started = std::time::Instant::now();
+    let time_ns = opts.time_ns.unwrap_or_else(|| repo.clock().now());
+    let excludes = opts
+        .excludes
+        .iter()
+        .map(|g| {
+            glob::Pattern::new(g).map_err(|e| Error::invalid(format!("bad --exclude {g:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let counters = Counters::default();
+    // Packs left by a backup that was killed are indexed first, so their blobs are reused.
+    repo.adopt_orphan_packs()?;
+    let saver = BlobSaver::new(repo)?;
+
+    let (root, paths, source_name, info, parent_id) = match source {
+        Source::Paths(paths) => {
+            let mut abs = Vec::new();
+            for p in &paths {
+                abs.push(absolute_path(p)?);
+            }
+            abs.sort();
+            abs.dedup();
+            let path_bytes: Vec<Vec<u8>> = abs
+                .iter()
+                .map(|p| p.as_os_str().as_bytes().to_vec())
+                .collect();
+            let parent = find_parent(repo, opts, &path_bytes)?;
+            let parent_root = match &parent {
+                Some((_, s)) => repo.read_tree(&s.root).ok(),
+                None => None,
+            };
+            let mut trie = PathTrie::default();
+            for p in &abs {
+                trie.insert(p);
+            }
+            progress.start("backup", None);
+            let walker = Walker {
+                repo,
+                saver: &saver,
+                excludes: &excludes,
+                cancel,
+                progress,
+                counters: &counters,
+            };
+            let root = if trie.target {
+                // Backing up "/" itself: the root tree is the root directory's listing.
+                match walker.save_entry(Path::new("/"), b"root", None)? {
+                    Some(Node {
+                        content: Content::Subtree(id),
+                        ..
+                    }) => Ok(id),
+                    _ => Err(Error::invalid("cannot read /")),
+                }
+            } else {
+                walker.save_trie(Path::new("/"), &trie, parent_root.as_ref())
+            };
+            (root, path_bytes, "files", vec![], parent.map(|(id, _)| id))
+        }
+        Source::Stream { name, reader } => {
+            if !crate::format::tree::is_valid_name(name.as_bytes()) {
+                return Err(Error::invalid(format!(
+                    "--stdin-name {name:?} must be a plain file name"
+                )));
+            }
+            progress.start("backup", None);
+            let params = repo.config().stream_chunker;
+            let seed = repo.keys().chunker_seed();
+            let root = stream::store_stream(&saver, reader, params, seed, cancel, progress)
+                .and_then(|(ids, size)| {
+                    counters.files_new.fetch_add(1, Ordering::Relaxed);
+                    counters.total_bytes.fetch_add(size, Ordering::Relaxed);
+                    counters.bytes_read.fetch_add(size, Ordering::Relaxed);
+                    let node = Node {
+                        name: name.as_bytes().to_vec(),
+                        kind: NodeKind::File,
+                        mode: 0o600,
+                        uid: unsafe { libc::getuid() },
+                        gid: unsafe { libc::getgid() },
+                        mtime_ns: time_ns,
+                        ctime_ns: time_ns,
+                        size,
+                        dev: 0,
+                        inode: 0,
+                        nlink: 1,
+                        rdev: 0,
+                        link_target: vec![],
+                        content: saver.save_content(ids)?,
+                    };
+                    saver.save(BlobType::Tree, &Tree::new(vec![node])?.encode())
+                });
+            let info = vec![("stdin-name".to_string(), name.clone())];
+            (
+                root,
+                vec![format!("/{name}").into_bytes()],
+                "stdin",
+                info,
+                None,
+            )
+        }
+    };
+    // Whatever happened, make what was uploaded durable and indexed, so a later backup
+    // reuses it. Only then report an interruption or failure.
+    let flushed = saver.flush();
+    let root = root?;
+    flushed?;
+    progress.finish();
+    if cancel.load(Ordering::Relaxed) {
+        return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
+    }
+    let st = saver.stats();
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let snapshot = Snapshot {
+        time_ns,
+        host: opts.host.clone(),
+        user: opts.user.clone(),
+        tags: opts.tags.clone(),
+        paths,
+        root,
+        parent: parent_id,
+        source: source_name.to_string(),
+        info,
+        summary: Summary {
+            files_new: c(&counters.files_new),
+            files_changed: c(&counters.files_changed),
+            files_unmodified: c(&counters.files_unmodified),
+            dirs: c(&counters.dirs),
+            read_errors: c(&counters.read_errors),
+            total_bytes: c(&counters.total_bytes),
+            bytes_read: c(&counters.bytes_read),
+            blobs_added: st.blobs_added,
+            bytes_added_raw: st.bytes_added_raw,
+            bytes_added_stored: st.bytes_added_stored,
+            packs_added: st.packs_added,
+            duration_ns: started.elapsed().as_nanos() as u64,
+        },
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome { id, snapshot })
+}
+
+/// The snapshot to compare against: the one asked for, or the newest with the same host and
+/// the same paths.
+fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    paths: &[Vec<u8>],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    let snaps = repo.snapshots()?;
+    if let Some(want) = opts.parent {
+        return match snaps.into_iter().find(|(id, _)| *id == want) {
+            Some(s) => Ok(Some(s)),
+            None => Err(Error::not_found(format!(
+                "parent snapshot {} not found",
+                want.short()
+            ))),
+        };
+    }
+    Ok(snaps
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.source == "files" && s.host == opts.host && s.paths == paths))
+}

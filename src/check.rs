@@ -1,0 +1,438 @@
+//! The check use case: prove the repository is whole, or say exactly what is not.
+//!
+//! Structure (always): every object's bytes match its name (small objects are read in full),
+//! index files and snapshots authenticate, every pack the index names exists with the
+//! recorded size, and every tree, chunk list and chunk a snapshot needs is indexed.
+//! Data (`--read-data`): every pack is read in full, its hash checked, and every blob
+//! decrypted and verified against its ID. Then each snapshot is walked once more to name
+//! every file and directory that depends on a damaged or missing blob.
+
+use crate::backend::{ObjectKind, ObjectName};
+use crate::error::Result;
+use crate::format::index::IndexPack;
+use crate::format::keyfile::KeyFile;
+use crate::format::pack;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{ChunkList, Content, Tree};
+use crate::format::BlobType;
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::index::Index;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub read_data: bool,
+    /// Read only this percentage of packs (chosen by pack ID, so repeated runs with a
+    /// rotating threshold are not needed for coverage: each run picks afresh at random).
+    pub read_data_subset: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The damaged or missing object, e.g. `data/3f/3fa1...` or `blob 1a2b3c4d`.
+    pub object: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Affected {
+    pub snapshot: String,
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub snapshots: u64,
+    pub packs: u64,
+    pub packs_read: u64,
+    pub blobs: u64,
+    pub problems: Vec<Problem>,
+    pub affected: Vec<Affected>,
+    /// Things worth knowing that are not damage (e.g. packs left by an interrupted backup).
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+struct Checker<'a> {
+    repo: &'a Repository,
+    index: Index,
+    /// Blobs known to be missing or damaged, with the reason.
+    bad: HashMap<BlobId, String>,
+    report: CheckReport,
+}
+
+pub fn check(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let mut c = Checker {
+        repo,
+        index: Index::new(),
+        bad: HashMap::new(),
+        report: CheckReport::default(),
+    };
+    c.check_small_objects()?;
+    let snapshots = c.load_snapshots()?;
+    c.check_packs_exist()?;
+    if opts.read_data {
+        c.read_data(opts.read_data_subset, progress)?;
+    }
+    for (id, snap) in &snapshots {
+        c.walk_snapshot(id, snap);
+    }
+    c.report.snapshots = snapshots.len() as u64;
+    c.report.blobs = c.index.blob_count() as u64;
+    Ok(c.report)
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, object: impl ToString, problem: impl ToString) {
+        self.report.problems.push(Problem {
+            object: object.to_string(),
+            problem: problem.to_string(),
+        });
+    }
+
+    /// Config, keys and index files: read in full, hash checked, decoded.
+    fn check_small_objects(&mut self) -> Result<()> {
+        let backend = self.repo.backend().clone();
+        for kind in [ObjectKind::Config, ObjectKind::Key, ObjectKind::Index] {
+            for (name, _) in backend.list(kind)? {
+                let bytes = match self.repo.read_object(&name) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.problem(name, e);
+                        continue;
+                    }
+                };
+                let decoded = match kind {
+                    ObjectKind::Key => KeyFile::decode(&bytes).map(|_| ()),
+                    ObjectKind::Index => self
+                        .repo
+                        .read_index_file(&IndexId(name.hash))
+                        .map(|f| self.index.add_file(&f)),
+                    _ => Ok(()),
+                };
+                if let Err(e) = decoded {
+                    self.problem(name, e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_snapshots(&mut self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.repo.backend().list(ObjectKind::Snapshot)? {
+            match self
+                .repo
+                .read_object(&name)
+                .and_then(|b| Snapshot::decode(self.repo.keys(), &b))
+            {
+                Ok(s) => out.push((SnapshotId(name.hash), s)),
+                Err(e) => self.problem(name, e),
+            }
+        }
+        out.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(out)
+    }
+
+    fn mark_pack_bad(&mut self, pack: &PackId, reason: &str) {
+        let ids: Vec<BlobId> = self
+            .index
+            .iter()
+            .filter(|(_, loc)| loc.pack == *pack)
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            self.bad.entry(id).or_insert_with(|| reason.to_string());
+        }
+    }
+
+    /// Every indexed pack must be on the backend with the recorded size.
+    fn check_packs_exist(&mut self) -> Result<()> {
+        let listed: HashMap<PackId, u64> = self
+            .repo
+            .backend()
+            .list(ObjectKind::Pack)?
+            .into_iter()
+            .map(|(n, size)| (PackId(n.hash), size))
+            .collect();
+        self.report.packs = self.index.packs().len() as u64;
+        for (id, size) in self.index.packs().to_vec() {
+            let name = ObjectName::new(ObjectKind::Pack, id.0);
+            match listed.get(&id) {
+                None => {
+                    self.problem(name, "pack is missing");
+                    self.mark_pack_bad(&id, &format!("its pack {} is missing", id.short()));
+                }
+                Some(&found) if found != size => {
+                    self.problem(name, format!("pack has {found} bytes, the index records {size} (truncated or damaged)"));
+                    self.mark_pack_bad(&id, &format!("its pack {} is truncated", id.short()));
+                }
+                Some(_) => {}
+            }
+        }
+        let unindexed = listed.keys().filter(|id| !self.index.has_pack(id)).count();
+        if unindexed > 0 {
+            self.report.notes.push(format!(
+                "{unindexed} pack(s) are not in any index (left by an interrupted backup; the next backup adopts them, and garbage collection will remove unused ones)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Read packs in full, in parallel; verify every byte.
+    fn read_data(&mut self, subset: Option<f64>, progress: &dyn Progress) -> Result<()> {
+        let mut packs: Vec<IndexPack> = Vec::new();
+        {
+            let mut by_pack: HashMap<PackId, Vec<crate::format::index::IndexBlob>> = HashMap::new();
+            for (id, loc) in self.index.iter() {
+                by_pack
+                    .entry(loc.pack)
+                    .or_default()
+                    .push(crate::format::index::IndexBlob {
+                        blob_type: loc.blob_type,
+                        id,
+                        offset: loc.offset,
+                        length: loc.length,
+                        raw_length: loc.raw_length,
+                    });
+            }
+            for (id, size) in self.index.packs() {
+                let mut blobs = by_pack.remove(id).unwrap_or_default();
+                blobs.sort_by_key(|b| b.offset);
+                packs.push(IndexPack {
+                    id: *id,
+                    size: *size,
+                    blobs,
+                });
+            }
+        }
+        if let Some(pct) = subset {
+            let threshold = (pct.clamp(0.0, 100.0) / 100.0 * u32::MAX as f64) as u32;
+            let salt: [u8; 4] = crate::crypto::random_bytes();
+            let salt = u32::from_le_bytes(salt);
+            packs.retain(|p| {
+                u32::from_le_bytes(p.id.0[..4].try_into().expect("4 bytes")) ^ salt <= threshold
+            });
+        }
+        let total: u64 = packs.iter().map(|p| p.size).sum();
+        progress.start("read data", Some(total));
+        let found = Mutex::new(Vec::<(String, String, Vec<(BlobId, String)>)>::new());
+        packs.par_iter().for_each(|p| {
+            let (problems, bad) = self.read_pack(p);
+            progress.advance(p.size);
+            if !problems.is_empty() || !bad.is_empty() {
+                let name = ObjectName::new(ObjectKind::Pack, p.id.0).to_string();
+                found
+                    .lock()
+                    .expect("lock")
+                    .push((name, problems.join("; "), bad));
+            }
+        });
+        progress.finish();
+        self.report.packs_read = packs.len() as u64;
+        for (name, problem, bad) in found.into_inner().expect("lock") {
+            if !problem.is_empty() {
+                self.problem(&name, problem);
+            }
+            for (id, why) in bad {
+                self.problem(format!("blob {}", id), format!("in {name}: {why}"));
+                self.bad.entry(id).or_insert(why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Problems with the pack as a whole, and the blobs in it that fail verification.
+    fn read_pack(&self, p: &IndexPack) -> (Vec<String>, Vec<(BlobId, String)>) {
+        let name = ObjectName::new(ObjectKind::Pack, p.id.0);
+        let bytes = match self.repo.backend().get(&name) {
+            Ok(b) => b,
+            Err(e) => {
+                let why = format!("pack cannot be read: {e}");
+                return (
+                    vec![why.clone()],
+                    p.blobs.iter().map(|b| (b.id, why.clone())).collect(),
+                );
+            }
+        };
+        let mut problems = Vec::new();
+        if !name.verify(&bytes) {
+            problems.push(
+                "stored bytes do not match the pack's name (damaged or tampered)".to_string(),
+            );
+        }
+        match pack::decode_pack(self.repo.keys(), &bytes) {
+            Ok(entries) => {
+                let listed: HashSet<(BlobId, u32)> =
+                    entries.iter().map(|(o, e)| (e.id, *o)).collect();
+                if p.blobs.iter().any(|b| !listed.contains(&(b.id, b.offset))) {
+                    problems.push("pack header disagrees with the index".to_string());
+                }
+            }
+            Err(e) => problems.push(format!("pack header: {e}")),
+        }
+        let keys = self.repo.keys();
+        let bad = p
+            .blobs
+            .iter()
+            .filter_map(|b| {
+                let range = b.offset as usize..b.offset as usize + b.length as usize;
+                let result = match bytes.get(range) {
+                    Some(sealed) => pack::open_blob(keys, b.blob_type, &b.id, sealed).map(|_| ()),
+                    None => Err(crate::Error::corrupt(
+                        "blob lies beyond the end of the pack",
+                    )),
+                };
+                result
+                    .err()
+                    .map(|e| (b.id, format!("{} blob is damaged: {e}", b.blob_type.name())))
+            })
+            .collect();
+        (problems, bad)
+    }
+
+    /// Walk one snapshot: report missing index entries and every path depending on a bad blob.
+    fn walk_snapshot(&mut self, id: &SnapshotId, snap: &Snapshot) {
+        let mut clean = HashSet::new();
+        self.walk_tree(id, &snap.root, b"", &mut clean);
+    }
+
+    fn blob_problem(&mut self, blob_type: BlobType, id: &BlobId) -> Option<String> {
+        if let Some(why) = self.bad.get(id) {
+            return Some(why.clone());
+        }
+        match self.index.get(id) {
+            None => {
+                let why = format!(
+                    "{} blob {} is not in the index",
+                    blob_type.name(),
+                    id.short()
+                );
+                self.problem(
+                    format!("blob {id}"),
+                    "referenced by a snapshot but not in any index (missing)",
+                );
+                self.bad.insert(*id, why.clone());
+                Some(why)
+            }
+            Some(loc) if loc.blob_type != blob_type => {
+                Some(format!("blob {} has the wrong type", id.short()))
+            }
+            Some(_) => None,
+        }
+    }
+
+    fn affected(&mut self, snap: &SnapshotId, path: &[u8], reason: String) {
+        self.report.affected.push(Affected {
+            snapshot: snap.to_hex(),
+            path: String::from_utf8_lossy(if path.is_empty() { b"/" } else { path }).into_owned(),
+            reason,
+        });
+    }
+
+    /// Returns whether the subtree is free of problems.
+    fn walk_tree(
+        &mut self,
+        snap: &SnapshotId,
+        id: &BlobId,
+        path: &[u8],
+        clean: &mut HashSet<BlobId>,
+    ) -> bool {
+        if clean.contains(id) {
+            return true;
+        }
+        let tree = match self
+            .blob_problem(BlobType::Tree, id)
+            .map(Err)
+            .unwrap_or_else(|| {
+                self.repo
+                    .read_blob_with(&self.index, BlobType::Tree, id)
+                    .and_then(|b| Tree::decode(&b))
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(t) => t,
+            Err(why) => {
+                if !self.bad.contains_key(id) {
+                    self.problem(format!("blob {id}"), format!("tree cannot be read: {why}"));
+                    self.bad.insert(*id, why.clone());
+                }
+                self.affected(snap, path, format!("directory listing lost: {why}"));
+                return false;
+            }
+        };
+        let mut ok = true;
+        for node in &tree.nodes {
+            let mut p = path.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(&node.name);
+            match &node.content {
+                Content::Subtree(sub) => ok &= self.walk_tree(snap, sub, &p, clean),
+                Content::Chunks(_) | Content::ChunkList { .. } => {
+                    if let Some(why) = self.file_problem(&node.content) {
+                        self.affected(snap, &p, why);
+                        ok = false;
+                    }
+                }
+                Content::None => {}
+            }
+        }
+        if ok {
+            clean.insert(*id);
+        }
+        ok
+    }
+
+    fn file_problem(&mut self, content: &Content) -> Option<String> {
+        match content {
+            Content::Chunks(ids) => ids
+                .iter()
+                .find_map(|id| self.blob_problem(BlobType::Data, id)),
+            Content::ChunkList { level, id } => self.list_problem(*level, id),
+            _ => None,
+        }
+    }
+
+    fn list_problem(&mut self, level: u8, id: &BlobId) -> Option<String> {
+        if let Some(why) = self.blob_problem(BlobType::ChunkList, id) {
+            return Some(why);
+        }
+        let list = match self
+            .repo
+            .read_blob_with(&self.index, BlobType::ChunkList, id)
+            .and_then(|b| ChunkList::decode(&b))
+        {
+            Ok(l) if l.level == level => l,
+            Ok(_) => return Some(format!("chunk list {} has the wrong level", id.short())),
+            Err(e) => {
+                let why = format!("chunk list {} cannot be read: {e}", id.short());
+                self.problem(format!("blob {id}"), &why);
+                self.bad.insert(*id, why.clone());
+                return Some(why);
+            }
+        };
+        if level == 0 {
+            list.ids
+                .iter()
+                .find_map(|c| self.blob_problem(BlobType::Data, c))
+        } else {
+            list.ids
+                .iter()
+                .find_map(|c| self.list_problem(level - 1, c))
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `coffer backup`: store paths or stdin as a new snapshot.
+
+use super::common::{self, print_json};
+use super::progress::Bar;
+use super::{Global, EXIT_OK, EXIT_PARTIAL};
+use coffer::backup::{backup, BackupOptions, Source};
+use coffer::browse::{find_snapshot, format_time, parse_time};
+use coffer::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files and directories to back up (stored under their absolute paths).
+    #[arg(required_unless_present = "stdin", conflicts_with = "stdin")]
+    pub paths: Vec<PathBuf>,
+    /// Back up what is read from standard input, as one file.
+    #[arg(long, requires = "stdin_name")]
+    pub stdin: bool,
+    /// The file name to give the stdin stream in the snapshot.
+    #[arg(long, value_name = "NAME")]
+    pub stdin_name: Option<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Skip files matching GLOB (repeatable); a pattern with '/' matches the whole path.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// The snapshot's time, e.g. 2026-11-20T03:00 (for imports and tests; default now).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Compare against this snapshot instead of the latest with the same host and paths.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    let repo = common::open(g)?;
+    let parent = match &a.parent {
+        Some(p) => Some(find_snapshot(&repo, p)?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        tags: a.tags.clone(),
+        host: a.host.clone().unwrap_or_else(common::hostname),
+        user: common::username(),
+        time_ns: a.time.as_deref().map(parse_time).transpose()?,
+        excludes: a.excludes.clone(),
+        parent,
+    };
+    let source = if a.stdin {
+        let name = a
+            .stdin_name
+            .clone()
+            .ok_or_else(|| Error::invalid("--stdin needs --stdin-name NAME"))?;
+        Source::Stream {
+            name,
+            reader: Box::new(std::io::stdin()),
+        }
+    } else {
+        Source::Paths(a.paths.clone())
+    };
+    let bar = Bar::new(g.quiet, g.json);
+    let out = backup(&repo, source, &opts, &bar, common::cancel_flag())?;
+    let s = &out.snapshot.summary;
+    let code = if s.read_errors > 0 {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    };
+    if g.json {
+        print_json(&serde_json::json!({
+            "snapshot": out.id.to_hex(),
+            "time": coffer::browse::format_time_rfc3339(out.snapshot.time_ns),
+            "parent": out.snapshot.parent.map(|p| p.to_hex()),
+            "summary": s,
+            "exit_code": code,
+        }));
+    } else if !g.quiet {
+        println!(
+            "files: {} new, {} changed, {} unmodified; {} directories",
+            s.files_new, s.files_changed, s.files_unmodified, s.dirs
+        );
+        println!(
+            "read {} of {}; added {} ({} stored) in {} packs",
+            common::human_bytes(s.bytes_read),
+            common::human_bytes(s.total_bytes),
+            common::human_bytes(s.bytes_added_raw),
+            common::human_bytes(s.bytes_added_stored),
+            s.packs_added
+        );
+        println!(
+            "snapshot {} saved at {}",
+            out.id.short(),
+            format_time(out.snapshot.time_ns)
+        );
+    }
+    if s.read_errors > 0 {
+        eprintln!(
+            "coffer: warning: {} file(s) or folder(s) could not be read and are missing from the snapshot",
+            s.read_errors
+        );
+    }
+    Ok(code)
+}

@@ -1,0 +1,79 @@
+//! `coffer check [--read-data] [--read-data-subset PERCENT]`: exit 1 if anything is damaged.
+
+use super::common::{self, print_json};
+use super::progress::Bar;
+use super::{Global, EXIT_FAILURE, EXIT_OK};
+use coffer::check::{check, CheckOptions};
+use coffer::{Error, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Read and verify every byte of every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read and verify this share of the packs, e.g. 10 or 10% (chosen at random each run).
+    #[arg(long, value_name = "PERCENT")]
+    pub read_data_subset: Option<String>,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    let subset = match &a.read_data_subset {
+        Some(s) => {
+            let v: f64 = s.trim_end_matches('%').parse().map_err(|_| {
+                Error::invalid(format!("--read-data-subset {s:?} is not a percentage"))
+            })?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(Error::invalid(
+                    "--read-data-subset must be between 0 and 100",
+                ));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let repo = common::open(g)?;
+    let opts = CheckOptions {
+        read_data: a.read_data || subset.is_some(),
+        read_data_subset: subset,
+    };
+    let bar = Bar::new(g.quiet, g.json);
+    let report = check(&repo, &opts, &bar)?;
+    let code = if report.ok() { EXIT_OK } else { EXIT_FAILURE };
+    if g.json {
+        print_json(&serde_json::json!({"ok": report.ok(), "report": report, "exit_code": code}));
+        return Ok(code);
+    }
+    for p in &report.problems {
+        println!("damaged: {}: {}", p.object, p.problem);
+    }
+    for a in &report.affected {
+        println!(
+            "  affects snapshot {} path {}: {}",
+            &a.snapshot[..8],
+            a.path,
+            a.reason
+        );
+    }
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    if !g.quiet || !report.ok() {
+        println!(
+            "checked {} snapshots, {} packs ({} read in full), {} blobs: {}",
+            report.snapshots,
+            report.packs,
+            report.packs_read,
+            report.blobs,
+            if report.ok() {
+                "no problems found".to_string()
+            } else {
+                format!(
+                    "{} problem(s), {} affected path(s)",
+                    report.problems.len(),
+                    report.affected.len()
+                )
+            }
+        );
+    }
+    Ok(code)
+}

@@ -1,0 +1,195 @@
+//! Helpers shared by commands: locating and opening the repository, passwords, Ctrl-C,
+//! host and user names, JSON output.
+
+use super::Global;
+use coffer::backend::{self, Backend, Location};
+use coffer::clock::SystemClock;
+use coffer::repo::{default_cache_dir, OpenOptions, Repository};
+use coffer::{Error, ErrorKind, Result};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use zeroize::Zeroizing;
+
+pub fn print_json(v: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON of plain data")
+    );
+}
+
+/// The single region this build supports, from `--repo` / `COFFER_REPOSITORY`.
+pub fn backend(g: &Global) -> Result<Arc<dyn Backend>> {
+    let urls: Vec<&String> = g.repo.iter().filter(|r| !r.trim().is_empty()).collect();
+    let url = match urls.as_slice() {
+        [] => {
+            return Err(Error::invalid(
+                "no repository given: use --repo PATH or set COFFER_REPOSITORY",
+            ))
+        }
+        [one] => one.as_str(),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "several regions were given; this build writes to one region per repository",
+            ))
+        }
+    };
+    // `NAME=URL`: a name is a plain word before the first '='.
+    let url = match url.split_once('=') {
+        Some((name, rest))
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            rest
+        }
+        _ => url,
+    };
+    backend::open(&Location::parse(url)?)
+}
+
+pub fn open_options(g: &Global) -> OpenOptions {
+    OpenOptions {
+        cache_dir: if g.no_cache {
+            None
+        } else {
+            g.cache_dir.clone().or_else(default_cache_dir)
+        },
+        clock: Arc::new(SystemClock),
+        host: hostname(),
+        user: username(),
+    }
+}
+
+/// Open the repository with the user's password.
+pub fn open(g: &Global) -> Result<Repository> {
+    let backend = backend(g)?;
+    let password = password(g, "Repository password: ")?;
+    Repository::open(backend, password.as_bytes(), open_options(g))
+}
+
+fn read_password_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("password file {}", path.display()), e))?,
+    );
+    Ok(Zeroizing::new(
+        text.lines().next().unwrap_or("").to_string(),
+    ))
+}
+
+/// The password: --password-file / COFFER_PASSWORD_FILE, then COFFER_PASSWORD, then a
+/// no-echo prompt on the terminal.
+pub fn password(g: &Global, prompt: &str) -> Result<Zeroizing<String>> {
+    if let Some(f) = &g.password_file {
+        return read_password_file(f);
+    }
+    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    prompt_password(prompt)
+}
+
+fn prompt_password(prompt: &str) -> Result<Zeroizing<String>> {
+    if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
+        return Err(Error::new(
+            ErrorKind::WrongPassword,
+            "no password given: set COFFER_PASSWORD or COFFER_PASSWORD_FILE, or use --password-file",
+        ));
+    }
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .map_err(|e| Error::io("reading the password", e))
+}
+
+/// A new password (init, key add, key passwd): `--new-password-file`, COFFER_NEW_PASSWORD,
+/// or (for init) the usual sources, else a prompt asked twice.
+pub fn new_password(
+    g: &Global,
+    file: Option<&std::path::Path>,
+    for_init: bool,
+) -> Result<Zeroizing<String>> {
+    if let Some(f) = file {
+        return read_password_file(f);
+    }
+    if let Ok(p) = std::env::var("COFFER_NEW_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    if for_init {
+        if let Some(f) = &g.password_file {
+            return read_password_file(f);
+        }
+        if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+            return Ok(Zeroizing::new(p));
+        }
+    }
+    let first = prompt_password("New password: ")?;
+    let second = prompt_password("Repeat the new password: ")?;
+    if *first != *second {
+        return Err(Error::invalid("the two passwords differ"));
+    }
+    if first.is_empty() {
+        return Err(Error::invalid("an empty password is not allowed"));
+    }
+    Ok(first)
+}
+
+/// A flag set by Ctrl-C (SIGINT) or SIGTERM. The first signal asks work to stop cleanly;
+/// a second one exits at once (the repository stays valid: nothing is referenced before
+/// it is written).
+pub fn cancel_flag() -> &'static AtomicBool {
+    static FLAG: OnceLock<&'static AtomicBool> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(super::EXIT_INTERRUPTED);
+            }
+            eprintln!(
+                "coffer: interrupted, finishing what was uploaded (Ctrl-C again to quit now)"
+            );
+        });
+        flag
+    })
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        if let Ok(s) = std::str::from_utf8(&buf[..end]) {
+            if !s.is_empty() {
+                return s.to_string();
+            }
+        }
+    }
+    "localhost".to_string()
+}
+
+pub fn username() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|| format!("uid{}", unsafe { libc::getuid() }))
+}
+
+/// Byte counts for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,27 @@
+//! `coffer dump SNAPSHOT PATH`: one file's contents to stdout.
+
+use super::common;
+use super::{Global, EXIT_OK};
+use coffer::browse::{dump_file, find_node, find_snapshot, normalise};
+use coffer::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// ID, ID prefix, `latest` or `@TIME`.
+    pub snapshot: String,
+    /// The file's path in the snapshot (for a stdin backup, its --stdin-name).
+    pub path: String,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    let repo = common::open(g)?;
+    let (_, snap) = find_snapshot(&repo, &a.snapshot)?;
+    let node = find_node(&repo, &snap.root, &normalise(&a.path))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    dump_file(&repo, &node, &mut out)?;
+    use std::io::Write;
+    out.flush()
+        .map_err(|e| coffer::Error::io("writing output", e))?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,154 @@
+//! Command-line interface: clap definitions, shared options, exit codes and output.
+//! One file per command; each returns an exit status or an error.
+
+mod backup;
+mod check;
+mod common;
+mod diff;
+mod dump;
+mod init;
+mod key;
+mod ls;
+mod progress;
+mod restore;
+mod snapshots;
+mod stats;
+
+use clap::{Parser, Subcommand};
+use coffer::{Error, ErrorKind};
+use std::path::PathBuf;
+
+/// Exit statuses (the CLI contract).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_PARTIAL: i32 = 3;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Deduplicating, encrypted backups with verified restores",
+    long_about = "coffer stores snapshots of files and streams in an encrypted, deduplicating repository.\n\n\
+Exit status: 0 success; 1 failure (including `check` finding damage); 2 usage error;\n\
+3 backup saved but some source files could not be read; 130 interrupted.",
+    after_help = "Password: --password-file, COFFER_PASSWORD_FILE, COFFER_PASSWORD, or a prompt on the terminal.\n\
+Repository: --repo or COFFER_REPOSITORY (a folder path, file://PATH or memory:)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Global {
+    /// Repository location, `[NAME=]URL` (a folder path, file://PATH or memory:).
+    #[arg(
+        short = 'r',
+        long = "repo",
+        global = true,
+        env = "COFFER_REPOSITORY",
+        value_delimiter = ','
+    )]
+    pub repo: Vec<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, global = true, env = "COFFER_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Job configuration file (default ./coffer.toml; used by job commands).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete.
+    #[arg(long, global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Work without a local cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors and warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(init::Args),
+    /// Back up files and directories, or a stream from stdin, as a new snapshot.
+    Backup(backup::Args),
+    /// List snapshots.
+    Snapshots(snapshots::Args),
+    /// List the files in a snapshot.
+    Ls(ls::Args),
+    /// Restore a snapshot (or parts of it) into a folder.
+    Restore(restore::Args),
+    /// Write one file from a snapshot to stdout.
+    Dump(dump::Args),
+    /// Show what changed between two snapshots.
+    Diff(diff::Args),
+    /// Verify the repository's structure, and with --read-data every byte.
+    Check(check::Args),
+    /// Manage the passwords (key files) that open the repository.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Show repository size, deduplication and compression.
+    Stats(stats::Args),
+}
+
+/// Parse arguments, run the command, and turn the outcome into an exit status.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    EXIT_OK
+                }
+                _ => EXIT_USAGE,
+            };
+        }
+    };
+    let g = &cli.global;
+    let result = match &cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Key(k) => key::run(g, k),
+        Command::Stats(a) => stats::run(g, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report_error(g, &e),
+    }
+}
+
+fn report_error(g: &Global, e: &Error) -> i32 {
+    let code = match e.kind() {
+        ErrorKind::InvalidInput => EXIT_USAGE,
+        ErrorKind::Interrupted => EXIT_INTERRUPTED,
+        _ => EXIT_FAILURE,
+    };
+    let kind = format!("{:?}", e.kind());
+    if g.json {
+        common::print_json(
+            &serde_json::json!({"error": e.message(), "kind": kind, "exit_code": code}),
+        );
+    }
+    let hint = match e.kind() {
+        ErrorKind::WrongPassword => " (check COFFER_PASSWORD / --password-file)",
+        ErrorKind::Corrupt => " (run `coffer check --read-data` for a full report)",
+        _ => "",
+    };
+    eprintln!("coffer: error: {e}{hint}");
+    code
+}

@@ -1,0 +1,66 @@
+//! zstd compression of blob payloads, with a skip for data that does not shrink and a cap
+//! on decompressed size so a hostile blob cannot exhaust memory.
+
+use crate::error::{Error, Result};
+
+/// How a blob's payload is encoded inside its sealed box (the first plaintext byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    /// Stored as is: compression did not save enough to pay for decompression.
+    None = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+/// Largest decompressed blob any reader accepts (chunks, trees, chunk lists).
+pub const MAX_BLOB_SIZE: usize = 64 * 1024 * 1024;
+
+/// Compress `data` at `level`; keep it raw unless zstd saves at least 1/32 of it.
+pub fn compress(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
+    if data.len() >= 64 {
+        if let Ok(out) = zstd::bulk::compress(data, level) {
+            if out.len() + data.len() / 32 < data.len() {
+                return (Codec::Zstd, out);
+            }
+        }
+    }
+    (Codec::None, data.to_vec())
+}
+
+/// Undo `compress`, refusing output larger than `MAX_BLOB_SIZE`.
+pub fn decompress(codec: u8, data: &[u8]) -> Result<Vec<u8>> {
+    match codec {
+        c if c == Codec::None as u8 => Ok(data.to_vec()),
+        c if c == Codec::Zstd as u8 => zstd::bulk::decompress(data, MAX_BLOB_SIZE)
+            .map_err(|e| Error::corrupt(format!("zstd payload does not decompress: {e}"))),
+        other => Err(Error::corrupt(format!("unknown codec {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_skip() {
+        let text = b"abcabcabc".repeat(1000);
+        let (codec, packed) = compress(&text, 3);
+        assert_eq!(codec, Codec::Zstd);
+        assert_eq!(decompress(codec as u8, &packed).unwrap(), text);
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        let (codec, raw) = compress(&noise, 3);
+        assert_eq!(codec, Codec::None);
+        assert_eq!(raw, noise);
+        assert!(decompress(7, b"x").is_err());
+        assert!(decompress(1, b"not zstd").is_err());
+    }
+}

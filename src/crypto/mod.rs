@@ -1,0 +1,149 @@
+//! Keys and authenticated encryption.
+//!
+//! A repository has one random 32-byte master secret. Every purpose gets its own subkey,
+//! derived with BLAKE3's key derivation mode so that keys never serve two roles:
+//! the AEAD key (XChaCha20-Poly1305), the chunk-ID key (keyed BLAKE3) and the chunker seed.
+//! Key files wrap the master secret under a password-derived key (argon2id).
+
+mod password;
+
+pub use password::{derive_wrapping_key, KdfParams};
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, ID_LEN};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::{OsRng, RngCore};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Bytes of nonce in front of every sealed box.
+pub const NONCE_LEN: usize = 24;
+/// Bytes of Poly1305 tag at the end of every sealed box.
+pub const TAG_LEN: usize = 16;
+/// What sealing adds to a plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// Fill a buffer from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// The repository's master secret. Zeroized on drop; deliberately not `Debug` or `Copy`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterSecret([u8; 32]);
+
+impl MasterSecret {
+    pub fn generate() -> Self {
+        MasterSecret(random_bytes())
+    }
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        MasterSecret(bytes)
+    }
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// The subkeys derived from a master secret.
+#[derive(Clone, ZeroizeOnDrop)]
+pub struct Keys {
+    aead_key: [u8; 32],
+    chunk_id_key: [u8; 32],
+    chunker_seed: u64,
+}
+
+/// Domain strings for key derivation. Changing one changes every ID: they are part of the format.
+const CTX_AEAD: &str = "coffer v1 2026-11 aead key";
+const CTX_CHUNK_ID: &str = "coffer v1 2026-11 blob id key";
+const CTX_CHUNKER: &str = "coffer v1 2026-11 chunker seed";
+
+impl Keys {
+    pub fn derive(master: &MasterSecret) -> Self {
+        let mut seed = blake3::derive_key(CTX_CHUNKER, master.expose());
+        let chunker_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+        seed.zeroize();
+        Keys {
+            aead_key: blake3::derive_key(CTX_AEAD, master.expose()),
+            chunk_id_key: blake3::derive_key(CTX_CHUNK_ID, master.expose()),
+            chunker_seed,
+        }
+    }
+
+    /// Keyed BLAKE3 of a blob's plaintext: its ID. Different repositories give different IDs.
+    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
+        BlobId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+    }
+
+    /// The secret seed that moves chunk boundaries, so stored sizes don't fingerprint content.
+    pub fn chunker_seed(&self) -> u64 {
+        self.chunker_seed
+    }
+
+    /// Encrypt and authenticate `plaintext`, binding `aad`. Output: nonce || ciphertext || tag.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal_with_nonce(random_bytes(), aad, plaintext)
+    }
+
+    /// `seal` with a caller-chosen nonce. Only for test vectors: a nonce must never repeat.
+    pub fn seal_with_nonce(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_raw(&self.aead_key, nonce, aad, plaintext)
+    }
+
+    /// Check and decrypt a sealed box. Any change to nonce, ciphertext, tag or `aad` fails.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        open_raw(&self.aead_key, aad, sealed)
+    }
+}
+
+pub(crate) fn seal_raw(key: &[u8; 32], nonce: [u8; NONCE_LEN], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad })
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+pub(crate) fn open_raw(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(Error::corrupt("sealed data is shorter than nonce and tag"));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map_err(|_| Error::corrupt("authentication failed: data was modified or damaged"))
+}
+
+/// Hash length re-exported for layers that size buffers.
+pub const BLOB_ID_LEN: usize = ID_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let keys = Keys::derive(&MasterSecret::generate());
+        let sealed = keys.seal(b"aad", b"hello");
+        assert_eq!(keys.open(b"aad", &sealed).unwrap(), b"hello");
+        assert!(keys.open(b"other", &sealed).is_err());
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(keys.open(b"aad", &bad).is_err(), "flip at {i} not caught");
+        }
+        assert!(keys.open(b"aad", &sealed[..sealed.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn blob_ids_are_keyed() {
+        let a = Keys::derive(&MasterSecret::generate());
+        let b = Keys::derive(&MasterSecret::generate());
+        assert_ne!(a.blob_id(b"same"), b.blob_id(b"same"));
+        assert_eq!(a.blob_id(b"same"), a.blob_id(b"same"));
+    }
+}

@@ -1,0 +1,25 @@
+//! coffer: a content-addressed, deduplicating, encrypted snapshot store for backup and
+//! disaster recovery. See `format-spec/` for the on-disk format and `README.md` for use.
+//!
+//! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
+//! `error id clock progress` → `crypto chunker compress` → `format` → `backend` →
+//! `index` → `repo` → use cases (`backup restore check browse keys stats`) → `cli` (binary).
+
+pub mod backend;
+pub mod backup;
+pub mod browse;
+pub mod check;
+pub mod chunker;
+pub mod clock;
+pub mod compress;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod stats;
+
+pub use error::{Error, ErrorKind, Result};

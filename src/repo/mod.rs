@@ -1,0 +1,305 @@
+//! An open repository: its backend, keys, config and index. Reads verify everything: object
+//! names against their bytes, blobs against their IDs, all structure through authentication.
+
+mod open;
+mod packer;
+mod writer;
+
+pub use open::{default_cache_dir, OpenOptions};
+pub use packer::{FinishedPack, PackWriter};
+pub use writer::{BlobSaver, SaverStats};
+
+use crate::backend::{Backend, ObjectKind, ObjectName};
+use crate::clock::Clock;
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
+use crate::format::config::Config;
+use crate::format::index::IndexFile;
+use crate::format::pack;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{ChunkList, Content, Tree};
+use crate::format::BlobType;
+use crate::id::{BlobId, IndexId, KeyId, SnapshotId};
+use crate::index::cache::Cache;
+use crate::index::Index;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    keys: Keys,
+    config: Config,
+    key_id: KeyId,
+    cache: Option<Mutex<Cache>>,
+    index: RwLock<Option<Arc<Index>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Repository {
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The key file that opened this repository.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Read an object and check that its bytes match its name.
+    pub fn read_object(&self, name: &ObjectName) -> Result<Vec<u8>> {
+        let bytes = self.backend.get(name)?;
+        if !name.verify(&bytes) {
+            return Err(Error::corrupt(format!(
+                "{name}: stored bytes do not match their name (damaged or tampered)"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Store bytes under their hash; returns the name.
+    pub fn write_object(&self, kind: ObjectKind, bytes: &[u8]) -> Result<ObjectName> {
+        let name = ObjectName::for_bytes(kind, bytes);
+        self.backend.put(&name, bytes)?;
+        Ok(name)
+    }
+
+    /// The index, loaded (and the cache refreshed) on first use.
+    pub fn index(&self) -> Result<Arc<Index>> {
+        if let Some(i) = self.index.read().expect("index lock").as_ref() {
+            return Ok(i.clone());
+        }
+        let loaded = Arc::new(self.load_index()?);
+        *self.index.write().expect("index lock") = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forget the loaded index so the next `index()` reads the backend again.
+    pub fn invalidate_index(&self) {
+        *self.index.write().expect("index lock") = None;
+    }
+
+    fn load_index(&self) -> Result<Index> {
+        let listed: Vec<IndexId> = self
+            .backend
+            .list(ObjectKind::Index)?
+            .into_iter()
+            .map(|(n, _)| IndexId(n.hash))
+            .collect();
+        let Some(cache) = &self.cache else {
+            let mut index = Index::new();
+            for id in &listed {
+                index.add_file(&self.read_index_file(id)?);
+            }
+            return Ok(index);
+        };
+        let mut cache = cache.lock().expect("cache lock");
+        let known = cache.index_ids()?;
+        // An index file the cache knows has gone: garbage collection rewrote the index.
+        if known.iter().any(|id| !listed.contains(id)) {
+            cache.clear_index()?;
+        }
+        let known = cache.index_ids()?;
+        let mut fresh = Vec::new();
+        for id in listed.iter().filter(|id| !known.contains(id)) {
+            fresh.push((*id, self.read_index_file(id)?.packs));
+        }
+        if !fresh.is_empty() {
+            cache.add_indexes(&fresh)?;
+        }
+        cache.load_index()
+    }
+
+    pub fn read_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+        let bytes = self.read_object(&ObjectName::new(ObjectKind::Index, id.0))?;
+        IndexFile::decode(&self.keys, &bytes)
+            .map_err(|e| e.context(format!("index {}", id.short())))
+    }
+
+    /// Write an index file describing freshly uploaded packs; tell the cache.
+    pub fn write_index(&self, file: &IndexFile) -> Result<IndexId> {
+        let bytes = file.encode(&self.keys, None);
+        let name = self.write_object(ObjectKind::Index, &bytes)?;
+        let id = IndexId(name.hash);
+        if let Some(cache) = &self.cache {
+            cache
+                .lock()
+                .expect("cache lock")
+                .add_indexes(&[(id, file.packs.clone())])?;
+        }
+        Ok(id)
+    }
+
+    /// Every snapshot, oldest first. Uses the cache for ones seen before.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let listed = self.backend.list(ObjectKind::Snapshot)?;
+        let cached = match &self.cache {
+            Some(c) => c.lock().expect("cache lock").snapshots()?,
+            None => Default::default(),
+        };
+        let mut out = Vec::with_capacity(listed.len());
+        for (name, _) in &listed {
+            let id = SnapshotId(name.hash);
+            let bytes = match cached.get(&id) {
+                Some(b) if name.verify(b) => b.clone(),
+                _ => {
+                    let b = self.read_object(name)?;
+                    if let Some(c) = &self.cache {
+                        c.lock().expect("cache lock").put_snapshot(&id, &b)?;
+                    }
+                    b
+                }
+            };
+            let snap = Snapshot::decode(&self.keys, &bytes)
+                .map_err(|e| e.context(format!("snapshot {}", id.short())))?;
+            out.push((id, snap));
+        }
+        if let Some(c) = &self.cache {
+            let c = c.lock().expect("cache lock");
+            for id in cached.keys() {
+                if !listed.iter().any(|(n, _)| n.hash == id.0) {
+                    c.remove_snapshot(id)?;
+                }
+            }
+        }
+        out.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(out)
+    }
+
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        snap.validate_lengths()?;
+        let bytes = snap.encode(&self.keys, None);
+        let name = self.write_object(ObjectKind::Snapshot, &bytes)?;
+        let id = SnapshotId(name.hash);
+        if let Some(c) = &self.cache {
+            c.lock().expect("cache lock").put_snapshot(&id, &bytes)?;
+        }
+        Ok(id)
+    }
+
+    /// Read, decrypt and verify one blob.
+    pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let index = self.index()?;
+        self.read_blob_with(&index, blob_type, id)
+    }
+
+    /// `read_blob` through a given index (`check` uses one built from the backend alone).
+    pub fn read_blob_with(
+        &self,
+        index: &Index,
+        blob_type: BlobType,
+        id: &BlobId,
+    ) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or_else(|| {
+            Error::not_found(format!(
+                "{} blob {} is not in the index",
+                blob_type.name(),
+                id.short()
+            ))
+        })?;
+        if loc.blob_type != blob_type {
+            return Err(Error::corrupt(format!(
+                "blob {} is a {} blob, expected {}",
+                id.short(),
+                loc.blob_type.name(),
+                blob_type.name()
+            )));
+        }
+        let name = ObjectName::new(ObjectKind::Pack, loc.pack.0);
+        let sealed = self
+            .backend
+            .get_range(&name, loc.offset as u64, loc.length as u64)?;
+        pack::open_blob(&self.keys, blob_type, id, &sealed)
+            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+    }
+
+    pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::decode(&self.read_blob(BlobType::Tree, id)?)
+            .map_err(|e| e.context(format!("tree {}", id.short())))
+    }
+
+    /// A file's chunk IDs in order, following chunk lists.
+    pub fn file_chunks(&self, content: &Content) -> Result<Vec<BlobId>> {
+        match content {
+            Content::Chunks(ids) => Ok(ids.clone()),
+            Content::ChunkList { level, id } => {
+                let mut out = Vec::new();
+                self.expand_list(*level, id, &mut out)?;
+                Ok(out)
+            }
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn expand_list(&self, level: u8, id: &BlobId, out: &mut Vec<BlobId>) -> Result<()> {
+        let list = ChunkList::decode(&self.read_blob(BlobType::ChunkList, id)?)?;
+        if list.level != level {
+            return Err(Error::corrupt(format!(
+                "chunk list {} has the wrong level",
+                id.short()
+            )));
+        }
+        if level == 0 {
+            out.extend(list.ids);
+        } else {
+            for child in &list.ids {
+                self.expand_list(level - 1, child, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Repository {
+    /// Index packs that exist but are in no index file: they were uploaded by a backup that
+    /// was killed before it wrote its index. Each is verified (hash and authenticated header)
+    /// before it is trusted; packs that fail are left alone for `check` to report.
+    /// Returns how many packs were adopted.
+    pub fn adopt_orphan_packs(&self) -> Result<usize> {
+        let index = self.index()?;
+        let mut found = Vec::new();
+        for (name, size) in self.backend.list(ObjectKind::Pack)? {
+            if index.has_pack(&crate::id::PackId(name.hash)) {
+                continue;
+            }
+            let Ok(bytes) = self.backend.get(&name) else {
+                continue;
+            };
+            if bytes.len() as u64 != size || !name.verify(&bytes) {
+                continue;
+            }
+            let Ok(entries) = pack::decode_pack(&self.keys, &bytes) else {
+                continue;
+            };
+            found.push(crate::format::index::IndexPack {
+                id: crate::id::PackId(name.hash),
+                size,
+                blobs: entries
+                    .into_iter()
+                    .map(|(offset, e)| crate::format::index::IndexBlob {
+                        blob_type: e.blob_type,
+                        id: e.id,
+                        offset,
+                        length: e.length,
+                        raw_length: e.raw_length,
+                    })
+                    .collect(),
+            });
+        }
+        let n = found.len();
+        if n > 0 {
+            self.write_index(&IndexFile {
+                supersedes: vec![],
+                packs: found,
+            })?;
+            self.invalidate_index();
+        }
+        Ok(n)
+    }
+}
