@@ -69,6 +69,9 @@ struct Checker<'a> {
     index: Index,
     /// Blobs known to be missing or damaged, with the reason.
     bad: HashMap<BlobId, String>,
+    /// Trees whose whole subtree is known to be sound: shared by every snapshot, so each
+    /// unchanged subtree is walked once per check, not once per snapshot.
+    clean: HashSet<BlobId>,
     report: CheckReport,
 }
 
@@ -81,6 +84,7 @@ pub fn check(
         repo,
         index: Index::new(),
         bad: HashMap::new(),
+        clean: HashSet::new(),
         report: CheckReport::default(),
     };
     c.check_small_objects()?;
@@ -308,8 +312,7 @@ impl Checker<'_> {
 
     /// Walk one snapshot: report missing index entries and every path depending on a bad blob.
     fn walk_snapshot(&mut self, id: &SnapshotId, snap: &Snapshot) {
-        let mut clean = HashSet::new();
-        self.walk_tree(id, &snap.root, b"", &mut clean);
+        self.walk_tree(id, &snap.root, b"");
     }
 
     fn blob_problem(&mut self, blob_type: BlobType, id: &BlobId) -> Option<String> {
@@ -346,14 +349,8 @@ impl Checker<'_> {
     }
 
     /// Returns whether the subtree is free of problems.
-    fn walk_tree(
-        &mut self,
-        snap: &SnapshotId,
-        id: &BlobId,
-        path: &[u8],
-        clean: &mut HashSet<BlobId>,
-    ) -> bool {
-        if clean.contains(id) {
+    fn walk_tree(&mut self, snap: &SnapshotId, id: &BlobId, path: &[u8]) -> bool {
+        if self.clean.contains(id) {
             return true;
         }
         let tree = match self
@@ -381,7 +378,7 @@ impl Checker<'_> {
             p.push(b'/');
             p.extend_from_slice(&node.name);
             match &node.content {
-                Content::Subtree(sub) => ok &= self.walk_tree(snap, sub, &p, clean),
+                Content::Subtree(sub) => ok &= self.walk_tree(snap, sub, &p),
                 Content::Chunks(_) | Content::ChunkList { .. } => {
                     if let Some(why) = self.file_problem(&node.content) {
                         self.affected(snap, &p, why);
@@ -392,7 +389,7 @@ impl Checker<'_> {
             }
         }
         if ok {
-            clean.insert(*id);
+            self.clean.insert(*id);
         }
         ok
     }

@@ -2,7 +2,7 @@
 //! boundaries, and therefore stored sizes, differ between repositories.
 
 use crate::error::{Error, Result};
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization, StreamCDC};
 use std::io::Read;
 
 /// Minimum, average and maximum chunk sizes in bytes (stored in the repository config).
@@ -43,6 +43,32 @@ impl ChunkerParams {
             )))
         }
     }
+}
+
+/// Split an in-memory buffer into chunks (the same cut points as `chunk_stream`), calling
+/// `each` with every chunk in order. Cheaper than streaming for small files: the streaming
+/// chunker allocates a buffer of the maximum chunk size for every reader.
+pub fn chunk_slice<'a>(
+    data: &'a [u8],
+    params: ChunkerParams,
+    seed: u64,
+    mut each: impl FnMut(&'a [u8]) -> Result<()>,
+) -> Result<()> {
+    if data.len() <= params.min as usize {
+        return if data.is_empty() { Ok(()) } else { each(data) };
+    }
+    let cdc = FastCDC::with_level_and_seed(
+        data,
+        params.min,
+        params.avg,
+        params.max,
+        Normalization::Level1,
+        seed,
+    );
+    for c in cdc {
+        each(&data[c.offset..c.offset + c.length])?;
+    }
+    Ok(())
 }
 
 /// Split a reader into chunks, calling `each` with every chunk's bytes in order.
@@ -106,5 +132,15 @@ mod tests {
         assert_eq!(b.iter().sum::<usize>(), data.len());
         assert_ne!(a, b);
         assert_eq!(a, cuts(&data, 1));
+        let mut sliced = vec![];
+        chunk_slice(&data, ChunkerParams::STREAM, 1, |c| {
+            sliced.push(c.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            a, sliced,
+            "slice and stream chunking must cut at the same points"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! several regions) implement it too, so nothing above this layer knows which it talks to.
 
 mod location;
-mod opendal;
+mod service;
 
 pub use location::Location;
 
@@ -124,7 +124,7 @@ pub trait Backend: Send + Sync {
 
 /// Open the storage at `location`.
 pub fn open(location: &Location) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(opendal::OpendalBackend::open(location)?))
+    Ok(Arc::new(service::OpendalBackend::open(location)?))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Chunk a byte stream and store its chunks, several chunks at a time in parallel.
 
-use crate::chunker::{chunk_stream, ChunkerParams};
+use crate::chunker::{chunk_slice, chunk_stream, ChunkerParams};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BlobType;
 use crate::id::BlobId;
@@ -55,4 +55,28 @@ pub fn store_stream<R: Read>(
     })?;
     flush(&mut batch, &mut ids)?;
     Ok((ids, total))
+}
+
+/// Store a small file's bytes, already in memory; returns the chunk IDs in order.
+pub fn store_bytes(
+    saver: &BlobSaver,
+    data: &[u8],
+    params: ChunkerParams,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<Vec<BlobId>> {
+    let mut chunks = Vec::new();
+    chunk_slice(data, params, seed, |c| {
+        chunks.push(c);
+        Ok(())
+    })?;
+    let save = |c: &&[u8]| {
+        let id = saver.save(BlobType::Data, c)?;
+        progress.advance(c.len() as u64);
+        Ok(id)
+    };
+    if chunks.len() == 1 {
+        return chunks.iter().map(save).collect();
+    }
+    chunks.par_iter().map(save).collect()
 }

@@ -2,7 +2,7 @@
 //! are processed in parallel. A file whose size, mtime, ctime and inode match the parent
 //! snapshot's node is not read at all: its content is taken from the parent.
 
-use super::stream::store_stream;
+use super::stream::{store_bytes, store_stream};
 use super::Counters;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
@@ -52,6 +52,12 @@ fn interrupted() -> Error {
     Error::new(ErrorKind::Interrupted, "interrupted")
 }
 
+/// Nanoseconds since the epoch. i64 spans the years 1677..2262: a time outside is clamped,
+/// not wrapped (and does not panic).
+fn time_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 /// Tree-node metadata from `lstat`, without content.
 pub fn node_from_metadata(name: &[u8], meta: &Metadata) -> Node {
     let ft = meta.file_type();
@@ -76,8 +82,8 @@ pub fn node_from_metadata(name: &[u8], meta: &Metadata) -> Node {
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        mtime_ns: time_ns(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: time_ns(meta.ctime(), meta.ctime_nsec()),
         size: if kind == NodeKind::File {
             meta.size()
         } else {
@@ -237,14 +243,15 @@ impl Walker<'_, '_> {
                 };
                 let params = self.repo.config().files_chunker;
                 let seed = self.repo.keys().chunker_seed();
-                let (ids, size) = match store_stream(
-                    self.saver,
-                    file,
-                    params,
-                    seed,
-                    self.cancel,
-                    self.progress,
-                ) {
+                let stored = if node.size <= params.max as u64 {
+                    read_small(file, node.size).and_then(|data| {
+                        let ids = store_bytes(self.saver, &data, params, seed, self.progress)?;
+                        Ok((ids, data.len() as u64))
+                    })
+                } else {
+                    store_stream(self.saver, file, params, seed, self.cancel, self.progress)
+                };
+                let (ids, size) = match stored {
                     Ok(r) => r,
                     Err(e) if e.kind() == ErrorKind::Io => {
                         self.warn(path, "cannot read", e);
@@ -287,4 +294,14 @@ fn unchanged_content(node: &Node, parent: Option<&Node>) -> Option<Content> {
         && p.inode == node.inode
         && p.dev == node.dev;
     same.then(|| p.content.clone())
+}
+
+/// Read a file expected to be `size` bytes. A file that grew meanwhile is read to its end;
+/// the result is what the snapshot records.
+fn read_small(mut file: std::fs::File, size: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::with_capacity(size as usize);
+    file.read_to_end(&mut data)
+        .map_err(|e| Error::io("reading", e))?;
+    Ok(data)
 }

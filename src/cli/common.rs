@@ -11,6 +11,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use zeroize::Zeroizing;
 
+/// The first error writing command output to stdout, if any.
+static STDOUT_FAILED: OnceLock<std::io::ErrorKind> = OnceLock::new();
+
+/// One line of command output (the `println!` of `cli/`). After a write fails, the rest
+/// of the output is dropped and the error kept for `stdout_failed`.
+pub fn print_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if STDOUT_FAILED.get().is_some() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        let _ = STDOUT_FAILED.set(e.kind());
+    }
+}
+
+pub fn stdout_failed() -> Option<std::io::ErrorKind> {
+    STDOUT_FAILED.get().copied()
+}
+
 pub fn print_json(v: &impl serde::Serialize) {
     println!(
         "{}",

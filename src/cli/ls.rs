@@ -87,7 +87,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             } else {
                 writeln!(out, "{}", String::from_utf8_lossy(p))
             };
-            if r.is_err() {
+            if let Err(e) = r {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(coffer::Error::io("writing output", e));
+                }
                 break; // stdout closed (e.g. piped into head)
             }
         }

@@ -1,6 +1,15 @@
 //! Command-line interface: clap definitions, shared options, exit codes and output.
 //! One file per command; each returns an exit status or an error.
 
+/// Command output: `println!` that does not panic when stdout is closed (`coffer diff .. | head`)
+/// or cannot be written (`> /dev/full`). It shadows std's macro in every module declared below;
+/// `run` turns a failed write into the exit status.
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::cli::common::print_out(format_args!($($arg)*))
+    };
+}
+
 mod backup;
 mod check;
 mod common;
@@ -126,9 +135,17 @@ pub fn run() -> i32 {
         Command::Key(k) => key::run(g, k),
         Command::Stats(a) => stats::run(g, a),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => report_error(g, &e),
+    };
+    // A reader that stops early (`| head`) is not a failure; a write that failed is.
+    match common::stdout_failed() {
+        Some(kind) if kind != std::io::ErrorKind::BrokenPipe && code == EXIT_OK => {
+            eprintln!("coffer: error: writing output: {kind}");
+            EXIT_FAILURE
+        }
+        _ => code,
     }
 }
 

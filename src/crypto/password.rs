@@ -29,7 +29,8 @@ impl KdfParams {
     pub const MAX_PARALLELISM: u32 = 64;
 
     pub fn is_within_bounds(&self) -> bool {
-        self.memory_kib >= 8 * self.parallelism.max(1)
+        // In u64: a hostile parallelism must not overflow the product.
+        self.memory_kib as u64 >= 8 * self.parallelism.max(1) as u64
             && self.memory_kib <= Self::MAX_MEMORY_KIB
             && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
             && (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)

@@ -1,5 +1,6 @@
-//! The only file that uses opendal. It adapts opendal's async operator to the synchronous
-//! `Backend` trait with a private tokio runtime, so no async leaks into the layers above.
+//! The only file that uses opendal (and tokio, which opendal runs on). It adapts opendal's
+//! async operator to the synchronous `Backend` trait with a private tokio runtime, so no
+//! async leaks into the layers above.
 
 use super::{Backend, Location, ObjectKind, ObjectName};
 use crate::error::{Error, Result};

@@ -1,0 +1,171 @@
+//! Writes seed inputs for every fuzz target to `fuzz/seeds/<target>/`, built with coffer's own
+//! encoders so the fuzzer starts from valid objects (several decoders have range and
+//! ordering checks that random mutation takes a long time to satisfy). Each seed starts with
+//! the target's mode byte (see the target's doc comment). Rerun after a format change:
+//!
+//!     cargo +nightly run --manifest-path fuzz/Cargo.toml --example gen_seeds
+//!
+//! Not a fuzz target: `cargo fuzz` builds only the `[[bin]]`s.
+
+use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
+use coffer::format::config::Config;
+use coffer::format::index::{IndexBlob, IndexFile, IndexPack};
+use coffer::format::keyfile::KeyFile;
+use coffer::format::pack::{self, PackEntry};
+use coffer::format::snapshot::{Snapshot, Summary};
+use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
+use coffer::format::BlobType;
+use coffer::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Same as `fuzz_targets/common.rs`.
+const NONCE: [u8; NONCE_LEN] = [0x5a; NONCE_LEN];
+
+fn write(dir: &Path, target: &str, name: &str, mode: Option<u8>, bytes: &[u8]) {
+    let d = dir.join(target);
+    fs::create_dir_all(&d).unwrap();
+    let mut out = Vec::new();
+    out.extend(mode);
+    out.extend_from_slice(bytes);
+    fs::write(d.join(name), out).unwrap();
+}
+
+/// The body of an envelope object: open the sealed part after `public_len` bytes.
+fn body(keys: &Keys, bytes: &[u8], public_len: usize) -> Vec<u8> {
+    keys.open(&bytes[..public_len], &bytes[public_len..]).unwrap()
+}
+
+fn id(b: u8) -> [u8; 32] {
+    [b; 32]
+}
+
+fn node(name: &[u8], kind: NodeKind, content: Content) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: 0o644,
+        uid: 1000,
+        gid: 1000,
+        mtime_ns: 1_700_000_000_000_000_000,
+        ctime_ns: 1_700_000_000_000_000_001,
+        size: 4096,
+        dev: 2049,
+        inode: 42,
+        nlink: 1,
+        rdev: 0,
+        link_target: if kind == NodeKind::Symlink { b"../target".to_vec() } else { vec![] },
+        content,
+    }
+}
+
+fn main() {
+    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let keys = Keys::derive(&MasterSecret::from_bytes([7u8; 32]));
+
+    // config: public = 37 bytes.
+    let cfg = Config::new(RepoId(id(0x11))).encode(&keys, Some(NONCE));
+    write(&dir, "config", "raw", Some(0), &cfg);
+    write(&dir, "config", "body", Some(1), &body(&keys, &cfg, 37));
+
+    // index: public = 5 bytes.
+    let idx = IndexFile {
+        supersedes: vec![IndexId(id(1)), IndexId(id(2))],
+        packs: vec![
+            IndexPack {
+                id: PackId(id(3)),
+                size: 1000,
+                blobs: vec![
+                    IndexBlob { blob_type: BlobType::Data, id: BlobId(id(4)), offset: 0, length: 100, raw_length: 200 },
+                    IndexBlob { blob_type: BlobType::Tree, id: BlobId(id(5)), offset: 100, length: 300, raw_length: 300 },
+                ],
+            },
+            IndexPack { id: PackId(id(6)), size: 0, blobs: vec![] },
+        ],
+    }
+    .encode(&keys, Some(NONCE));
+    write(&dir, "index", "raw", Some(0), &idx);
+    write(&dir, "index", "body", Some(1), &body(&keys, &idx, 5));
+    let empty = IndexFile::default().encode(&keys, Some(NONCE));
+    write(&dir, "index", "body-empty", Some(1), &body(&keys, &empty, 5));
+
+    // snapshot: public = 5 bytes.
+    let snap = Snapshot {
+        time_ns: 1_700_000_000_000_000_000,
+        host: "host".into(),
+        user: "user".into(),
+        tags: vec!["daily".into(), "db".into()],
+        paths: vec![b"/home".to_vec(), b"/etc/\xff".to_vec()],
+        root: BlobId(id(8)),
+        parent: Some(SnapshotId(id(9))),
+        source: "files".into(),
+        info: vec![("stdin-name".into(), "db.sql".into())],
+        summary: Summary { files_new: 3, dirs: 2, total_bytes: 12345, ..Summary::default() },
+    };
+    let s = snap.encode(&keys, Some(NONCE));
+    write(&dir, "snapshot", "raw", Some(0), &s);
+    write(&dir, "snapshot", "body", Some(1), &body(&keys, &s, 5));
+    let minimal = Snapshot { tags: vec![], paths: vec![], parent: None, info: vec![], ..snap };
+    let s = minimal.encode(&keys, Some(NONCE));
+    write(&dir, "snapshot", "body-minimal", Some(1), &body(&keys, &s, 5));
+
+    // tree and chunk list: unsealed blob plaintexts, no mode byte.
+    let tree = Tree::new(vec![
+        node(b"a.txt", NodeKind::File, Content::Chunks(vec![BlobId(id(10)), BlobId(id(11))])),
+        node(b"big.iso", NodeKind::File, Content::ChunkList { level: 1, id: BlobId(id(12)) }),
+        node(b"dir", NodeKind::Dir, Content::Subtree(BlobId(id(13)))),
+        node(b"empty", NodeKind::File, Content::Chunks(vec![])),
+        node(b"fifo", NodeKind::Fifo, Content::None),
+        node(b"link", NodeKind::Symlink, Content::None),
+        node(b"sda", NodeKind::BlockDevice, Content::None),
+        node(b"sock", NodeKind::Socket, Content::None),
+        node(b"tty", NodeKind::CharDevice, Content::None),
+    ])
+    .unwrap();
+    write(&dir, "tree", "tree", None, &tree.encode());
+    write(&dir, "tree", "tree-empty", None, &Tree::default().encode());
+    let list = ChunkList { level: 0, ids: vec![BlobId(id(14)), BlobId(id(15))] };
+    write(&dir, "tree", "chunk-list", None, &list.encode());
+
+    // pack_header: mode 0 a whole pack, mode 1 blobs_len + header body.
+    let data = b"hello, pack".repeat(8);
+    let blob0 = pack::seal_blob(&keys, BlobType::Data, &data, 3);
+    let tree_bytes = tree.encode();
+    let blob1 = pack::seal_blob(&keys, BlobType::Tree, &tree_bytes, 3);
+    let entries = [
+        PackEntry { blob_type: BlobType::Data, id: keys.blob_id(&data), length: blob0.len() as u32, raw_length: data.len() as u32 },
+        PackEntry { blob_type: BlobType::Tree, id: keys.blob_id(&tree_bytes), length: blob1.len() as u32, raw_length: tree_bytes.len() as u32 },
+    ];
+    let header = pack::encode_header(&keys, &entries, Some(NONCE));
+    let mut whole = [blob0.clone(), blob1.clone()].concat();
+    let blobs_len = whole.len() as u32;
+    whole.extend_from_slice(&header);
+    write(&dir, "pack_header", "pack", Some(0), &whole);
+    let sealed_header = &header[..header.len() - pack::TRAILER_LEN];
+    let mut h = blobs_len.to_le_bytes().to_vec();
+    h.extend(keys.open(b"coffer pack header v1", sealed_header).unwrap());
+    write(&dir, "pack_header", "header", Some(1), &h);
+    let empty_header = pack::encode_header(&keys, &[], Some(NONCE));
+    let mut h = 0u32.to_le_bytes().to_vec();
+    h.extend(keys.open(b"coffer pack header v1", &empty_header[..empty_header.len() - pack::TRAILER_LEN]).unwrap());
+    write(&dir, "pack_header", "header-empty", Some(1), &h);
+
+    // blob: type, codec, payload; no mode byte.
+    write(&dir, "blob", "stored", None, &[&[0u8, 0u8][..], &data].concat());
+    let (codec, packed) = coffer::compress::compress(&data, 3);
+    write(&dir, "blob", "zstd", None, &[&[1u8, codec as u8][..], &packed].concat());
+
+    // keyfile: mode 0 a real key file with tiny argon2 params (so the target also unwraps it).
+    let tiny = KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };
+    let kf = KeyFile::create(&MasterSecret::from_bytes([9; 32]), b"pw", tiny, 1_700_000_000, "host", "user", Some(([3; 32], NONCE))).unwrap();
+    write(&dir, "keyfile", "raw", Some(0), &kf.encode());
+    // mode 1: memory, iterations, created_ns(8), flip_at(2), flip_mask, password, host, user.
+    let mut c = vec![0u8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 0, 4, 2];
+    c.extend_from_slice(b"pw");
+    c.push(4);
+    c.extend_from_slice(b"host");
+    c.extend_from_slice(b"user");
+    write(&dir, "keyfile", "create", Some(1), &c);
+
+    println!("seeds written to {}", dir.display());
+}

@@ -1,0 +1,133 @@
+//! Keeps the layers of DESIGN.md true: each external crate is used only where its layer
+//! allows, and no module imports a layer above it.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn sources() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files
+        .into_iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            (rel, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Does the file name the crate in code (a `use` or a path), ignoring comments?
+fn mentions(text: &str, krate: &str) -> bool {
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .any(|l| l.contains(&format!("{krate}::")) || l.contains(&format!("use {krate}")))
+}
+
+fn layer_of(file: &str) -> usize {
+    let top = file.split('/').next().unwrap().trim_end_matches(".rs");
+    match top {
+        "error" | "id" | "clock" | "progress" | "lib" => 0,
+        "crypto" | "chunker" | "compress" => 1,
+        "format" => 2,
+        "backend" => 3,
+        "index" => 4,
+        "repo" => 5,
+        "main" | "cli" => 7,
+        _ => 6, // use cases: backup, restore, check, browse, stats ...
+    }
+}
+
+#[test]
+fn external_crates_stay_in_their_layer() {
+    let rules: [(&str, &dyn Fn(&str) -> bool); 5] = [
+        ("clap", &|f| f.starts_with("cli/")),
+        ("indicatif", &|f| f.starts_with("cli/")),
+        ("opendal", &|f| f == "backend/service.rs"),
+        ("tokio", &|f| f == "backend/service.rs"),
+        ("rusqlite", &|f| f == "index/cache.rs"),
+    ];
+    let mut violations = Vec::new();
+    for (file, text) in sources() {
+        for (krate, allowed) in &rules {
+            if mentions(&text, krate) && !allowed(&file) {
+                violations.push(format!("{file} uses {krate}"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "layer violations: {violations:#?}");
+}
+
+#[test]
+fn modules_import_only_lower_layers() {
+    let modules = [
+        ("error", 0),
+        ("id", 0),
+        ("clock", 0),
+        ("progress", 0),
+        ("crypto", 1),
+        ("chunker", 1),
+        ("compress", 1),
+        ("format", 2),
+        ("backend", 3),
+        ("index", 4),
+        ("repo", 5),
+        ("backup", 6),
+        ("restore", 6),
+        ("check", 6),
+        ("browse", 6),
+        ("stats", 6),
+    ];
+    let mut violations = Vec::new();
+    for (file, text) in sources() {
+        let own = layer_of(&file);
+        if own == 7 {
+            continue;
+        }
+        let own_top = file
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_string();
+        for (module, layer) in modules {
+            if module == own_top {
+                continue;
+            }
+            let used = mentions(&text, &format!("crate::{module}"))
+                || text.contains(&format!("use crate::{{{module}"));
+            // Use cases may call each other (restore uses browse); lower layers may not
+            // reach up, and nothing below the CLI may reach a use case.
+            if used && layer > own && !(own == 6 && layer == 6) {
+                violations.push(format!(
+                    "{file} (layer {own}) uses crate::{module} (layer {layer})"
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "upward imports: {violations:#?}");
+}
+
+#[test]
+fn the_library_does_not_use_the_cli() {
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    assert!(
+        !lib.contains("mod cli"),
+        "src/lib.rs must not contain the CLI"
+    );
+}

@@ -1,0 +1,158 @@
+//! Shared helpers for the integration tests: run the real `coffer` binary against a
+//! throwaway repository folder, with its own cache folder and password.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A repository folder, a cache folder and a scratch area, all deleted on drop.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+    /// A path inside the scratch area.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    /// `coffer` with `--repo`, `--cache-dir` and the password set; add arguments to it.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("COFFER_PASSWORD", PASSWORD)
+            .env("TZ", "UTC")
+            .arg("--repo")
+            .arg(self.repo())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .stdin(Stdio::null());
+        c
+    }
+    /// Run `coffer ARGS`, returning the output whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run coffer")
+    }
+    /// Run and require exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_ok(&out, args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// Run with `--json` and parse stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("coffer {args:?} printed invalid JSON ({e}): {out}"))
+    }
+    /// `coffer init` with a cheap key derivation (tests only).
+    pub fn init(&self) {
+        self.ok(&["init", "--kdf-memory-kib", "1024"]);
+    }
+    /// Back up `paths` and return the new snapshot's ID.
+    pub fn backup(&self, paths: &[&Path]) -> String {
+        let mut args: Vec<String> = vec!["--json".into(), "backup".into()];
+        args.extend(paths.iter().map(|p| p.to_string_lossy().into_owned()));
+        let out = self.cmd().args(&args).output().expect("run coffer");
+        assert_ok(&out, &["backup"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup JSON");
+        v["snapshot"].as_str().expect("snapshot id").to_string()
+    }
+}
+
+pub fn assert_ok(out: &Output, args: &[&str]) {
+    assert!(
+        out.status.success(),
+        "coffer {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no extra crates.
+pub fn pseudo_random(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Every object file under a repository folder, with its bytes: to prove a command wrote nothing.
+pub fn repo_listing(repo: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    walk(repo, &mut out);
+    out.sort();
+    out
+}
+
+/// Pack files of a repository folder.
+pub fn packs(repo: &Path) -> Vec<PathBuf> {
+    repo_listing(&repo.join("data"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+impl Env {
+    /// Like [`Env::cmd`] but with another cache folder (e.g. a fresh, empty one, to prove a
+    /// command needs nothing from the cache the backup filled).
+    pub fn cmd_with_cache(&self, cache: &Path) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("COFFER_PASSWORD", PASSWORD)
+            .env("TZ", "UTC")
+            .arg("--repo")
+            .arg(self.repo())
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Env {
+    /// Like [`Env::new`] but inside `base` (e.g. a tmpfs, for trees of tens of thousands of
+    /// files that a slow disk would take minutes to delete).
+    pub fn new_in(base: &Path) -> Env {
+        Env {
+            dir: tempfile::tempdir_in(base).expect("temp dir"),
+        }
+    }
+}
