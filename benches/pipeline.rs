@@ -73,7 +73,7 @@ fn stages(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("keyed blake3", |b| b.iter(|| keys.blob_id(&data)));
+    g.bench_function("keyed blake3", |b| b.iter(|| keys.blob_id(0, &data)));
     g.bench_function("zstd -3", |b| {
         b.iter(|| coffer::compress::compress(&data[..8 * MB], 3))
     });

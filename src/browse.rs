@@ -130,13 +130,21 @@ fn walk_tree(
     }
 }
 
-/// Normalise a user-given path inside a snapshot to `/a/b` form.
-pub fn normalise(path: &str) -> Vec<u8> {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    format!("/{}", parts.join("/")).into_bytes()
+/// Normalise a user-given path inside a snapshot to `/a/b` form. Paths are raw bytes, so
+/// names that are not UTF-8 can be selected too.
+pub fn normalise(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for part in path
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+    {
+        out.push(b'/');
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// The node at an absolute path inside a snapshot.

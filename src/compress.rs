@@ -29,13 +29,34 @@ pub fn compress(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
 }
 
 /// Undo `compress`, refusing output larger than `MAX_BLOB_SIZE`.
+/// The frame must declare its decompressed size (coffer's writer always does); the output
+/// buffer is sized from it, and a frame that lies about it is refused.
 pub fn decompress(codec: u8, data: &[u8]) -> Result<Vec<u8>> {
-    match codec {
-        c if c == Codec::None as u8 => Ok(data.to_vec()),
-        c if c == Codec::Zstd as u8 => zstd::bulk::decompress(data, MAX_BLOB_SIZE)
-            .map_err(|e| Error::corrupt(format!("zstd payload does not decompress: {e}"))),
-        other => Err(Error::corrupt(format!("unknown codec {other}"))),
+    let out = match codec {
+        c if c == Codec::None as u8 => data.to_vec(),
+        c if c == Codec::Zstd as u8 => {
+            let declared = zstd::zstd_safe::get_frame_content_size(data)
+                .ok()
+                .flatten()
+                .ok_or_else(|| Error::corrupt("zstd frame does not declare its size"))?;
+            if declared > MAX_BLOB_SIZE as u64 {
+                return Err(Error::corrupt(
+                    "zstd frame declares more than the blob size limit",
+                ));
+            }
+            let out = zstd::bulk::decompress(data, declared as usize)
+                .map_err(|e| Error::corrupt(format!("zstd payload does not decompress: {e}")))?;
+            if out.len() as u64 != declared {
+                return Err(Error::corrupt("zstd frame is shorter than it declares"));
+            }
+            out
+        }
+        other => return Err(Error::corrupt(format!("unknown codec {other}"))),
+    };
+    if out.len() > MAX_BLOB_SIZE {
+        return Err(Error::corrupt("blob is larger than the blob size limit"));
     }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ macro_rules! typed_id {
 }
 
 typed_id!(
-    /// Keyed BLAKE3 of a blob's plaintext: a data chunk, a tree or a chunk list.
+    /// Keyed BLAKE3 of a blob's type byte and plaintext: a data chunk, a tree or a chunk list.
     BlobId
 );
 typed_id!(

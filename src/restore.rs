@@ -85,6 +85,15 @@ pub fn restore(
         &mut |path, err| errors.push(format!("{}: {err}", String::from_utf8_lossy(path))),
     )?;
 
+    // A mistyped --include must not look like a successful, empty restore.
+    for inc in &opts.includes {
+        if !entries.iter().any(|(p, _)| is_within(p, inc)) {
+            return Err(Error::not_found(format!(
+                "--include {} matches nothing in the snapshot",
+                String::from_utf8_lossy(inc)
+            )));
+        }
+    }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
     let mut out = RestoreOutcome::default();
     for (path, node) in entries.iter().filter(|(_, n)| n.kind == NodeKind::Dir) {

@@ -926,6 +926,7 @@ fn finish_and_verify(env: &Env, src: &Path) {
         stored < BIG_TOTAL - (8 << 20),
         "stored {stored} of {BIG_TOTAL}"
     );
+    eprintln!("final backup stored {stored} bytes; {uploaded} had been uploaded before");
     let id = v["snapshot"].as_str().unwrap().to_string();
     let out = run(env, &["check"]);
     expect_code(&out, 0, "check after the final backup");

@@ -17,7 +17,7 @@ use coffer::format::index::IndexFile;
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, PackEntry};
 use coffer::format::snapshot::Snapshot;
-use coffer::format::tree::{ChunkList, Tree};
+use coffer::format::tree::{ChunkList, NodeKind, Tree};
 use coffer::format::BlobType;
 use coffer::Result;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -411,6 +411,37 @@ fn chunk_list_survives_hostile_input() {
     );
 }
 
+/// Only a symlink may carry a link target: a tree with a target on any other kind of node
+/// is refused by the decoder (and by `Tree::new`, so a writer cannot make one).
+#[test]
+fn link_target_only_on_symlinks() {
+    let valid = read("tree.bin");
+    let tree = Tree::decode(&valid).unwrap();
+    let mut tried = 0;
+    for (i, n) in tree.nodes.iter().enumerate() {
+        if n.kind == NodeKind::Symlink {
+            assert!(!n.link_target.is_empty());
+            // An empty target is not refused by the format.
+            let mut t = tree.clone();
+            t.nodes[i].link_target.clear();
+            assert!(Tree::decode(&t.encode()).is_ok());
+            continue;
+        }
+        for target in [&b"x"[..], b"/etc/passwd", &[0u8]] {
+            let mut t = tree.clone();
+            t.nodes[i].link_target = target.to_vec();
+            let err = Tree::decode(&t.encode()).expect_err("a link target on a non-symlink");
+            assert_eq!(err.kind(), coffer::ErrorKind::Corrupt, "{:?}", n.kind);
+            assert!(Tree::new(t.nodes.clone()).is_err(), "{:?}", n.kind);
+        }
+        tried += 1;
+    }
+    assert_eq!(
+        tried, 9,
+        "the vector tree has nine nodes that are not symlinks"
+    );
+}
+
 /// Counts and lengths that claim far more than the input holds are refused before anything
 /// is allocated for them.
 #[test]
@@ -563,7 +594,7 @@ fn pack_header_body_survives_hostile_input() {
 fn blobs_refuse_hostile_payloads() {
     let keys = keys();
     let aad = |t: BlobType| [&b"coffer blob v1"[..], &[t as u8]].concat();
-    let id = keys.blob_id(b"the real plaintext");
+    let id = keys.blob_id(BlobType::Data as u8, b"the real plaintext");
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for i in 0..RANDOM_CASES {
         let n = rng.below(300);
@@ -578,11 +609,19 @@ fn blobs_refuse_hostile_payloads() {
         .unwrap_or_else(|_| panic!("open_blob panicked on {}", show(&framed)));
         assert!(r.is_err(), "random blob {i} accepted");
     }
-    // The right plaintext under the wrong type, an empty box, and a zstd bomb.
+    // The right plaintext under the wrong type: the box binds the type, and so does the ID.
+    // The same bytes as a tree have another ID, and only that one opens them as a tree.
     let raw = [&[0u8][..], b"the real plaintext"].concat();
     let as_tree = keys.seal_with_nonce(nonce(), &aad(BlobType::Tree), &raw);
+    let tree_id = keys.blob_id(BlobType::Tree as u8, b"the real plaintext");
+    assert_ne!(tree_id, id);
     assert!(pack::open_blob(&keys, BlobType::Data, &id, &as_tree).is_err());
-    assert!(pack::open_blob(&keys, BlobType::Tree, &id, &as_tree).is_ok());
+    assert!(pack::open_blob(&keys, BlobType::Data, &tree_id, &as_tree).is_err());
+    assert!(pack::open_blob(&keys, BlobType::Tree, &id, &as_tree).is_err());
+    assert!(pack::open_blob(&keys, BlobType::Tree, &tree_id, &as_tree).is_ok());
+    let as_data = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), &raw);
+    assert!(pack::open_blob(&keys, BlobType::Data, &id, &as_data).is_ok());
+    // An empty box, and a zstd bomb (its frame declares 64 MiB + 1).
     let empty = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), b"");
     assert!(pack::open_blob(&keys, BlobType::Data, &id, &empty).is_err());
     let bomb = zstd::bulk::compress(&vec![0u8; coffer::compress::MAX_BLOB_SIZE + 1], 3).unwrap();
@@ -590,6 +629,119 @@ fn blobs_refuse_hostile_payloads() {
     let sealed = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), &[&[1u8][..], &bomb].concat());
     let err = pack::open_blob(&keys, BlobType::Data, &id, &sealed).unwrap_err();
     assert_eq!(err.kind(), coffer::ErrorKind::Corrupt);
+}
+
+/// A zstd payload must declare its decompressed size in its (first) frame header, at most
+/// 64 MiB, and decompress to exactly that many bytes; a raw payload is bounded too. These are
+/// checked before the output buffer is sized from the declaration.
+#[test]
+fn zstd_frames_must_declare_their_size() {
+    use coffer::compress::{decompress, MAX_BLOB_SIZE};
+    use coffer::ErrorKind;
+    let keys = keys();
+    let aad = [&b"coffer blob v1"[..], &[BlobType::Data as u8]].concat();
+    let plain = b"coffer zstd size rules: ".repeat(40);
+    let id = keys.blob_id(BlobType::Data as u8, &plain);
+    let open = |payload: &[u8]| {
+        let framed = [&[1u8][..], payload].concat();
+        let sealed = keys.seal_with_nonce(nonce(), &aad, &framed);
+        pack::open_blob(&keys, BlobType::Data, &id, &sealed)
+    };
+    let refused = |what: &str, payload: &[u8]| {
+        let err = open(payload).expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+        let err = decompress(1, payload).expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+    };
+
+    // What coffer writes (one-shot API, content size in the header) opens.
+    let with_size = zstd::bulk::compress(&plain, 3).unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&with_size).ok(),
+        Some(Some(plain.len() as u64))
+    );
+    assert_eq!(open(&with_size).unwrap(), plain);
+
+    // The same content in a frame without Frame_Content_Size: refused, whichever way made.
+    let mut c = zstd::bulk::Compressor::new(3).unwrap();
+    c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
+        .unwrap();
+    let without_size = c.compress(&plain).unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&without_size).ok(),
+        Some(None)
+    );
+    assert_eq!(
+        zstd::bulk::decompress(&without_size, plain.len()).unwrap(),
+        plain
+    );
+    refused("a frame without a declared size", &without_size);
+    let streamed = zstd::stream::encode_all(&plain[..], 3).unwrap();
+    refused("a streamed frame without a declared size", &streamed);
+
+    // Hand-made frames: magic, a frame header with Single_Segment set, then one last raw
+    // block. `fcs` is the Frame_Content_Size field (1, 4 or 8 bytes, little-endian); its
+    // length picks the descriptor.
+    let frame = |fcs: &[u8], content: &[u8]| {
+        let fhd: u8 = match fcs.len() {
+            1 => 0x20,
+            4 => 0xa0,
+            8 => 0xe0,
+            n => panic!("no FCS field of {n} bytes"),
+        };
+        let block = ((content.len() as u32) << 3) | 1; // last block, raw
+        [
+            &[0x28, 0xb5, 0x2f, 0xfd, fhd][..],
+            fcs,
+            &block.to_le_bytes()[..3],
+            content,
+        ]
+        .concat()
+    };
+    assert_eq!(decompress(1, &frame(&[3], b"abc")).unwrap(), b"abc");
+    assert_eq!(
+        decompress(1, &frame(&3u32.to_le_bytes(), b"abc")).unwrap(),
+        b"abc"
+    );
+    assert_eq!(
+        decompress(1, &frame(&3u64.to_le_bytes(), b"abc")).unwrap(),
+        b"abc"
+    );
+    // Declares more than 64 MiB: refused from the header alone, before any allocation
+    // (1 TiB, 2^63, and the first size above the limit).
+    for declared in [1u64 << 40, 1 << 63, MAX_BLOB_SIZE as u64 + 1] {
+        refused(
+            &format!("a frame declaring {declared} bytes"),
+            &frame(&declared.to_le_bytes(), b""),
+        );
+    }
+    refused(
+        "a frame declaring 64 MiB + 1 in a 4-byte field",
+        &frame(&(MAX_BLOB_SIZE as u32 + 1).to_le_bytes(), b"abc"),
+    );
+    // Declares a size its content does not have, shorter or longer.
+    refused(
+        "a frame declaring 10 bytes but holding 3",
+        &frame(&[10], b"abc"),
+    );
+    refused(
+        "a frame declaring 0 bytes but holding 3",
+        &frame(&[0], b"abc"),
+    );
+    // A second frame with content is more than the first frame declared.
+    refused(
+        "two frames",
+        &[frame(&[3], b"abc"), frame(&[3], b"def")].concat(),
+    );
+
+    // Raw (codec 0) payloads: at most 64 MiB as well.
+    let big = vec![0u8; MAX_BLOB_SIZE + 1];
+    let err = decompress(0, &big).expect_err("a raw payload above 64 MiB");
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        decompress(0, &big[..MAX_BLOB_SIZE]).unwrap().len(),
+        MAX_BLOB_SIZE
+    );
 }
 
 /// Header entries that lie about blob positions are caught when the blob is opened.

@@ -7,10 +7,11 @@
 //! argon2 and zstd calls, no coffer encoder) so that the spec text and the code cannot drift
 //! apart. If the code changes the bytes, these tests fail.
 //!
-//! After a deliberate format change (with a version bump, see `format-spec/README.md`), rewrite
-//! the files and the README table with:
+//! After a deliberate format change (once v1 is released, only with a version bump, see
+//! `format-spec/README.md` §7), rewrite the files and the README table with:
 //! `cargo test --test vectors -- --ignored regenerate`
-//! then update the literal values below from what that run prints.
+//! then update the literal values below (and the IDs in the README's "Fixed inputs") from what
+//! that run prints.
 
 use coffer::backend::{ObjectKind, ObjectName};
 use coffer::chunker::{chunk_stream, ChunkerParams};
@@ -71,21 +72,29 @@ fn chunk_a() -> Vec<u8> {
 // Literal expected values: keyed blob IDs and sizes. `regenerate` prints them.
 
 const CHUNK_A_LEN: u32 = 1280;
-const CHUNK_A_ID: &str = "03bfc020980216aab2842cd6a6f6902740bdd8ab64625a28afacce5db460cf24";
-const EMPTY_TREE_ID: &str = "3959d44968633dc201d65fc79b5bd3c4aa45ad2a59fb002148215ce6f87a0a37";
-const CHUNK_LIST_ID: &str = "ca96ee1f9eb18c5c60e9c65153d1fb5e36c46303faa88b4a67806ea601ae04b0";
-const TREE_ID: &str = "198bdc509a5caf18ada7e9d6d843488ee26ef3040d05da9e9400a6b21befca0e";
+const CHUNK_A_ID: &str = "4395d7d3aca7aeeae8990ef43f9ce8a5d865ef88985acbbe018d65e3516e59a6";
+const EMPTY_TREE_ID: &str = "8eb71d7075ef915ba5da8511598f591d37cb4c04f131d4c084e73ec5b1a10516";
+const CHUNK_LIST_ID: &str = "fd2a8aa6501eb3cb1aa8483b5a3a620e3f910ff2439f4b83f6aab5ae0782d31a";
+const TREE_ID: &str = "efa033bf599a74b4def7695d54bf95cbf4a01c631755c73a86d2a7315e5245a9";
+/// The empty tree's 5 bytes (`01 00 00 00 00`) stored as a data chunk instead.
+const EMPTY_TREE_AS_DATA_ID: &str =
+    "eb1be96be67058de5775b00029dfbfc2c694e387c7bad6f986e7864b4edb8789";
 const TREE_LEN: u32 = 924;
 /// Sealed lengths of the two blobs in the pack: 24 nonce + 1 codec + payload + 16 tag.
 const BLOB0_LEN: u32 = 100;
 const BLOB1_LEN: u32 = 965;
 const PACK_LEN: u64 = 1200;
-const PACK_ID: &str = "661e83d8a68dc3bcae20ca53926ced86911bebcb9e60222d2206064eed99cf3a";
+const PACK_ID: &str = "8d124874a17a820521b13f6997f26427793f0b238a4cfab405d2ad8d2c2429bf";
 /// Chunk lengths of `chunker_input()` with the stream parameters and the fixed key's seed.
 const CHUNKER_SEED: u64 = 0x2e1f_bb69_b110_b297;
 const CHUNK_LENGTHS: &[usize] = &[
     27310, 98249, 37358, 97930, 23937, 72098, 90374, 145278, 101085, 147138, 207819,
 ];
+
+/// Blob types, as the byte that starts the hashed input of a blob ID (spec §5.9).
+const DATA: u8 = BlobType::Data as u8;
+const TREE: u8 = BlobType::Tree as u8;
+const CHUNK_LIST: u8 = BlobType::ChunkList as u8;
 
 fn id(hex: &str) -> BlobId {
     BlobId::from_hex(hex).expect("a literal ID")
@@ -121,7 +130,7 @@ fn expected_empty_tree() -> Tree {
 }
 
 fn expected_chunk_list(keys: &Keys) -> ChunkList {
-    let a = keys.blob_id(&chunk_a());
+    let a = keys.blob_id(DATA, &chunk_a());
     ChunkList {
         level: 0,
         ids: vec![a, a],
@@ -150,9 +159,9 @@ fn node(name: &[u8], kind: NodeKind, content: Content) -> Node {
 
 /// A directory with one node of every kind, in byte order of their names.
 fn expected_tree(keys: &Keys) -> Tree {
-    let a = keys.blob_id(&chunk_a());
-    let list = keys.blob_id(&expected_chunk_list(keys).encode());
-    let empty = keys.blob_id(&expected_empty_tree().encode());
+    let a = keys.blob_id(DATA, &chunk_a());
+    let list = keys.blob_id(CHUNK_LIST, &expected_chunk_list(keys).encode());
+    let empty = keys.blob_id(TREE, &expected_empty_tree().encode());
     let nodes = vec![
         // A large file through a chunk list (whose two entries are the same chunk).
         Node {
@@ -259,13 +268,13 @@ fn expected_pack_entries(keys: &Keys, blob0: &[u8], blob1: &[u8]) -> Vec<PackEnt
     vec![
         PackEntry {
             blob_type: BlobType::Data,
-            id: keys.blob_id(&chunk_a()),
+            id: keys.blob_id(DATA, &chunk_a()),
             length: blob0.len() as u32,
             raw_length: chunk_a().len() as u32,
         },
         PackEntry {
             blob_type: BlobType::Tree,
-            id: keys.blob_id(&tree),
+            id: keys.blob_id(TREE, &tree),
             length: blob1.len() as u32,
             raw_length: tree.len() as u32,
         },
@@ -335,7 +344,7 @@ fn expected_snapshot(keys: &Keys) -> Snapshot {
         user: "vector-user".into(),
         tags: vec!["nightly".into(), "vector".into()],
         paths: vec![b"/srv/app".to_vec(), b"/srv/caf\xe9".to_vec()],
-        root: keys.blob_id(&expected_tree(keys).encode()),
+        root: keys.blob_id(TREE, &expected_tree(keys).encode()),
         parent: Some(SnapshotId([0xab; 32])),
         source: "files".into(),
         info: vec![
@@ -606,7 +615,7 @@ fn tree_vector() {
     let keys = keys();
     let bytes = read("tree.bin");
     assert_eq!(bytes.len() as u32, TREE_LEN);
-    assert_eq!(keys.blob_id(&bytes), id(TREE_ID));
+    assert_eq!(keys.blob_id(TREE, &bytes), id(TREE_ID));
     let tree = Tree::decode(&bytes).unwrap();
     let names: Vec<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
     let want: [&[u8]; 10] = [
@@ -668,7 +677,7 @@ fn tree_vector() {
     assert_eq!(tree, expected_tree(&keys));
     assert_eq!(tree.encode(), bytes);
     assert_eq!(
-        keys.blob_id(&expected_empty_tree().encode()),
+        keys.blob_id(TREE, &expected_empty_tree().encode()),
         id(EMPTY_TREE_ID)
     );
     assert_eq!(expected_empty_tree().encode(), [1, 0, 0, 0, 0]);
@@ -678,7 +687,7 @@ fn tree_vector() {
 fn chunk_list_vector() {
     let keys = keys();
     let bytes = read("chunklist.bin");
-    assert_eq!(keys.blob_id(&bytes), id(CHUNK_LIST_ID));
+    assert_eq!(keys.blob_id(CHUNK_LIST, &bytes), id(CHUNK_LIST_ID));
     let list = ChunkList::decode(&bytes).unwrap();
     assert_eq!(
         list,
@@ -688,6 +697,48 @@ fn chunk_list_vector() {
         }
     );
     assert_eq!(list.encode(), bytes);
+}
+
+/// Blob IDs are typed (spec §5.9): equal plaintexts stored as different types get different
+/// IDs, so a data chunk can never stand in for a tree or a chunk list, or the other way round.
+#[test]
+fn blob_ids_are_typed() {
+    let keys = keys();
+    // A 5-byte file holding exactly the empty tree's encoding: its own ID, not the tree's.
+    let empty = expected_empty_tree().encode();
+    assert_eq!(keys.blob_id(TREE, &empty), id(EMPTY_TREE_ID));
+    assert_eq!(keys.blob_id(DATA, &empty), id(EMPTY_TREE_AS_DATA_ID));
+    assert_ne!(id(EMPTY_TREE_AS_DATA_ID), id(EMPTY_TREE_ID));
+    // Every vector plaintext gets three distinct IDs, one per type.
+    for bytes in [chunk_a(), read("tree.bin"), read("chunklist.bin"), vec![]] {
+        let ids = [DATA, TREE, CHUNK_LIST].map(|t| keys.blob_id(t, &bytes));
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2]);
+        assert_ne!(ids[1], ids[2]);
+    }
+    // The pack's tree blob cannot be fetched under the ID its bytes would have as data (or as
+    // a chunk list), even with the right stored type; nor chunk A as a tree.
+    let pack_bytes = read("pack.bin");
+    let tree = read("tree.bin");
+    let blob0 = &pack_bytes[..BLOB0_LEN as usize];
+    let blob1 = &pack_bytes[BLOB0_LEN as usize..(BLOB0_LEN + BLOB1_LEN) as usize];
+    assert_eq!(
+        pack::open_blob(&keys, BlobType::Tree, &id(TREE_ID), blob1).unwrap(),
+        tree
+    );
+    for t in [DATA, CHUNK_LIST] {
+        let err = pack::open_blob(&keys, BlobType::Tree, &keys.blob_id(t, &tree), blob1)
+            .expect_err("a tree opened under another type's ID");
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+    let err = pack::open_blob(
+        &keys,
+        BlobType::Data,
+        &keys.blob_id(TREE, &chunk_a()),
+        blob0,
+    )
+    .expect_err("a data chunk opened under its ID as a tree");
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
 }
 
 #[test]
@@ -750,11 +801,11 @@ fn flipped_bytes_are_detected() {
     }
     // Trees and chunk lists are blob plaintexts: inside a pack the AEAD covers them (the tree
     // is blob 1 above); on their own their keyed ID does.
-    for file in ["tree.bin", "chunklist.bin"] {
+    for (file, t) in [("tree.bin", TREE), ("chunklist.bin", CHUNK_LIST)] {
         let bytes = read(file);
-        let good = keys.blob_id(&bytes);
+        let good = keys.blob_id(t, &bytes);
         for (i, b) in flips(&bytes) {
-            assert_ne!(keys.blob_id(&b), good, "{file}: flip at {i}");
+            assert_ne!(keys.blob_id(t, &b), good, "{file}: flip at {i}");
         }
     }
 }
@@ -892,14 +943,27 @@ fn object_names_match_the_readme() {
                 assert_eq!(parsed, ObjectName::for_bytes(kind, &bytes));
                 assert_eq!(parsed.path(), *name);
             }
-            Stored::Blob(_) => {
+            Stored::Blob(t) => {
                 assert_eq!(
-                    keys.blob_id(&bytes).to_hex(),
+                    keys.blob_id(t as u8, &bytes).to_hex(),
                     *name,
                     "{file}: keyed blob ID"
                 );
             }
         }
+    }
+    // The IDs and the seed the README quotes under "Fixed inputs" are the literals here.
+    let readme = std::fs::read_to_string(vectors_dir().join("README.md")).unwrap();
+    for literal in [
+        CHUNK_A_ID,
+        EMPTY_TREE_ID,
+        EMPTY_TREE_AS_DATA_ID,
+        &format!("{CHUNKER_SEED:#018x}"),
+    ] {
+        assert!(
+            readme.contains(literal),
+            "the vectors README lacks {literal}"
+        );
     }
     // The pack is stored under data/<first two hex digits>/<hash>.
     assert_eq!(
@@ -991,8 +1055,9 @@ mod from_the_spec {
         }
     }
 
-    fn blob_id(d: &Derived, plain: &[u8]) -> [u8; 32] {
-        *blake3::keyed_hash(&d.id_key, plain).as_bytes()
+    /// §5.9: `id = BLAKE3-keyed(blob_id_key, type_byte || plaintext)`.
+    fn blob_id(d: &Derived, blob_type: u8, plain: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&d.id_key, &[&[blob_type][..], plain].concat()).as_bytes()
     }
 
     #[test]
@@ -1004,7 +1069,20 @@ mod from_the_spec {
             keys().chunker_seed(),
             u64::from_le_bytes(seed[..8].try_into().unwrap())
         );
-        assert_eq!(keys().blob_id(b"").0, blob_id(&d, b""));
+        for t in [0, 1, 2] {
+            assert_eq!(keys().blob_id(t, b"").0, blob_id(&d, t, b""));
+            assert_eq!(keys().blob_id(t, b"abc").0, blob_id(&d, t, b"abc"));
+        }
+        // The type byte is hashed first: the empty tree's bytes as a tree and as data.
+        assert_eq!(hex::encode(blob_id(&d, 1, &[1, 0, 0, 0, 0])), EMPTY_TREE_ID);
+        assert_eq!(
+            hex::encode(blob_id(&d, 0, &[1, 0, 0, 0, 0])),
+            EMPTY_TREE_AS_DATA_ID
+        );
+        assert_eq!(
+            hex::encode(blake3::keyed_hash(&d.id_key, &[1, 1, 0, 0, 0, 0]).as_bytes()),
+            EMPTY_TREE_ID
+        );
         // The AEAD key: a box sealed here opens with coffer's keys.
         let sealed = seal(&d.aead, 9, b"aad", b"msg");
         assert_eq!(keys().open(b"aad", &sealed).unwrap(), b"msg");
@@ -1063,9 +1141,9 @@ mod from_the_spec {
     }
 
     fn tree_bytes(d: &Derived) -> Vec<u8> {
-        let a = blob_id(d, &chunk_a());
-        let list = blob_id(d, &chunk_list_bytes(d));
-        let empty = blob_id(d, &[1, 0, 0, 0, 0]);
+        let a = blob_id(d, 0, &chunk_a());
+        let list = blob_id(d, 2, &chunk_list_bytes(d));
+        let empty = blob_id(d, 1, &[1, 0, 0, 0, 0]);
         let mut t = w();
         t.u8(1).u32(10);
         // name, kind, mode, uid, gid, mtime, ctime, size, dev, inode, nlink, rdev, target
@@ -1234,7 +1312,7 @@ mod from_the_spec {
     }
 
     fn chunk_list_bytes(d: &Derived) -> Vec<u8> {
-        let a = blob_id(d, &chunk_a());
+        let a = blob_id(d, 0, &chunk_a());
         w().u8(1).u8(0).u32(2).raw(&a).raw(&a).0.clone()
     }
 
@@ -1265,12 +1343,12 @@ mod from_the_spec {
         header.u32(2);
         header
             .u8(0)
-            .raw(&blob_id(d, &a))
+            .raw(&blob_id(d, 0, &a))
             .u32(blob0.len() as u32)
             .u32(a.len() as u32);
         header
             .u8(1)
-            .raw(&blob_id(d, &tree))
+            .raw(&blob_id(d, 1, &tree))
             .u32(blob1.len() as u32)
             .u32(tree.len() as u32);
         let header = seal(&d.aead, N_HEADER, b"coffer pack header v1", &header.0);
@@ -1296,12 +1374,12 @@ mod from_the_spec {
             .u64(pack.len() as u64)
             .u32(2);
         body.u8(0)
-            .raw(&blob_id(&d, &chunk_a()))
+            .raw(&blob_id(&d, 0, &chunk_a()))
             .u32(0)
             .u32(BLOB0_LEN)
             .u32(CHUNK_A_LEN);
         body.u8(1)
-            .raw(&blob_id(&d, &tree))
+            .raw(&blob_id(&d, 1, &tree))
             .u32(BLOB0_LEN)
             .u32(BLOB1_LEN)
             .u32(tree.len() as u32);
@@ -1317,7 +1395,7 @@ mod from_the_spec {
         body.i64(T0).s16(b"vector-host").s16(b"vector-user");
         body.u16(2).s16(b"nightly").s16(b"vector");
         body.u16(2).s16(b"/srv/app").s16(b"/srv/caf\xe9");
-        body.raw(&blob_id(&d, &tree_bytes(&d)))
+        body.raw(&blob_id(&d, 1, &tree_bytes(&d)))
             .u8(1)
             .raw(&[0xab; 32]);
         body.s16(b"files")
@@ -1356,7 +1434,7 @@ fn regenerate_vectors() {
             ),
             Stored::Blob(t) => (
                 format!("{} blob (plaintext)", t.name()),
-                keys.blob_id(&bytes).to_hex(),
+                keys.blob_id(t as u8, &bytes).to_hex(),
             ),
         };
         table += &format!("| `{file}` | {what} | `{name}` | {} |\n", bytes.len());
@@ -1379,16 +1457,23 @@ fn regenerate_vectors() {
     let entries = pack::decode_pack(&keys, &pack_bytes).unwrap();
     let tree = read("tree.bin");
     println!("const CHUNK_A_LEN: u32 = {};", chunk_a().len());
-    println!("const CHUNK_A_ID: &str = \"{}\";", keys.blob_id(&chunk_a()));
+    println!(
+        "const CHUNK_A_ID: &str = \"{}\";",
+        keys.blob_id(DATA, &chunk_a())
+    );
     println!(
         "const EMPTY_TREE_ID: &str = \"{}\";",
-        keys.blob_id(&expected_empty_tree().encode())
+        keys.blob_id(TREE, &expected_empty_tree().encode())
     );
     println!(
         "const CHUNK_LIST_ID: &str = \"{}\";",
-        keys.blob_id(&read("chunklist.bin"))
+        keys.blob_id(CHUNK_LIST, &read("chunklist.bin"))
     );
-    println!("const TREE_ID: &str = \"{}\";", keys.blob_id(&tree));
+    println!(
+        "const EMPTY_TREE_AS_DATA_ID: &str = \"{}\";",
+        keys.blob_id(DATA, &expected_empty_tree().encode())
+    );
+    println!("const TREE_ID: &str = \"{}\";", keys.blob_id(TREE, &tree));
     println!("const TREE_LEN: u32 = {};", tree.len());
     println!("const BLOB0_LEN: u32 = {};", entries[0].1.length);
     println!("const BLOB1_LEN: u32 = {};", entries[1].1.length);

@@ -133,8 +133,8 @@ fn main() {
     let tree_bytes = tree.encode();
     let blob1 = pack::seal_blob(&keys, BlobType::Tree, &tree_bytes, 3);
     let entries = [
-        PackEntry { blob_type: BlobType::Data, id: keys.blob_id(&data), length: blob0.len() as u32, raw_length: data.len() as u32 },
-        PackEntry { blob_type: BlobType::Tree, id: keys.blob_id(&tree_bytes), length: blob1.len() as u32, raw_length: tree_bytes.len() as u32 },
+        PackEntry { blob_type: BlobType::Data, id: keys.blob_id(BlobType::Data as u8, &data), length: blob0.len() as u32, raw_length: data.len() as u32 },
+        PackEntry { blob_type: BlobType::Tree, id: keys.blob_id(BlobType::Tree as u8, &tree_bytes), length: blob1.len() as u32, raw_length: tree_bytes.len() as u32 },
     ];
     let header = pack::encode_header(&keys, &entries, Some(NONCE));
     let mut whole = [blob0.clone(), blob1.clone()].concat();

@@ -3,21 +3,10 @@
 //!
 //! Input: `type:u8 codec:u8 payload`. `codec payload` is sealed here as a blob of that type
 //! (AAD = "coffer blob v1\0" type, from the `format::pack` module docs), so every input gets
-//! past authentication, and opened with `id = blob_id(payload)`: a stored (codec 0) blob must
+//! past authentication, and opened with `id = blob_id(type, payload)`: a stored (codec 0) blob must
 //! open to `payload`; other codecs must fail or decompress without panicking. For stored
 //! inputs, `seal_blob`'s output must also open to the same plaintext.
-//!
-//! Each zstd decompression reserves `MAX_BLOB_SIZE` (64 MiB) up front. Under
-//! AddressSanitizer's default 256 MiB quarantine every such free evicts and unmaps an earlier
-//! one (~12 ms/exec); a 32 MiB quarantine lets the big buffer be reused (~0.7 ms/exec) while
-//! small allocations are still quarantined. `ASAN_OPTIONS` overrides this default.
 #![no_main]
-
-/// Read by AddressSanitizer at start-up (ignored when built without it).
-#[no_mangle]
-pub extern "C" fn __asan_default_options() -> *const std::ffi::c_char {
-    c"quarantine_size_mb=32".as_ptr()
-}
 
 mod common;
 
@@ -37,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut framed = vec![*codec];
     framed.extend_from_slice(payload);
     let sealed = keys.seal_with_nonce(common::NONCE, &aad, &framed);
-    let id = keys.blob_id(payload);
+    let id = keys.blob_id(blob_type as u8, payload);
     let opened = pack::open_blob(keys, blob_type, &id, &sealed);
     if *codec == 0 {
         assert_eq!(opened.expect("stored blob fails to open"), payload);

@@ -103,6 +103,15 @@ pub fn backup(
             }
             abs.sort();
             abs.dedup();
+            if !abs.iter().any(|p| std::fs::symlink_metadata(p).is_ok()) {
+                return Err(Error::not_found(format!(
+                    "none of the paths to back up exist ({}); nothing was saved",
+                    abs.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
             let path_bytes: Vec<Vec<u8>> = abs
                 .iter()
                 .map(|p| p.as_os_str().as_bytes().to_vec())

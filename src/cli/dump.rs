@@ -4,19 +4,20 @@ use super::common;
 use super::{Global, EXIT_OK};
 use coffer::browse::{dump_file, find_node, find_snapshot, normalise};
 use coffer::Result;
+use std::os::unix::ffi::OsStrExt;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// ID, ID prefix, `latest` or `@TIME`.
     pub snapshot: String,
     /// The file's path in the snapshot (for a stdin backup, its --stdin-name).
-    pub path: String,
+    pub path: std::ffi::OsString,
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let repo = common::open(g)?;
     let (_, snap) = find_snapshot(&repo, &a.snapshot)?;
-    let node = find_node(&repo, &snap.root, &normalise(&a.path))?;
+    let node = find_node(&repo, &snap.root, &normalise(a.path.as_bytes()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     dump_file(&repo, &node, &mut out)?;

@@ -5,13 +5,14 @@ use super::{Global, EXIT_OK};
 use coffer::browse::{find_snapshot, format_time, normalise, walk_snapshot};
 use coffer::format::tree::NodeKind;
 use coffer::Result;
+use std::os::unix::ffi::OsStrExt;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// ID, ID prefix, `latest` or `@TIME`.
     pub snapshot: String,
     /// Only entries at or below this path.
-    pub path: Option<String>,
+    pub path: Option<std::ffi::OsString>,
     /// Show type, mode, size and mtime.
     #[arg(short, long)]
     pub long: bool,
@@ -20,7 +21,7 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let repo = common::open(g)?;
     let (id, snap) = find_snapshot(&repo, &a.snapshot)?;
-    let under = a.path.as_deref().map(normalise);
+    let under = a.path.as_deref().map(|p| normalise(p.as_bytes()));
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     walk_snapshot(
@@ -45,6 +46,15 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         },
         &mut |path, e| errors.push(format!("{}: {e}", String::from_utf8_lossy(path))),
     )?;
+    if let Some(u) = &under {
+        if rows.is_empty() && u != b"/" {
+            return Err(coffer::Error::not_found(format!(
+                "{} is not in snapshot {}",
+                String::from_utf8_lossy(u),
+                id.short()
+            )));
+        }
+    }
     if g.json {
         let list: Vec<_> = rows
             .iter()

@@ -6,6 +6,7 @@ use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::browse::{find_snapshot, normalise};
 use coffer::restore::{restore, RestoreOptions};
 use coffer::Result;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -17,7 +18,7 @@ pub struct Args {
     pub target: PathBuf,
     /// Restore only this path of the snapshot and what is below it (repeatable).
     #[arg(long = "include", value_name = "PATH")]
-    pub includes: Vec<String>,
+    pub includes: Vec<std::ffi::OsString>,
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
@@ -25,7 +26,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let (id, snap) = find_snapshot(&repo, &a.snapshot)?;
     let opts = RestoreOptions {
         target: a.target.clone(),
-        includes: a.includes.iter().map(|p| normalise(p)).collect(),
+        includes: a.includes.iter().map(|p| normalise(p.as_bytes())).collect(),
     };
     let started = std::time::Instant::now();
     let bar = Bar::new(g.quiet, g.json);

@@ -71,9 +71,14 @@ impl Keys {
         }
     }
 
-    /// Keyed BLAKE3 of a blob's plaintext: its ID. Different repositories give different IDs.
-    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
-        BlobId(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+    /// A blob's ID: keyed BLAKE3 of its type byte followed by its plaintext. The key makes
+    /// IDs differ between repositories; the type byte keeps a data chunk that happens to
+    /// equal a tree's bytes from ever sharing the tree's ID.
+    pub fn blob_id(&self, blob_type: u8, plaintext: &[u8]) -> BlobId {
+        let mut h = blake3::Hasher::new_keyed(&self.chunk_id_key);
+        h.update(&[blob_type]);
+        h.update(plaintext);
+        BlobId(*h.finalize().as_bytes())
     }
 
     /// The secret seed that moves chunk boundaries, so stored sizes don't fingerprint content.
@@ -143,7 +148,8 @@ mod tests {
     fn blob_ids_are_keyed() {
         let a = Keys::derive(&MasterSecret::generate());
         let b = Keys::derive(&MasterSecret::generate());
-        assert_ne!(a.blob_id(b"same"), b.blob_id(b"same"));
-        assert_eq!(a.blob_id(b"same"), a.blob_id(b"same"));
+        assert_ne!(a.blob_id(0, b"same"), b.blob_id(0, b"same"));
+        assert_eq!(a.blob_id(0, b"same"), a.blob_id(0, b"same"));
+        assert_ne!(a.blob_id(0, b"same"), a.blob_id(1, b"same"));
     }
 }

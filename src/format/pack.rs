@@ -72,7 +72,7 @@ pub fn open_blob(keys: &Keys, blob_type: BlobType, id: &BlobId, sealed: &[u8]) -
         .split_first()
         .ok_or_else(|| Error::corrupt("blob has no codec byte"))?;
     let plain = compress::decompress(codec, payload)?;
-    if keys.blob_id(&plain) != *id {
+    if keys.blob_id(blob_type as u8, &plain) != *id {
         return Err(Error::corrupt(format!(
             "{} blob {} decrypts to data with a different hash",
             blob_type.name(),

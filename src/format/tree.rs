@@ -141,6 +141,11 @@ impl Tree {
             if !ok {
                 return Err(Error::corrupt("tree node content does not match its kind"));
             }
+            if n.kind != NodeKind::Symlink && !n.link_target.is_empty() {
+                return Err(Error::corrupt(
+                    "a node that is not a symlink has a link target",
+                ));
+            }
             if let Content::ChunkList { level, .. } = n.content {
                 if level > MAX_LIST_LEVEL {
                     return Err(Error::corrupt("chunk list nesting is too deep"));

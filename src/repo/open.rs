@@ -94,42 +94,54 @@ impl Repository {
                 configs.len()
             )));
         }
+        let config_name = configs[0].0;
+        let config_bytes = backend.get(&config_name)?;
+        if !config_name.verify(&config_bytes) {
+            return Err(Error::corrupt(format!("{config_name}: config is damaged")));
+        }
+        // The format version is public: refuse a newer repository before trying any key, so
+        // it is never mistaken for a wrong password.
+        Config::peek_repo_id(&config_bytes)?;
+        // Try every key file. One that unwraps but whose master secret does not open the
+        // config belongs elsewhere (or was planted): keep trying the others.
         let mut opened = None;
-        let mut last_err = None;
+        let mut wrong_password = false;
+        let mut other_errors = Vec::new();
         for (name, _) in &key_names {
             let attempt = backend.get(name).and_then(|bytes| {
                 if !name.verify(&bytes) {
                     return Err(Error::corrupt(format!("key file {name} is damaged")));
                 }
-                KeyFile::decode(&bytes)?.unwrap(password)
+                let master = KeyFile::decode(&bytes)?.unwrap(password)?;
+                let keys = Keys::derive(&master);
+                let config = Config::decode(&keys, &config_bytes)
+                    .map_err(|e| e.context(format!("key file {name} opens, but not the config")))?;
+                Ok((keys, config))
             });
             match attempt {
-                Ok(master) => {
-                    opened = Some((KeyId(name.hash), master));
+                Ok((keys, config)) => {
+                    opened = Some((KeyId(name.hash), keys, config));
                     break;
                 }
-                Err(e) => last_err = Some(e),
+                Err(e) if e.kind() == ErrorKind::WrongPassword => wrong_password = true,
+                Err(e) => other_errors.push(e),
             }
         }
-        let (key_id, master) = match opened {
+        let (key_id, keys, config) = match opened {
             Some(o) => o,
-            None => {
-                return Err(match last_err {
-                    Some(e) if e.kind() != ErrorKind::WrongPassword => e,
-                    _ => Error::new(
-                        ErrorKind::WrongPassword,
-                        "wrong password: no key in this repository opens with it",
-                    ),
-                })
+            None if wrong_password || other_errors.is_empty() => {
+                let note = if other_errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} other key file(s) are unreadable)", other_errors.len())
+                };
+                return Err(Error::new(
+                    ErrorKind::WrongPassword,
+                    format!("wrong password: no key in this repository opens with it{note}"),
+                ));
             }
+            None => return Err(other_errors.remove(0)),
         };
-        let keys = Keys::derive(&master);
-        let config_name = configs[0].0;
-        let bytes = backend.get(&config_name)?;
-        if !config_name.verify(&bytes) {
-            return Err(Error::corrupt(format!("{config_name}: config is damaged")));
-        }
-        let config = Config::decode(&keys, &bytes)?;
         let cache = match &opts.cache_dir {
             Some(dir) => Some(Mutex::new(Cache::open(dir, &config.repo_id)?)),
             None => None,

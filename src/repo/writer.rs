@@ -68,8 +68,15 @@ impl<'r> BlobSaver<'r> {
 
     /// Store a blob unless it exists; returns its ID.
     pub fn save(&self, blob_type: BlobType, plaintext: &[u8]) -> Result<BlobId> {
+        if plaintext.len() > crate::compress::MAX_BLOB_SIZE {
+            return Err(Error::invalid(format!(
+                "a {} blob of {} bytes exceeds the format's limit (a directory with too many entries?)",
+                blob_type.name(),
+                plaintext.len()
+            )));
+        }
         let keys = self.repo.keys();
-        let id = keys.blob_id(plaintext);
+        let id = keys.blob_id(blob_type as u8, plaintext);
         if self.is_known(&id) {
             return Ok(id);
         }
