@@ -119,6 +119,7 @@ fn whole_backup(c: &mut Criterion) {
                 clock: Arc::new(SystemClock),
                 host: "bench".into(),
                 user: "bench".into(),
+                warn: Arc::new(|_: &str| {}),
             };
             let kdf = KdfParams {
                 memory_kib: 1024,

@@ -54,8 +54,18 @@ pub fn format_time_rfc3339(ns: i64) -> String {
 }
 
 /// Resolve a SNAPSHOT argument: an ID, a unique ID prefix, `latest`, or `@TIME`.
+/// A damaged snapshot object does not hide the others: an ID or prefix that names no damaged
+/// snapshot still selects; `latest` and `@TIME` might mean the damaged one, so they fail.
 pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-    let snaps = repo.snapshots()?;
+    let (snaps, damaged) = repo.readable_snapshots()?;
+    let spec_l = spec.to_ascii_lowercase();
+    let by_id = !spec_l.is_empty() && spec_l.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some((_, e)) = damaged
+        .into_iter()
+        .find(|(id, _)| !by_id || id.to_hex().starts_with(&spec_l))
+    {
+        return Err(e);
+    }
     select(snaps, spec)
 }
 

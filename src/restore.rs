@@ -96,12 +96,11 @@ pub fn restore(
     }
     std::fs::create_dir_all(&opts.target).map_err(|e| Error::io(opts.target.display(), e))?;
     let mut out = RestoreOutcome::default();
-    for (path, node) in entries.iter().filter(|(_, n)| n.kind == NodeKind::Dir) {
+    for (path, _) in entries.iter().filter(|(_, n)| n.kind == NodeKind::Dir) {
         let p = target_path(&opts.target, path);
         if let Err(e) = std::fs::create_dir_all(&p) {
             errors.push(format!("{}: {e}", p.display()));
         }
-        let _ = node;
         out.dirs += 1;
     }
 

@@ -54,17 +54,26 @@ fn layer_of(file: &str) -> usize {
 
 #[test]
 fn external_crates_stay_in_their_layer() {
-    let rules: [(&str, &dyn Fn(&str) -> bool); 5] = [
-        ("clap", &|f| f.starts_with("cli/")),
-        ("indicatif", &|f| f.starts_with("cli/")),
-        ("opendal", &|f| f == "backend/service.rs"),
-        ("tokio", &|f| f == "backend/service.rs"),
-        ("rusqlite", &|f| f == "index/cache.rs"),
+    // Each external crate and the only files allowed to name it (a prefix ending in '/'
+    // allows a whole folder).
+    let rules: [(&str, &str); 5] = [
+        ("clap", "cli/"),
+        ("indicatif", "cli/"),
+        ("opendal", "backend/service.rs"),
+        ("tokio", "backend/service.rs"),
+        ("rusqlite", "index/cache.rs"),
     ];
+    let allowed = |file: &str, place: &str| {
+        if place.ends_with('/') {
+            file.starts_with(place)
+        } else {
+            file == place
+        }
+    };
     let mut violations = Vec::new();
     for (file, text) in sources() {
-        for (krate, allowed) in &rules {
-            if mentions(&text, krate) && !allowed(&file) {
+        for (krate, place) in rules {
+            if mentions(&text, krate) && !allowed(&file, place) {
                 violations.push(format!("{file} uses {krate}"));
             }
         }

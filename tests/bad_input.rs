@@ -697,6 +697,122 @@ fn damaged_snapshot_index_and_key_objects_are_named() {
     d.repair_and_recheck("a key file");
 }
 
+#[test]
+fn damaged_snapshot_object_does_not_hide_the_other_snapshots() {
+    let d = damage_setup();
+    let snap = d.env.repo().join("snapshots").join(&d.s_b);
+    let orig = flip_byte(&snap, 40);
+    let damaged = format!("snapshots/{}", d.s_b);
+    // Without a cache, as on a fresh machine after a disaster (a cache would still hold
+    // the intact copy).
+    let fresh = |args: &[&str]| {
+        let mut all = vec!["--no-cache"];
+        all.extend_from_slice(args);
+        run(&d.env, &all)
+    };
+
+    let out = fresh(&["--json", "snapshots"]);
+    expect_code(&out, 1, "snapshots with a damaged snapshot object");
+    let listed = json_of(&out);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("a snapshot list")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![d.s_ab.as_str()],
+        "the intact snapshot should be listed"
+    );
+    assert!(text(&out.stderr).contains(&damaged), "{}", show(&out));
+
+    // The intact snapshot restores, by ID or prefix.
+    let target = d.env.path("restore-intact");
+    let out = fresh(&["restore", &d.s_ab[..12], "--target", s(&target)]);
+    expect_code(&out, 0, "restore of the intact snapshot");
+    assert_eq!(std::fs::read(restored(&target, &d.b1)).unwrap(), d.b1_bytes);
+    assert_eq!(std::fs::read(restored(&target, &d.a1)).unwrap(), d.a1_bytes);
+
+    // The damaged one, or `latest` (which might mean it), fail and name it.
+    for args in [
+        vec!["restore", d.s_b.as_str(), "--target", "/nonexistent/never"],
+        vec!["ls", "latest"],
+    ] {
+        let out = fresh(&args);
+        expect_code(&out, 1, &format!("{args:?} with a damaged snapshot"));
+        assert!(text(&out.stderr).contains(&damaged), "{}", show(&out));
+    }
+
+    // New backups are not blocked by an old damaged snapshot.
+    let b = d.b1.parent().unwrap().to_path_buf();
+    let out = fresh(&["--json", "backup", s(&b)]);
+    expect_code(&out, 0, "backup next to a damaged snapshot");
+
+    std::fs::write(&snap, orig).unwrap();
+    expect_code(&fresh(&["snapshots"]), 0, "snapshots after the repair");
+    expect_code(
+        &run(&d.env, &["check", "--read-data"]),
+        0,
+        "check after the repair",
+    );
+}
+
+/// Without a cache, a damaged index file is skipped with a warning instead of blocking
+/// the repository; the next backup indexes its packs again, after which every file restores.
+#[test]
+fn damaged_index_file_is_skipped_and_healed_by_the_next_backup() {
+    let d = damage_setup();
+    let index_files = objects(&d.env.repo(), "index");
+    assert!(!index_files.is_empty());
+    for f in &index_files {
+        flip_byte(f, 30);
+    }
+    let fresh = |args: &[&str]| {
+        let mut all = vec!["--no-cache"];
+        all.extend_from_slice(args);
+        run(&d.env, &all)
+    };
+    // Snapshots are still listed.
+    expect_code(
+        &fresh(&["snapshots"]),
+        0,
+        "snapshots with damaged index files",
+    );
+    // A backup warns, and adopts the packs no readable index describes, so everything
+    // becomes reachable again.
+    let a = d.a1.parent().unwrap().to_path_buf();
+    let out = fresh(&["backup", s(&a)]);
+    expect_code(&out, 0, "backup next to damaged index files");
+    assert!(
+        text(&out.stderr).contains("damaged index"),
+        "{}",
+        show(&out)
+    );
+    let target = d.env.path("restore-after-heal");
+    let out = fresh(&["restore", &d.s_ab, "--target", s(&target)]);
+    expect_code(
+        &out,
+        0,
+        "restore after the next backup re-indexed the packs",
+    );
+    assert_eq!(std::fs::read(restored(&target, &d.b1)).unwrap(), d.b1_bytes);
+    assert_eq!(std::fs::read(restored(&target, &d.a1)).unwrap(), d.a1_bytes);
+    // check still names the damaged objects until they are removed.
+    let out = run(&d.env, &["check"]);
+    expect_code(&out, 1, "check with damaged index files");
+    for f in &index_files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(text(&out.stdout).contains(name), "{}", show(&out));
+        std::fs::remove_file(f).unwrap();
+    }
+    expect_code(
+        &run(&d.env, &["check", "--read-data"]),
+        0,
+        "check once the damaged files are gone",
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Unreadable sources
 // ---------------------------------------------------------------------------------------

@@ -31,8 +31,15 @@ fn file_equal_to_a_tree_encoding_restores() {
     let target = env.path("out");
     env.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
     let root = target.join(src.strip_prefix("/").unwrap());
-    assert_eq!(std::fs::read(root.join("looks-like-a-tree")).unwrap(), [1, 0, 0, 0, 0]);
+    assert_eq!(
+        std::fs::read(root.join("looks-like-a-tree")).unwrap(),
+        [1, 0, 0, 0, 0]
+    );
     assert!(root.join("empty").is_dir());
     let check = env.run(&["check", "--read-data"]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }

@@ -237,7 +237,8 @@ fn find_parent(
     opts: &BackupOptions,
     paths: &[Vec<u8>],
 ) -> Result<Option<(SnapshotId, Snapshot)>> {
-    let snaps = repo.snapshots()?;
+    // A damaged snapshot cannot be a parent, and must not block new backups.
+    let (snaps, _damaged) = repo.readable_snapshots()?;
     if let Some(want) = opts.parent {
         return match snaps.into_iter().find(|(id, _)| *id == want) {
             Some(s) => Ok(Some(s)),

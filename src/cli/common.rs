@@ -80,6 +80,7 @@ pub fn open_options(g: &Global) -> OpenOptions {
         clock: Arc::new(SystemClock),
         host: hostname(),
         user: username(),
+        warn: Arc::new(|m: &str| eprintln!("coffer: warning: {m}")),
     }
 }
 

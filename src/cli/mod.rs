@@ -162,7 +162,9 @@ fn report_error(g: &Global, e: &Error) -> i32 {
         );
     }
     let hint = match e.kind() {
-        ErrorKind::WrongPassword => " (check COFFER_PASSWORD / --password-file)",
+        ErrorKind::WrongPassword if !e.message().contains("COFFER_PASSWORD") => {
+            " (check COFFER_PASSWORD / --password-file)"
+        }
         ErrorKind::Corrupt => " (run `coffer check --read-data` for a full report)",
         _ => "",
     };

@@ -1,7 +1,7 @@
 //! `coffer snapshots`: list snapshots, oldest first.
 
 use super::common::{self, human_bytes, print_json};
-use super::{Global, EXIT_OK};
+use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::browse::{format_time, format_time_rfc3339};
 use coffer::Result;
 
@@ -10,7 +10,16 @@ pub struct Args {}
 
 pub fn run(g: &Global, _a: &Args) -> Result<i32> {
     let repo = common::open(g)?;
-    let snaps = repo.snapshots()?;
+    // Damaged snapshot objects are reported, and the others still listed.
+    let (snaps, damaged) = repo.readable_snapshots()?;
+    for (_, e) in &damaged {
+        eprintln!("coffer: warning: skipped a damaged snapshot: {e} (run `coffer check`)");
+    }
+    let code = if damaged.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    };
     if g.json {
         let list: Vec<_> = snaps
             .iter()
@@ -33,7 +42,7 @@ pub fn run(g: &Global, _a: &Args) -> Result<i32> {
             })
             .collect();
         print_json(&list);
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     println!(
         "{:<8}  {:<19}  {:<12}  {:>10}  {:<12}  paths",
@@ -58,5 +67,5 @@ pub fn run(g: &Global, _a: &Args) -> Result<i32> {
     if !g.quiet {
         println!("{} snapshot(s)", snaps.len());
     }
-    Ok(EXIT_OK)
+    Ok(code)
 }

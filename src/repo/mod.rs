@@ -12,7 +12,7 @@ pub use writer::{BlobSaver, SaverStats};
 use crate::backend::{Backend, ObjectKind, ObjectName};
 use crate::clock::Clock;
 use crate::crypto::Keys;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::index::IndexFile;
 use crate::format::pack;
@@ -32,6 +32,7 @@ pub struct Repository {
     cache: Option<Mutex<Cache>>,
     index: RwLock<Option<Arc<Index>>>,
     clock: Arc<dyn Clock>,
+    warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Repository {
@@ -95,7 +96,9 @@ impl Repository {
         let Some(cache) = &self.cache else {
             let mut index = Index::new();
             for id in &listed {
-                index.add_file(&self.read_index_file(id)?);
+                if let Some(file) = self.read_index_file_or_warn(id) {
+                    index.add_file(&file);
+                }
             }
             return Ok(index);
         };
@@ -108,12 +111,27 @@ impl Repository {
         let known = cache.index_ids()?;
         let mut fresh = Vec::new();
         for id in listed.iter().filter(|id| !known.contains(id)) {
-            fresh.push((*id, self.read_index_file(id)?.packs));
+            if let Some(file) = self.read_index_file_or_warn(id) {
+                fresh.push((*id, file.packs));
+            }
         }
         if !fresh.is_empty() {
             cache.add_indexes(&fresh)?;
         }
         cache.load_index()
+    }
+
+    /// A damaged index file must not make the whole repository unusable: its packs are
+    /// still on the backend, the next backup indexes them again (see `adopt_orphan_packs`),
+    /// and `check` reports the damage. Until then, blobs only it describes are unreachable.
+    fn read_index_file_or_warn(&self, id: &IndexId) -> Option<IndexFile> {
+        match self.read_index_file(id) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                (self.warn)(&format!("skipping a damaged index file: {e}"));
+                None
+            }
+        }
     }
 
     pub fn read_index_file(&self, id: &IndexId) -> Result<IndexFile> {
@@ -136,29 +154,52 @@ impl Repository {
         Ok(id)
     }
 
-    /// Every snapshot, oldest first. Uses the cache for ones seen before.
+    /// Every snapshot, oldest first. Uses the cache for ones seen before. Fails if any
+    /// snapshot object is damaged (`readable_snapshots` lists the others).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let (snaps, mut damaged) = self.readable_snapshots()?;
+        if damaged.is_empty() {
+            Ok(snaps)
+        } else {
+            Err(damaged.swap_remove(0).1)
+        }
+    }
+
+    /// Every snapshot that can be read, oldest first, and the error for each snapshot object
+    /// that is damaged: one bad object must not hide the others.
+    #[allow(clippy::type_complexity)]
+    pub fn readable_snapshots(
+        &self,
+    ) -> Result<(Vec<(SnapshotId, Snapshot)>, Vec<(SnapshotId, Error)>)> {
         let listed = self.backend.list(ObjectKind::Snapshot)?;
         let cached = match &self.cache {
             Some(c) => c.lock().expect("cache lock").snapshots()?,
             None => Default::default(),
         };
         let mut out = Vec::with_capacity(listed.len());
+        let mut damaged = Vec::new();
         for (name, _) in &listed {
             let id = SnapshotId(name.hash);
             let bytes = match cached.get(&id) {
                 Some(b) if name.verify(b) => b.clone(),
-                _ => {
-                    let b = self.read_object(name)?;
-                    if let Some(c) = &self.cache {
-                        c.lock().expect("cache lock").put_snapshot(&id, &b)?;
+                _ => match self.read_object(name) {
+                    Ok(b) => {
+                        if let Some(c) = &self.cache {
+                            c.lock().expect("cache lock").put_snapshot(&id, &b)?;
+                        }
+                        b
                     }
-                    b
-                }
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        damaged.push((id, e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
-            let snap = Snapshot::decode(&self.keys, &bytes)
-                .map_err(|e| e.context(format!("snapshot {}", id.short())))?;
-            out.push((id, snap));
+            match Snapshot::decode(&self.keys, &bytes) {
+                Ok(snap) => out.push((id, snap)),
+                Err(e) => damaged.push((id, e.context(format!("snapshot {}", id.short())))),
+            }
         }
         if let Some(c) = &self.cache {
             let c = c.lock().expect("cache lock");
@@ -169,7 +210,7 @@ impl Repository {
             }
         }
         out.sort_by_key(|(id, s)| (s.time_ns, *id));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {

@@ -20,6 +20,9 @@ pub struct OpenOptions {
     /// Who and where, recorded in new key files.
     pub host: String,
     pub user: String,
+    /// Told about damage that the repository works around (e.g. an unreadable index file
+    /// whose packs are then found again by the next backup).
+    pub warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
 /// `$XDG_CACHE_HOME/coffer`, else `~/.cache/coffer`.
@@ -154,6 +157,7 @@ impl Repository {
             cache,
             index: RwLock::new(None),
             clock: opts.clock,
+            warn: opts.warn,
         })
     }
 
