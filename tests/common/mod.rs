@@ -30,18 +30,7 @@ impl Env {
     }
     /// `coffer` with `--repo`, `--cache-dir` and the password set; add arguments to it.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("COFFER_PASSWORD", PASSWORD)
-            .env("TZ", "UTC")
-            .arg("--repo")
-            .arg(self.repo())
-            .arg("--cache-dir")
-            .arg(self.cache())
-            .stdin(Stdio::null());
-        c
+        self.cmd_with_cache(&self.cache())
     }
     /// Run `coffer ARGS`, returning the output whatever the status.
     pub fn run(&self, args: &[&str]) -> Output {
