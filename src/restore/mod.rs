@@ -3,28 +3,29 @@
 //! permissions, ownership (when run as root) and mtimes to the nanosecond.
 //!
 //! Algorithm: walk the snapshot's trees once into a flat list; create directories; write
-//! regular files in parallel (each file written once, in order); link the other names of
-//! hard-linked files; create symlinks and special files; then set metadata, directories last
-//! and deepest first so that creating children does not disturb a parent's mtime.
+//! regular files pack by pack (`files.rs`: each pack fetched once, each blob decrypted once,
+//! written at its offsets into every file that uses it); create symlinks and special files;
+//! link the other names of hard-linked files; then set directory metadata, deepest first,
+//! so that creating children does not disturb a parent's mtime.
 //! A file whose data is damaged is reported and skipped; everything else still restores.
+
+mod files;
 
 use crate::browse::walk_snapshot;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
-use crate::format::BlobType;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use files::FileTask;
 use filetime::FileTime;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 pub struct RestoreOptions {
     pub target: PathBuf,
@@ -124,45 +125,53 @@ pub fn restore(
 
     let total: u64 = primaries.iter().map(|&i| entries[i].1.size).sum();
     progress.start("restore", Some(total));
-    let errs = Mutex::new(errors);
-    let failed: Vec<bool> = primaries
-        .par_iter()
-        .map(|&i| {
-            if cancel.load(Ordering::Relaxed) {
-                return true;
-            }
-            let (path, node) = &entries[i];
-            let p = target_path(&opts.target, path);
-            match restore_entry(repo, &p, node, progress) {
-                Ok(()) => false,
-                Err(e) => {
-                    errs.lock()
-                        .expect("errors lock")
-                        .push(format!("{}: {e}", p.display()));
-                    true
-                }
-            }
+    // Regular files pack by pack; symlinks and special files one by one.
+    let (files, others): (Vec<usize>, Vec<usize>) = primaries
+        .iter()
+        .partition(|&&i| entries[i].1.kind == NodeKind::File);
+    let tasks: Vec<FileTask> = files
+        .iter()
+        .map(|&i| FileTask {
+            path: target_path(&opts.target, &entries[i].0),
+            node: &entries[i].1,
         })
         .collect();
-    let mut errors = errs.into_inner().expect("errors lock");
+    let file_errors = files::restore_files(repo, &tasks, progress, cancel)?;
+    let other_errors: Vec<Option<String>> = others
+        .par_iter()
+        .map(|&i| {
+            let p = target_path(&opts.target, &entries[i].0);
+            restore_entry(&p, &entries[i].1)
+                .err()
+                .map(|e| e.to_string())
+        })
+        .collect();
+    let mut ok: HashMap<usize, bool> = HashMap::new();
+    for (&i, err) in files.iter().zip(&file_errors) {
+        ok.insert(i, err.is_none());
+        match err {
+            None => {
+                out.files += 1;
+                out.bytes += entries[i].1.size;
+            }
+            Some(e) => errors.push(format!(
+                "{}: {e}",
+                target_path(&opts.target, &entries[i].0).display()
+            )),
+        }
+    }
+    for (&i, err) in others.iter().zip(&other_errors) {
+        ok.insert(i, err.is_none());
+        match err {
+            None => out.links += 1,
+            Some(e) => errors.push(format!(
+                "{}: {e}",
+                target_path(&opts.target, &entries[i].0).display()
+            )),
+        }
+    }
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
-    }
-    let ok: HashMap<usize, bool> = primaries
-        .iter()
-        .copied()
-        .zip(failed.iter().map(|f| !f))
-        .collect();
-    for (k, &i) in primaries.iter().enumerate() {
-        if !failed[k] {
-            match entries[i].1.kind {
-                NodeKind::File => {
-                    out.files += 1;
-                    out.bytes += entries[i].1.size;
-                }
-                _ => out.links += 1,
-            }
-        }
     }
     for (i, first) in link_to {
         let src = target_path(&opts.target, &entries[first].0);
@@ -196,41 +205,20 @@ pub fn restore(
     Ok(out)
 }
 
-/// Create one non-directory entry and set its metadata.
-fn restore_entry(
-    repo: &Repository,
-    path: &Path,
-    node: &Node,
-    progress: &dyn Progress,
-) -> Result<()> {
+/// Create a symlink or special file and set its metadata.
+fn restore_entry(path: &Path, node: &Node) -> Result<()> {
     let io = |e| Error::io(path.display(), e);
+    let _ = std::fs::remove_file(path);
     match node.kind {
-        NodeKind::File => {
-            let chunks = repo.file_chunks(&node.content)?;
-            let mut f = std::fs::File::create(path).map_err(io)?;
-            let mut written = 0u64;
-            for id in &chunks {
-                let data = repo.read_blob(BlobType::Data, id)?;
-                f.write_all(&data).map_err(io)?;
-                written += data.len() as u64;
-                progress.advance(data.len() as u64);
-            }
-            if written != node.size {
-                return Err(Error::corrupt(format!(
-                    "restored {written} bytes but the snapshot records {}",
-                    node.size
-                )));
-            }
-        }
         NodeKind::Symlink => {
-            let _ = std::fs::remove_file(path);
-            std::os::unix::fs::symlink(OsStr::from_bytes(&node.link_target), path).map_err(io)?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&node.link_target), path).map_err(io)?
         }
         NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice | NodeKind::Socket => {
-            let _ = std::fs::remove_file(path);
-            make_special(path, node).map_err(io)?;
+            make_special(path, node).map_err(io)?
         }
-        NodeKind::Dir => unreachable!("directories are created before files"),
+        NodeKind::File | NodeKind::Dir => {
+            unreachable!("files and directories are restored elsewhere")
+        }
     }
     apply_metadata(path, node)
 }
@@ -260,7 +248,7 @@ fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
 
 /// Ownership (only as root), permissions (not on symlinks) and mtime, in that order: chown
 /// clears setuid bits, so mode comes after it.
-fn apply_metadata(path: &Path, node: &Node) -> Result<()> {
+pub(crate) fn apply_metadata(path: &Path, node: &Node) -> Result<()> {
     let io = |e| Error::io(path.display(), e);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
