@@ -1,0 +1,783 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: coffer against restic, borg and (if installed) rustic, on real data
+# built on this machine.
+#
+#   benches/compare.sh              full run (6-9 minutes on 2 cores, of which ~1 minute builds
+#                                   the datasets; later runs reuse them)
+#   QUICK=1 benches/compare.sh      smoke run (small tree, tiny dumps, 1 round, 2 nights;
+#                                   about 1-2 minutes): checks that the script works
+#
+# Environment (all optional):
+#   WORK=/var/tmp/coffer-bench   work dir: datasets, repositories, caches, logs, results.md.
+#                                Must be reachable by an unprivileged user (PostgreSQL runs as one).
+#   TREE=/usr/share              a real folder; a copy of it is the file-tree dataset
+#   SCALE=5                      size of the database: pgbench scale SCALE plus 20,000 customers
+#                                and 40,000 orders per unit; one unit is ~30 MB of plain dump
+#   NIGHTS=6                     number of nightly dumps
+#   ROUNDS=2                     repetitions; the best wall time of each step is kept
+#   TOOLS="coffer restic borg rustic"   tools to compare (those not installed are skipped)
+#   VERIFY=1                     in round 1, compare every restore with its source (untimed)
+#   REBUILD=1                    rebuild the datasets even if cached ones match
+#   PG_BIN=/usr/lib/postgresql/15/bin
+#   QUICK=1                      defaults become TREE=/usr/share/doc SCALE=1 NIGHTS=2 ROUNDS=1
+#
+# Method (see "Benchmarks" in DESIGN.md: ratios against peers on the same data, never bare times):
+# - Datasets: (a) a copy of TREE, so every tool reads the same unchanging inodes; (b) NIGHTS
+#   plain-SQL pg_dumps of a throwaway PostgreSQL 15 cluster with scattered updates, deletes
+#   and inserts between nights (the pattern behind "What measurements say about dedup of
+#   database dumps" in DESIGN.md).
+# - Each round starts every tool on fresh repositories and fresh cache dirs (one per tool and
+#   repository, inside WORK). Within a round the tools run interleaved, step by step, and the
+#   order rotates from round to round, so load from other processes spreads over all tools.
+# - Wall time: the best over rounds. Peak RSS: the highest over rounds (from /usr/bin/time
+#   %M). Repository size: `du -sb` after each step, the mean over rounds (chunk boundaries
+#   are keyed per repository, so sizes differ slightly between rounds).
+# - The page cache is NOT dropped (that needs root and would hurt other users of the machine):
+#   the datasets are read from RAM, so the numbers measure the tools' CPU and repository
+#   writes, not the source disk. Before every step, untimed, its inputs (source, repository,
+#   cache dir) are read once so they are in the cache for every tool alike, and `sync` runs,
+#   so one tool's pending writeback is not charged to the next. Restores write tens of
+#   thousands of files and are bound by the file system: on a shared machine they are the
+#   noisiest rows.
+# - Every tool runs with its defaults (compression: coffer zstd, restic "auto", borg lz4),
+#   the same password, and the tree repository separate from the dump repository.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+if [[ ${QUICK:-0} == 1 ]]; then
+  : "${TREE:=/usr/share/doc}" "${SCALE:=1}" "${NIGHTS:=2}" "${ROUNDS:=1}"
+fi
+: "${WORK:=/var/tmp/coffer-bench}" "${TREE:=/usr/share}" "${SCALE:=5}" "${NIGHTS:=6}"
+: "${ROUNDS:=2}" "${TOOLS:=coffer restic borg rustic}" "${VERIFY:=1}" "${REBUILD:=0}"
+: "${PG_BIN:=/usr/lib/postgresql/15/bin}"
+
+# One password for every tool; drop anything from the caller's environment that would take
+# precedence over it or point a tool at another repository.
+PASSWORD=coffer-bench-password
+unset COFFER_PASSWORD_FILE COFFER_REPOSITORY RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND \
+  RESTIC_REPOSITORY RESTIC_REPOSITORY_FILE BORG_PASSCOMMAND BORG_PASSPHRASE_FD BORG_REPO \
+  RUSTIC_PASSWORD_FILE RUSTIC_PASSWORD_COMMAND RUSTIC_REPOSITORY
+export COFFER_PASSWORD=$PASSWORD RESTIC_PASSWORD=$PASSWORD BORG_PASSPHRASE=$PASSWORD \
+  RUSTIC_PASSWORD=$PASSWORD
+
+START_TIME=$SECONDS
+say() { printf '[%s +%4ds] %s\n' "$(date +%T)" "$((SECONDS - START_TIME))" "$*" >&2; }
+warn() { say "WARNING: $*"; }
+die() {
+  say "ERROR: $*"
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------
+
+check_prerequisites() {
+  [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (apt-get install time)"
+  [[ -x $PG_BIN/initdb ]] || die "PostgreSQL 15 binaries not found in PG_BIN=$PG_BIN"
+  [[ -d $TREE ]] || die "TREE=$TREE is not a directory"
+  # coffer always comes first: the ratio column divides its figure by the best peer's.
+  [[ " $TOOLS " == *" coffer "* ]] || die "TOOLS must include coffer"
+  ACTIVE_TOOLS=(coffer)
+  local t
+  for t in $TOOLS; do
+    case $t in
+      coffer) ;;
+      restic | borg | rustic)
+        if command -v "$t" >/dev/null; then
+          ACTIVE_TOOLS+=("$t")
+        elif [[ $t == rustic ]]; then
+          say "rustic is not installed; skipping it (cargo install rustic-rs --locked)"
+        else
+          warn "$t is not installed; skipping it (apt-get install restic borgbackup)"
+        fi
+        ;;
+      *) die "unknown tool '$t' in TOOLS" ;;
+    esac
+  done
+}
+
+build_coffer() {
+  say "building coffer (cargo build --release)"
+  (cd "$ROOT" && cargo build --release) >"$LOGS/cargo-build.log" 2>&1 ||
+    die "cargo build failed; see $LOGS/cargo-build.log"
+  COFFER=${CARGO_TARGET_DIR:-$ROOT/target}/release/coffer
+  [[ -x $COFFER ]] || die "no binary at $COFFER"
+}
+
+# The file tree: a copy, so that mtimes and inodes cannot change under the tools during the
+# run (package upgrades touch /usr/share), and so the tree sits on the same disk as WORK.
+prepare_tree() {
+  local name
+  name=tree-$(printf '%s' "$TREE" | tr -c 'A-Za-z0-9_.-' '_')
+  TREE_DATA=$WORK/data/$name
+  if [[ $REBUILD != 1 && -e $TREE_DATA.complete ]]; then
+    say "reusing the tree copy $TREE_DATA"
+  else
+    say "copying $TREE to $TREE_DATA"
+    rm -rf "$TREE_DATA" "$TREE_DATA.complete"
+    mkdir -p "$TREE_DATA"
+    cp -a "$TREE/." "$TREE_DATA/" 2>"$LOGS/tree-copy.log" ||
+      warn "some files of $TREE could not be copied; see $LOGS/tree-copy.log"
+    touch "$TREE_DATA.complete"
+  fi
+  TREE_BYTES=$(du -sb "$TREE_DATA" | cut -f1)
+  TREE_FILES=$(find "$TREE_DATA" -type f | wc -l)
+}
+
+# ---------------------------------------------------------------------------------------------
+# The nightly dump series from a throwaway PostgreSQL 15 cluster
+# ---------------------------------------------------------------------------------------------
+
+PG_OS_USER=
+PG_RUNNING=0
+
+# PostgreSQL refuses to run as root, so as root it runs as a dedicated system user.
+as_pg() {
+  if [[ -n $PG_OS_USER ]]; then
+    runuser -u "$PG_OS_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+choose_pg_user() {
+  ((EUID == 0)) || return 0
+  PG_OS_USER=coffer-bench
+  if ! id "$PG_OS_USER" >/dev/null 2>&1; then
+    useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$PG_OS_USER" 2>/dev/null ||
+      PG_OS_USER=nobody
+  fi
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on (a refused connection means free).
+free_port() {
+  local p
+  for p in $(seq 54329 54429); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  die "no free TCP port in 54329-54429"
+}
+
+pg_start() {
+  choose_pg_user
+  PGROOT=$WORK/pg
+  rm -rf "$PGROOT"
+  mkdir -p "$PGROOT/sock" "$PGROOT/sql"
+  [[ -n $PG_OS_USER ]] && chown -R "$PG_OS_USER:" "$PGROOT"
+  as_pg test -w "$PGROOT" || die "user ${PG_OS_USER:-$(id -un)} cannot write $PGROOT (is WORK under a private dir?)"
+  PG_PORT=$(free_port)
+  PGCONN=(-h "$PGROOT/sock" -p "$PG_PORT" -U bench)
+  say "starting PostgreSQL 15 as ${PG_OS_USER:-$(id -un)} on 127.0.0.1:$PG_PORT (socket in $PGROOT/sock)"
+  as_pg "$PG_BIN/initdb" -D "$PGROOT/data" -U bench -A trust -E UTF8 --no-locale --no-sync \
+    >"$LOGS/initdb.log" 2>&1 || die "initdb failed; see $LOGS/initdb.log"
+  # Durability is irrelevant for a throwaway cluster and does not change what pg_dump prints.
+  # Autovacuum is off so that the explicit nightly VACUUM makes the series reproducible.
+  as_pg "$PG_BIN/pg_ctl" -D "$PGROOT/data" -l "$PGROOT/server.log" -w -o \
+    "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PGROOT/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off -c max_wal_size=4GB" \
+    start >"$LOGS/pg_ctl.log" 2>&1 || die "pg_ctl start failed; see $PGROOT/server.log"
+  PG_RUNNING=1
+}
+
+pg_stop() {
+  ((PG_RUNNING)) || return 0
+  say "stopping PostgreSQL"
+  as_pg "$PG_BIN/pg_ctl" -D "$PGROOT/data" -m fast -w stop >>"$LOGS/pg_ctl.log" 2>&1 || true
+  PG_RUNNING=0
+}
+trap pg_stop EXIT
+
+psql_file() { as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "${PGCONN[@]}" -d app "$@"; }
+
+# The SQL lives here so the benchmark is one file. Generator helpers are pg_temp functions, so
+# nothing of the generator appears in the dumps.
+write_sql() {
+  local d=$PGROOT/sql
+  cat >"$d/helpers.sql" <<'SQL'
+CREATE FUNCTION pg_temp.pick(a text[]) RETURNS text LANGUAGE sql VOLATILE
+  AS $$ SELECT a[1 + floor(random() * cardinality(a))::int] $$;
+CREATE FUNCTION pg_temp.first_name() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT pg_temp.pick(ARRAY[
+  'Olivia','Liam','Emma','Noah','Amelia','Oliver','Ava','Elijah','Sophia','Lucas','Mia','Levi',
+  'Isabella','Mateo','Charlotte','Ezra','Luna','Asher','Harper','James','Evelyn','Leo','Aria',
+  'Jack','Ella','Henry','Nora','Sebastian','Chloe','Hugo','Lea','Jonas','Marie','Finn','Sofia',
+  'Paul','Hannah','Ben','Emilia','Louis','Lina','Elias','Ida','Noah','Clara','Felix','Anna',
+  'Lukas','Mila','Maximilian','Yusuf','Aisha','Wei','Mei','Hiroshi','Yuki','Arjun','Priya',
+  'Carlos','Lucia','Diego','Valentina','Mohammed','Fatima','Ivan','Olga','Kwame','Amara'])::text $$;
+CREATE FUNCTION pg_temp.last_name() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT pg_temp.pick(ARRAY[
+  'Smith','Johnson','Williams','Brown','Jones','Garcia','Miller','Davis','Rodriguez','Martinez',
+  'Hernandez','Lopez','Gonzalez','Wilson','Anderson','Thomas','Taylor','Moore','Jackson','Martin',
+  'Lee','Perez','Thompson','White','Harris','Sanchez','Clark','Ramirez','Lewis','Robinson',
+  'Walker','Young','Allen','King','Wright','Scott','Torres','Nguyen','Hill','Flores','Green',
+  'Müller','Schmidt','Schneider','Fischer','Weber','Meyer','Wagner','Becker','Schulz','Hoffmann',
+  'Dubois','Moreau','Laurent','Rossi','Russo','Ferrari','Novak','Kowalski','Nowak','Jensen',
+  'Nielsen','Hansen','Andersson','Johansson','Tanaka','Suzuki','Sato','Kim','Park','Chen','Wang'])::text $$;
+-- city|country|locale|postcode pattern length
+CREATE FUNCTION pg_temp.city() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT pg_temp.pick(ARRAY[
+  'Berlin|DE|de-DE','Hamburg|DE|de-DE','München|DE|de-DE','Köln|DE|de-DE','Frankfurt am Main|DE|de-DE',
+  'Paris|FR|fr-FR','Lyon|FR|fr-FR','Marseille|FR|fr-FR','Madrid|ES|es-ES','Barcelona|ES|es-ES',
+  'Valencia|ES|es-ES','Rome|IT|it-IT','Milan|IT|it-IT','Amsterdam|NL|nl-NL','Rotterdam|NL|nl-NL',
+  'Brussels|BE|fr-BE','Vienna|AT|de-AT','Zürich|CH|de-CH','Geneva|CH|fr-CH','Copenhagen|DK|da-DK',
+  'Stockholm|SE|sv-SE','Oslo|NO|nb-NO','Helsinki|FI|fi-FI','Warsaw|PL|pl-PL','Prague|CZ|cs-CZ',
+  'Dublin|IE|en-IE','London|GB|en-GB','Manchester|GB|en-GB','Edinburgh|GB|en-GB','Lisbon|PT|pt-PT',
+  'New York|US|en-US','Chicago|US|en-US','Austin|US|en-US','Seattle|US|en-US','San Francisco|US|en-US',
+  'Toronto|CA|en-CA','Montréal|CA|fr-CA','São Paulo|BR|pt-BR','Mexico City|MX|es-MX',
+  'Tokyo|JP|ja-JP','Osaka|JP|ja-JP','Seoul|KR|ko-KR','Singapore|SG|en-SG','Sydney|AU|en-AU',
+  'Melbourne|AU|en-AU','Auckland|NZ|en-NZ','Bangalore|IN|en-IN','Cape Town|ZA|en-ZA','Nairobi|KE|en-KE'])::text $$;
+CREATE FUNCTION pg_temp.street() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT
+  (1 + floor(random() * 240))::int || ' ' || pg_temp.pick(ARRAY['Oak','Maple','Cedar','Pine','Elm',
+  'Lake','Hill','Park','Church','Mill','River','Station','Market','King','Queen','Victoria',
+  'Garden','Forest','Meadow','Bridge','Castle','School','North','South','Harbour','Linden',
+  'Birch','Willow','Spring','Sunset']) || ' ' ||
+  pg_temp.pick(ARRAY['Street','Avenue','Road','Lane','Way','Drive','Close','Place','Court']) $$;
+CREATE FUNCTION pg_temp.sentence(n int) RETURNS text LANGUAGE sql VOLATILE AS $$
+  SELECT string_agg(pg_temp.pick(ARRAY['please','deliver','to','the','back','door',
+  'customer','prefers','email','contact','after','hours','gift','wrap','requested','called',
+  'about','invoice','address','changed','VIP','account','discount','applied','refund',
+  'issued','for','damaged','item','leave','with','neighbour','ring','twice','allergic',
+  'to','peanuts','wants','paper','receipt','no','marketing','calls','corporate','order',
+  'net','30','terms','reseller','fragile','handle','with','care']), ' ') || '.'
+  FROM generate_series(1, n) $$;
+CREATE FUNCTION pg_temp.product() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT
+  pg_temp.pick(ARRAY['Organic','Classic','Deluxe','Compact','Wireless','Ergonomic','Vintage',
+  'Premium','Eco','Smart','Portable','Handmade']) || ' ' ||
+  pg_temp.pick(ARRAY['Coffee Beans','Desk Lamp','Backpack','Headphones','Water Bottle',
+  'Notebook','Tea Set','Yoga Mat','Keyboard','Sneakers','Rain Jacket','Cutting Board',
+  'Phone Case','Candle','Plant Pot','Wall Clock','Blender','Sunglasses']) $$;
+SQL
+
+  cat >"$d/insert_customers.sql" <<'SQL'
+-- :n new customers, created over :'age' before now
+INSERT INTO customers (first_name, last_name, email, phone, street, city, postcode, country,
+                       created_at, updated_at, balance, notes, profile)
+SELECT f, l,
+       lower(translate(f || '.' || l, 'üöäéèàçãáíóúñ', 'uoaeeacaaioun')) ||
+         CASE WHEN random() < 0.6 THEN (floor(random() * 100))::int::text ELSE '' END || '@' ||
+         pg_temp.pick(ARRAY['gmail.com','outlook.com','yahoo.com','proton.me','icloud.com',
+                             'gmx.de','web.de','orange.fr','example.org','fastmail.com']),
+       '+' || (1 + floor(random() * 98))::int || ' ' || lpad((floor(random() * 1e9))::bigint::text, 9, '0'),
+       pg_temp.street(),
+       split_part(c, '|', 1),
+       lpad((floor(random() * 99999))::int::text, 5, '0'),
+       split_part(c, '|', 2),
+       ts, ts + random() * (now() - ts),
+       round((random() * 5000)::numeric, 2),
+       CASE WHEN g % 3 = 0 THEN pg_temp.sentence(4 + g % 12) END,
+       jsonb_build_object(
+         'newsletter', random() < 0.3,
+         'tier', pg_temp.pick(ARRAY['free','free','free','basic','basic','pro','enterprise']),
+         'locale', split_part(c, '|', 3),
+         'tags', to_jsonb(ARRAY(SELECT pg_temp.pick(ARRAY['early-adopter','b2b','reseller',
+                   'churn-risk','vip','student','nonprofit','beta']) FROM generate_series(1, g % 3))),
+         'last_login', now() - random() * interval '90 days',
+         'signup_source', pg_temp.pick(ARRAY['web','ios','android','partner','import']))
+FROM (SELECT g, pg_temp.first_name() AS f, pg_temp.last_name() AS l, pg_temp.city() AS c,
+             now() - random() * :'age'::interval AS ts
+      FROM generate_series(1, :n) g) s;
+SQL
+
+  cat >"$d/insert_orders.sql" <<'SQL'
+-- :n orders of random existing customers, placed over :'age' before now
+WITH pick AS (
+  SELECT g, (SELECT id FROM customers WHERE id >= r ORDER BY id LIMIT 1) AS cid
+  FROM (SELECT g, 1 + floor(random() * (SELECT max(id) FROM customers))::bigint AS r
+        FROM generate_series(1, :n) g) s
+), o AS (
+  SELECT p.cid, now() - random() * :'age'::interval AS ts,
+         (SELECT jsonb_agg(jsonb_build_object(
+                   'sku', 'SKU-' || lpad((floor(random() * 20000))::int::text, 5, '0'),
+                   'name', pg_temp.product(),
+                   'qty', 1 + floor(random() * 4)::int,
+                   'unit_price', round((2 + random() * 120)::numeric, 2)))
+          FROM generate_series(1, 1 + p.g % 4)) AS items
+  FROM pick p WHERE p.cid IS NOT NULL
+)
+INSERT INTO orders (customer_id, status, currency, total, items, shipping_address, created_at, updated_at)
+SELECT o.cid,
+       CASE WHEN o.ts < now() - interval '14 days'
+            THEN pg_temp.pick(ARRAY['delivered','delivered','delivered','delivered','delivered',
+                                    'delivered','delivered','delivered','returned','cancelled'])
+            ELSE pg_temp.pick(ARRAY['pending','paid','shipped']) END,
+       CASE c.country WHEN 'US' THEN 'USD' WHEN 'GB' THEN 'GBP' WHEN 'JP' THEN 'JPY' ELSE 'EUR' END,
+       (SELECT sum((i->>'qty')::int * (i->>'unit_price')::numeric) FROM jsonb_array_elements(o.items) i),
+       o.items,
+       c.street || ', ' || c.postcode || ' ' || c.city || ', ' || c.country,
+       o.ts, o.ts
+FROM o JOIN customers c ON c.id = o.cid;
+SQL
+
+  cat >"$d/schema.sql" <<'SQL'
+\ir helpers.sql
+SELECT setseed(0.5);
+CREATE TABLE customers (
+  id          bigserial PRIMARY KEY,
+  first_name  text NOT NULL,
+  last_name   text NOT NULL,
+  email       text NOT NULL,
+  phone       text,
+  street      text,
+  city        text,
+  postcode    text,
+  country     char(2),
+  created_at  timestamptz NOT NULL,
+  updated_at  timestamptz NOT NULL,
+  balance     numeric(12,2) NOT NULL,
+  notes       text,
+  profile     jsonb NOT NULL
+);
+CREATE INDEX ON customers (email);
+CREATE TABLE orders (
+  id               bigserial PRIMARY KEY,
+  customer_id      bigint NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+  status           text NOT NULL,
+  currency         char(3) NOT NULL,
+  total            numeric(12,2),
+  items            jsonb NOT NULL,
+  shipping_address text,
+  created_at       timestamptz NOT NULL,
+  updated_at       timestamptz NOT NULL
+);
+CREATE INDEX ON orders (customer_id);
+CREATE INDEX ON orders (status) WHERE status IN ('pending','paid','shipped');
+\set n :n_customers
+\set age '5 years'
+\ir insert_customers.sql
+\set n :n_orders
+\set age '3 years'
+\ir insert_orders.sql
+VACUUM ANALYZE;
+SQL
+
+  # One night of an application's life: ~1% of customers touched, orders moving through their
+  # states, a few erasures and sign-ups, new orders. Updated rows get new tuple positions
+  # (after the nightly VACUUM, into freed space), so the changes are scattered through the
+  # dump, as in production.
+  cat >"$d/night.sql" <<'SQL'
+\ir helpers.sql
+SELECT setseed(:seed / 1000.0);
+UPDATE customers
+   SET updated_at = now(),
+       balance = round(balance + (random() * 200 - 100)::numeric, 2),
+       profile = jsonb_set(profile, '{last_login}', to_jsonb(now() - random() * interval '20 hours'))
+ WHERE id IN (SELECT 1 + floor(random() * (SELECT max(id) FROM customers))::bigint
+                FROM generate_series(1, :n_touch));
+UPDATE customers
+   SET street = pg_temp.street(), city = split_part(pg_temp.city(), '|', 1),
+       postcode = lpad((floor(random() * 99999))::int::text, 5, '0'), updated_at = now()
+ WHERE id IN (SELECT 1 + floor(random() * (SELECT max(id) FROM customers))::bigint
+                FROM generate_series(1, :n_move));
+UPDATE orders
+   SET status = CASE status WHEN 'pending' THEN 'paid' WHEN 'paid' THEN 'shipped' ELSE 'delivered' END,
+       updated_at = now()
+ WHERE status IN ('pending', 'paid', 'shipped') AND random() < 0.7;
+DELETE FROM customers
+ WHERE id IN (SELECT 1 + floor(random() * (SELECT max(id) FROM customers))::bigint
+                FROM generate_series(1, :n_erase));
+\set n :n_signup
+\set age '1 day'
+\ir insert_customers.sql
+\set n :n_new_orders
+\set age '1 day'
+\ir insert_orders.sql
+SQL
+}
+
+make_dumps() {
+  DUMPS=$WORK/data/dumps-scale$SCALE-nights$NIGHTS
+  if [[ $REBUILD != 1 && -e $DUMPS/complete ]]; then
+    say "reusing the dump series in $DUMPS"
+    return
+  fi
+  rm -rf "$DUMPS"
+  mkdir -p "$DUMPS"
+  pg_start
+  write_sql
+  as_pg "$PG_BIN/createdb" "${PGCONN[@]}" app
+  say "loading the database (pgbench -i -s $SCALE, $((20000 * SCALE)) customers, $((40000 * SCALE)) orders)"
+  as_pg "$PG_BIN/pgbench" "${PGCONN[@]}" -i -q -s "$SCALE" app >"$LOGS/pgbench-init.log" 2>&1 ||
+    die "pgbench -i failed; see $LOGS/pgbench-init.log"
+  psql_file -v n_customers=$((20000 * SCALE)) -v n_orders=$((40000 * SCALE)) \
+    -f "$PGROOT/sql/schema.sql" >"$LOGS/schema.log" 2>&1 || die "schema load failed; see $LOGS/schema.log"
+  local night
+  for ((night = 1; night <= NIGHTS; night++)); do
+    if ((night > 1)); then
+      # The day's traffic: application churn, then pgbench TPC-B-like transactions (each
+      # updates one of the 100,000*SCALE accounts, so ~1% of them) and the nightly VACUUM.
+      psql_file -v seed="$night" -v n_touch=$((200 * SCALE)) -v n_move=$((20 * SCALE)) \
+        -v n_erase=$((20 * SCALE)) -v n_signup=$((40 * SCALE)) -v n_new_orders=$((400 * SCALE)) \
+        -f "$PGROOT/sql/night.sql" >>"$LOGS/nights.log" 2>&1 || die "night $night failed; see $LOGS/nights.log"
+      as_pg "$PG_BIN/pgbench" "${PGCONN[@]}" -n -c 2 -j 2 -t $((500 * SCALE)) \
+        --random-seed="$night" app >>"$LOGS/nights.log" 2>&1 || die "pgbench failed; see $LOGS/nights.log"
+      psql_file -c 'VACUUM ANALYZE' >>"$LOGS/nights.log" 2>&1
+    fi
+    as_pg "$PG_BIN/pg_dump" "${PGCONN[@]}" -Fp app >"$DUMPS/night$night.sql" ||
+      die "pg_dump failed"
+    say "night $night: dump of $(($(stat -c %s "$DUMPS/night$night.sql") / 1000000)) MB"
+  done
+  pg_stop
+  rm -rf "$PGROOT"
+  touch "$DUMPS/complete"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tool adapters: `cmd_TOOL ACTION NAME [TARGET]` sets CMD (the command to time) and CMD_DIR
+# (where to run it) for the repository REPO with the cache dir CACHE. NAME is a snapshot name
+# (only borg names its archives); TARGET is the restore target.
+# ---------------------------------------------------------------------------------------------
+
+cmd_coffer() {
+  local c=("$COFFER" -q -r "$REPO" --cache-dir "$CACHE")
+  case $1 in
+    init) CMD=("${c[@]}" init) ;;
+    backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
+    restore_tree) CMD=("${c[@]}" restore latest --target "$3") ;;
+    backup_stdin) CMD=("${c[@]}" backup --stdin --stdin-name dump.sql) ;;
+    dump) CMD=("${c[@]}" dump latest dump.sql) ;;
+    check) CMD=("${c[@]}" check --read-data) ;;
+  esac
+}
+
+cmd_restic() {
+  local c=(restic -q -r "$REPO" --cache-dir "$CACHE")
+  case $1 in
+    init) CMD=("${c[@]}" init) ;;
+    backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
+    restore_tree) CMD=("${c[@]}" restore latest --target "$3") ;;
+    backup_stdin) CMD=("${c[@]}" backup --stdin --stdin-filename dump.sql) ;;
+    dump) CMD=("${c[@]}" dump latest /dump.sql) ;;
+    check) CMD=("${c[@]}" check --read-data) ;;
+  esac
+}
+
+# borg keeps its cache, keys and security state under BORG_BASE_DIR; `env` execs borg, so
+# /usr/bin/time still measures borg itself.
+cmd_borg() {
+  local c=(env BORG_BASE_DIR="$CACHE" borg)
+  case $1 in
+    init) CMD=("${c[@]}" init --encryption=repokey-blake2 "$REPO") ;;
+    backup_tree) CMD=("${c[@]}" create "$REPO::$2" "$TREE_DATA") ;;
+    # borg extracts into the current directory, without the leading "/".
+    restore_tree) CMD=("${c[@]}" extract "$REPO::$2") CMD_DIR=$3 ;;
+    backup_stdin) CMD=("${c[@]}" create --stdin-name dump.sql "$REPO::$2" -) ;;
+    dump) CMD=("${c[@]}" extract --stdout "$REPO::$2" dump.sql) ;;
+    check) CMD=("${c[@]}" check --verify-data "$REPO") ;;
+  esac
+}
+
+# Not exercised on the reference machine (rustic is not installed there); syntax from the
+# rustic book (`rustic backup --stdin-filename NAME -`, `rustic dump SNAP:PATH`).
+cmd_rustic() {
+  local c=(rustic -r "$REPO" --cache-dir "$CACHE")
+  case $1 in
+    init) CMD=("${c[@]}" init) ;;
+    backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
+    restore_tree) CMD=("${c[@]}" restore latest "$3") ;;
+    backup_stdin) CMD=("${c[@]}" backup --stdin-filename dump.sql -) ;;
+    dump) CMD=("${c[@]}" dump latest:dump.sql) ;;
+    check) CMD=("${c[@]}" check --read-data) ;;
+  esac
+}
+
+# use_repo TOOL KIND: point REPO/CACHE at the tool's tree or dump repository of this round.
+use_repo() {
+  REPO=$RUN/$1/$2-repo
+  CACHE=$RUN/$1/$2-cache
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------------------------
+
+# warm PATH...: read every file once, so that the timed step finds them in the page cache.
+warm() {
+  find "$@" -type f -print0 | xargs -0 -r cat >/dev/null 2>&1 || true
+}
+
+# measure TOOL STEP ROUND STDIN STDOUT: run CMD under /usr/bin/time, append one line to RAW:
+# tool, step, round, wall seconds (or FAIL), peak RSS KiB, repository bytes after the step.
+# A failing tool is recorded as FAIL and the run goes on, so one broken peer (or a broken
+# coffer) still leaves a table.
+measure() {
+  local tool=$1 step=$2 round=$3 in=$4 out=$5
+  local log=$LOGS/$tool.$step.r$round.log tf=$LOGS/time.out rc=0 wall rss size
+  printf '$ %q ' "${CMD[@]}" >>"$log"
+  printf '\n' >>"$log"
+  # Untimed: bring the step's inputs (source, repository, the tool's cache dir) into the page
+  # cache, since the kernel here trims cold pages within minutes and whichever tool went
+  # first would otherwise pay for disk reads; and flush what earlier steps wrote, so one
+  # tool's writeback does not land in the next one's wall time.
+  local inputs=("$REPO" "$CACHE")
+  [[ -f $in ]] && inputs+=("$in")
+  [[ $step == tree_backup || $step == tree_rerun ]] && inputs+=("$TREE_DATA")
+  warm "${inputs[@]}"
+  sync
+  (cd "${CMD_DIR:-$WORK}" && /usr/bin/time -f '%e %M' -o "$tf" "${CMD[@]}" <"$in" >>"$out" 2>>"$log") || rc=$?
+  CMD_DIR=
+  size=$(du -sb "$REPO" | cut -f1)
+  if ((rc != 0)); then
+    warn "$tool $step (round $round) failed with status $rc; see $log"
+    printf '%s\t%s\t%s\tFAIL\t0\t%s\n' "$tool" "$step" "$round" "$size" >>"$RAW"
+    return 0
+  fi
+  read -r wall rss <"$tf"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$round" "$wall" "$rss" "$size" >>"$RAW"
+  say "  $tool $step: ${wall}s, $((rss / 1024)) MiB, repository $((size / 1000000)) MB"
+}
+
+# step ROUND STEP ACTION KIND NAME [STDIN]: one step for every tool, in this round's order.
+step() {
+  local round=$1 stepname=$2 action=$3 kind=$4 name=$5 in=${6:-/dev/null} t
+  for t in "${ORDER[@]}"; do
+    use_repo "$t" "$kind"
+    "cmd_$t" "$action" "$name"
+    measure "$t" "$stepname" "$round" "$in" "$LOGS/$t.$stepname.r$round.log"
+  done
+}
+
+run_round() {
+  local round=$1 k t kind night target out
+  k=$(((round - 1) % ${#ACTIVE_TOOLS[@]}))
+  ORDER=("${ACTIVE_TOOLS[@]:k}" "${ACTIVE_TOOLS[@]:0:k}")
+  say "round $round of $ROUNDS (order: ${ORDER[*]})"
+
+  # Fresh repositories and caches: nothing carries over from the previous round.
+  rm -rf "$RUN"
+  for t in "${ORDER[@]}"; do
+    for kind in tree dump; do
+      use_repo "$t" "$kind"
+      mkdir -p "$CACHE" "$(dirname "$REPO")"
+      "cmd_$t" init
+      "${CMD[@]}" >>"$LOGS/$t.init.log" 2>&1 || die "$t init failed; see $LOGS/$t.init.log"
+    done
+  done
+
+  step "$round" tree_backup backup_tree tree tree1
+  step "$round" tree_rerun backup_tree tree tree2
+
+  for t in "${ORDER[@]}"; do
+    target=$RUN/$t/restore
+    mkdir -p "$target"
+    use_repo "$t" tree
+    "cmd_$t" restore_tree tree2 "$target"
+    measure "$t" tree_restore "$round" /dev/null "$LOGS/$t.tree_restore.r$round.log"
+    if [[ $VERIFY == 1 && $round == 1 ]]; then
+      if diff -r --no-dereference "$TREE_DATA" "$target$TREE_DATA" >"$LOGS/$t.verify-tree.log" 2>&1; then
+        echo "$t tree identical" >>"$VERIFIED"
+        say "  $t restored tree is identical to the source"
+      else
+        echo "$t tree DIFFERS (see $LOGS/$t.verify-tree.log)" >>"$VERIFIED"
+        warn "$t restored tree differs from the source; see $LOGS/$t.verify-tree.log"
+      fi
+    fi
+    rm -rf "$target"
+  done
+
+  for ((night = 1; night <= NIGHTS; night++)); do
+    step "$round" "night$night" backup_stdin dump "night$night" "$DUMPS/night$night.sql"
+  done
+
+  for t in "${ORDER[@]}"; do
+    out=$RUN/$t/restored.sql
+    use_repo "$t" dump
+    "cmd_$t" dump "night$NIGHTS"
+    measure "$t" dump_restore "$round" /dev/null "$out"
+    if [[ $VERIFY == 1 && $round == 1 ]]; then
+      if cmp -s "$out" "$DUMPS/night$NIGHTS.sql"; then
+        echo "$t dump identical" >>"$VERIFIED"
+      else
+        echo "$t dump DIFFERS" >>"$VERIFIED"
+        warn "$t restored dump differs from night$NIGHTS.sql"
+      fi
+    fi
+    rm -f "$out"
+  done
+
+  step "$round" check_tree check tree ""
+  step "$round" check_dump check dump ""
+}
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+# agg KIND TOOL STEP: one number (or FAIL, or empty) from RAW.
+#   time    best wall time over rounds; STEP=nights: mean over nights 2..N of each night's best
+#   rss     highest peak RSS over rounds (and nights), in KiB
+#   size    mean repository size over rounds after STEP, in bytes
+#   growth  mean repository growth per night over nights 2..N and rounds, in bytes
+agg() {
+  awk -F'\t' -v kind="$1" -v tool="$2" -v want="$3" '
+    function is_later_night(s) { return s ~ /^night[0-9]+$/ && substr(s, 6) + 0 >= 2 }
+    $1 != tool { next }
+    kind == "growth" && $2 ~ /^night[0-9]+$/ { size[$3, substr($2, 6) + 0] = $6; rounds[$3] = 1 }
+    !(want == "nights" ? is_later_night($2) : $2 == want) { next }
+    $4 == "FAIL" { fail = 1; next }
+    kind == "time" { if (!($2 in best) || $4 < best[$2]) best[$2] = $4 }
+    kind == "rss" { if ($5 > peak) peak = $5 }
+    kind == "size" { sum += $6; n++ }
+    END {
+      if (fail) { print "FAIL"; exit }
+      if (kind == "time") { for (s in best) { t += best[s]; m++ } if (m) printf "%.2f\n", t / m }
+      if (kind == "rss" && peak) print peak
+      if (kind == "size" && n) printf "%.0f\n", sum / n
+      if (kind == "growth") {
+        for (r in rounds) for (k = 2; (r, k) in size; k++) { g += size[r, k] - size[r, k - 1]; m++ }
+        if (m) printf "%.0f\n", g / m
+      }
+    }' "$RAW"
+}
+
+# fmt KIND VALUE: human units (s, MiB, MB).
+fmt() {
+  case $2 in
+    "" | FAIL) printf '%s' "${2:-–}" ;;
+    *) case $1 in
+      time) printf '%.2f' "$2" ;;
+      rss) awk -v v="$2" 'BEGIN { printf "%.0f", v / 1024 }' ;;
+      size | growth) awk -v v="$2" 'BEGIN { printf "%.1f", v / 1e6 }' ;;
+    esac ;;
+  esac
+}
+
+# row LABEL KIND STEP: one Markdown row, with coffer divided by the best (lowest) peer.
+row() {
+  local label=$1 kind=$2 stepname=$3 t v coffer_v="" best_peer=""
+  printf '| %s |' "$label"
+  for t in "${ACTIVE_TOOLS[@]}"; do
+    v=$(agg "$kind" "$t" "$stepname")
+    printf ' %s |' "$(fmt "$kind" "$v")"
+    [[ $v == "" || $v == FAIL ]] && continue
+    if [[ $t == coffer ]]; then
+      coffer_v=$v
+    elif [[ -z $best_peer ]] || awk -v a="$v" -v b="$best_peer" 'BEGIN { exit !(a < b) }'; then
+      best_peer=$v
+    fi
+  done
+  if [[ -n $coffer_v && -n $best_peer ]] && awk -v b="$best_peer" 'BEGIN { exit !(b > 0) }'; then
+    awk -v a="$coffer_v" -v b="$best_peer" 'BEGIN { printf " %.2f× |\n", a / b }'
+  else
+    printf ' – |\n'
+  fi
+}
+
+table_header() {
+  local t
+  printf '| %s |' "$1"
+  for t in "${ACTIVE_TOOLS[@]}"; do printf ' %s |' "$t"; done
+  printf ' coffer / best peer |\n|---|'
+  for t in "${ACTIVE_TOOLS[@]}"; do printf -- '---:|'; done
+  printf -- '---:|\n'
+}
+
+# Load average, and the share of time some task waited for I/O over the last minute (other
+# users of a shared machine show up here, and restores are I/O bound).
+load_now() {
+  printf '%s' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  if [[ -r /proc/pressure/io ]]; then
+    awk '/^some/ { sub("avg60=", "", $3); printf ", I/O pressure %s%%", $3 }' /proc/pressure/io
+  fi
+}
+
+tool_versions() {
+  local t
+  for t in "${ACTIVE_TOOLS[@]}"; do
+    case $t in
+      coffer) printf -- '- %s (%s)\n' "$("$COFFER" --version)" "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')" ;;
+      restic) printf -- '- %s\n' "$(restic version | head -1)" ;;
+      borg) printf -- '- %s\n' "$(borg --version)" ;;
+      rustic) printf -- '- %s\n' "$(rustic --version | head -1)" ;;
+    esac
+  done
+  printf -- '- %s\n' "$("$PG_BIN/pg_dump" --version)"
+}
+
+report() {
+  local dump_mb cpu mem
+  dump_mb=$(du -cb "$DUMPS"/night*.sql | awk -v n="$NIGHTS" 'END { printf "%.0f", $1 / n / 1e6 }')
+  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  cat <<EOF
+# coffer vs peers: side-by-side benchmark
+
+- date: $(date -u '+%Y-%m-%d %H:%M UTC'); run took $((SECONDS - START_TIME)) s ($([[ ${QUICK:-0} == 1 ]] && echo "QUICK smoke run" || echo "full run"))
+- machine: $(nproc) CPUs ($cpu), $mem RAM, Linux $(uname -r)
+- load average at start: $LOAD_START; at end: $(load_now) (the machine may be shared: compare ratios, not bare times)
+$(tool_versions)
+
+Data, built on this machine:
+- tree: a copy of \`$TREE\`: $((TREE_BYTES / 1000000)) MB in $TREE_FILES files
+- dumps: $NIGHTS nightly plain-SQL \`pg_dump\`s of ~$dump_mb MB each (pgbench scale $SCALE, $((20000 * SCALE)) customers, $((40000 * SCALE)) orders); between nights ~1% of customers and accounts updated, ~0.1% deleted, 0.2% new customers, 1% new orders, order states advanced, VACUUM
+
+Method: $ROUNDS round(s); fresh repositories and cache dirs per round (each tool its own, inside \`$WORK\`); tools interleaved step by step, order rotated per round. Wall time is the best over rounds; peak RSS the highest over rounds; sizes (\`du -sb\` of the repository) the mean over rounds. The page cache is not dropped: before every step, untimed, its inputs (source, repository, cache dir) are read once so every tool finds them in RAM, and \`sync\` runs. Each tool uses its defaults (borg: \`--encryption=repokey-blake2\`, lz4). Tree and dumps go to separate repositories. Lower is better everywhere.
+
+### Wall time (seconds)
+
+$(table_header step)
+$(row "tree: first backup" time tree_backup)
+$(row "tree: unchanged re-run" time tree_rerun)
+$(row "tree: restore" time tree_restore)
+$(row "dump: first night (stdin)" time night1)
+$(row "dump: later night, mean of $((NIGHTS - 1))" time nights)
+$(row "dump: restore one dump" time dump_restore)
+$(row "check --read-data, tree repository" time check_tree)
+$(row "check --read-data, dump repository" time check_dump)
+
+### Peak RSS (MiB)
+
+$(table_header step)
+$(row "tree: first backup" rss tree_backup)
+$(row "tree: unchanged re-run" rss tree_rerun)
+$(row "tree: restore" rss tree_restore)
+$(row "dump: first night (stdin)" rss night1)
+$(row "dump: later nights" rss nights)
+$(row "dump: restore one dump" rss dump_restore)
+$(row "check --read-data, tree repository" rss check_tree)
+$(row "check --read-data, dump repository" rss check_dump)
+
+### Repository size (MB)
+
+$(table_header "repository")
+$(row "tree: after first backup" size tree_backup)
+$(row "tree: after unchanged re-run" size tree_rerun)
+$(row "dumps: after first night" size night1)
+$(row "dumps: after $NIGHTS nights" size "night$NIGHTS")
+$(row "dumps: growth per later night (mean)" growth nights)
+
+Restores verified against the source (round 1): $(if [[ -s $VERIFIED ]]; then paste -sd, "$VERIFIED" | sed 's/,/; /g'; else echo "not checked (VERIFY=0)"; fi).
+Raw measurements: \`$RAW\`; logs: \`$LOGS\`.
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+
+main() {
+  LOAD_START=$(load_now)
+  check_prerequisites
+  mkdir -p "$WORK/data" "$WORK/logs"
+  WORK=$(cd "$WORK" && pwd)
+  LOGS=$WORK/logs
+  RUN=$WORK/run
+  RAW=$WORK/raw.tsv
+  VERIFIED=$LOGS/verified.txt
+  rm -f "$LOGS"/*.log "$RAW" "$VERIFIED"
+  say "work dir $WORK; tools: ${ACTIVE_TOOLS[*]}; TREE=$TREE SCALE=$SCALE NIGHTS=$NIGHTS ROUNDS=$ROUNDS"
+
+  build_coffer
+  prepare_tree
+  make_dumps
+
+  local round
+  for ((round = 1; round <= ROUNDS; round++)); do
+    run_round "$round"
+  done
+
+  report | tee "$WORK/results.md"
+  cp "$WORK/results.md" "$WORK/results-$(date -u +%Y%m%dT%H%M%SZ).md"
+  say "done; results in $WORK/results.md"
+}
+
+main "$@"
