@@ -448,7 +448,14 @@ fn chunker_input() -> Vec<u8> {
 
 fn chunk_lengths(seed: u64) -> Vec<usize> {
     let mut out = vec![];
-    chunk_stream(&chunker_input()[..], ChunkerParams::STREAM, seed, |c| {
+    // Explicit sizes (the v1 stream defaults when these boundaries were pinned), so that
+    // tuning the defaults does not move the pinned cut points.
+    let params = ChunkerParams {
+        min: 16 * 1024,
+        avg: 64 * 1024,
+        max: 256 * 1024,
+    };
+    chunk_stream(&chunker_input()[..], params, seed, |c| {
         out.push(c.len());
         Ok(())
     })

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Chunks are hashed, compressed and sealed in batches of about this many bytes; the batch
 /// bounds the memory one stream holds while both cores work on it.
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// Store everything `reader` yields; returns the chunk IDs in order and the byte count.
 pub fn store_stream<R: Read>(
