@@ -98,3 +98,25 @@ impl Index {
             .map(|id| (*id, self.get(id).expect("key exists")))
     }
 }
+
+/// Blobs this close together in one pack are fetched with one request: reading a small gap
+/// costs less than another round trip.
+pub const FETCH_GAP: u64 = 1 << 20;
+
+/// Split `items`, sorted by pack then offset, into runs of blobs in the same pack with gaps of
+/// at most `FETCH_GAP` between them: each run can be fetched with one ranged read.
+pub fn fetch_runs<T>(items: &[T], loc: impl Fn(&T) -> &BlobLocation) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for k in 1..=items.len() {
+        let split = k == items.len() || {
+            let (a, b) = (loc(&items[k - 1]), loc(&items[k]));
+            a.pack != b.pack || b.offset as u64 > a.offset as u64 + a.length as u64 + FETCH_GAP
+        };
+        if split {
+            out.push(&items[start..k]);
+            start = k;
+        }
+    }
+    out
+}

@@ -11,7 +11,7 @@ use crate::format::pack;
 use crate::format::tree::Node;
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId};
-use crate::index::BlobLocation;
+use crate::index::{fetch_runs, BlobLocation};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -20,9 +20,6 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-/// Blobs further apart than this in one pack are fetched with separate requests.
-const MAX_GAP: u32 = 1 << 20;
 
 /// One file to write.
 pub struct FileTask<'a> {
@@ -129,7 +126,7 @@ pub fn restore_files(
             return;
         }
         uses.sort_by_key(|u| u.loc.offset);
-        for segment in segments(uses) {
+        for segment in fetch_runs(uses, |u| &u.loc) {
             restore_segment(repo, pack_id, segment, tasks, &state, progress);
         }
     });
@@ -141,23 +138,6 @@ pub fn restore_files(
         .into_iter()
         .map(|e| e.into_inner().expect("error lock"))
         .collect())
-}
-
-/// Split blobs (sorted by offset) into runs close enough to fetch in one request.
-fn segments(uses: &[BlobUse]) -> Vec<&[BlobUse]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for k in 1..=uses.len() {
-        let split = k == uses.len() || {
-            let prev = &uses[k - 1].loc;
-            uses[k].loc.offset > prev.offset + prev.length + MAX_GAP
-        };
-        if split {
-            out.push(&uses[start..k]);
-            start = k;
-        }
-    }
-    out
 }
 
 fn restore_segment(
