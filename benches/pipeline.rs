@@ -74,9 +74,12 @@ fn stages(c: &mut Criterion) {
         });
     }
     g.bench_function("keyed blake3", |b| b.iter(|| keys.blob_id(0, &data)));
+    // zstd is slow enough that 8 MiB makes a stable sample; throughput follows the input.
+    g.throughput(Throughput::Bytes(8 * MB as u64));
     g.bench_function("zstd -3", |b| {
         b.iter(|| coffer::compress::compress(&data[..8 * MB], 3))
     });
+    g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("seal xchacha20-poly1305", |b| {
         b.iter(|| keys.seal(b"bench", &data))
     });
