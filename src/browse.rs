@@ -217,7 +217,6 @@ const DUMP_WINDOW: usize = 2048;
 /// fetched and decrypted in parallel: a dump of small chunks costs a few requests per pack,
 /// not one per chunk.
 fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<Vec<Vec<u8>>> {
-    use crate::backend::{ObjectKind, ObjectName};
     use rayon::prelude::*;
     use std::collections::HashMap;
     let index = repo.index()?;
@@ -237,14 +236,7 @@ fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<Vec<Vec<u8>>> {
     let opened: Vec<Vec<(BlobId, Vec<u8>)>> = runs
         .par_iter()
         .map(|run| {
-            let first = run[0].1.offset as u64;
-            let end = run
-                .iter()
-                .map(|(_, l)| l.offset as u64 + l.length as u64)
-                .max()
-                .unwrap_or(first);
-            let name = ObjectName::new(ObjectKind::Pack, run[0].1.pack.0);
-            let bytes = repo.backend().get_range(&name, first, end - first)?;
+            let (first, bytes) = repo.read_run(run.iter().map(|(_, l)| l))?;
             run.iter()
                 .map(|(id, l)| {
                     let at = (l.offset as u64 - first) as usize;

@@ -21,7 +21,7 @@ use crate::format::tree::{ChunkList, Content, Tree};
 use crate::format::BlobType;
 use crate::id::{BlobId, IndexId, KeyId, SnapshotId};
 use crate::index::cache::Cache;
-use crate::index::Index;
+use crate::index::{BlobLocation, Index};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub struct Repository {
@@ -140,8 +140,9 @@ impl Repository {
             .map_err(|e| e.context(format!("index {}", id.short())))
     }
 
-    /// Write an index file describing freshly uploaded packs; tell the cache.
-    pub fn write_index(&self, file: &IndexFile) -> Result<IndexId> {
+    /// Write an index file describing freshly uploaded packs; tell the cache. Returns its
+    /// ID and its stored size.
+    pub fn write_index(&self, file: &IndexFile) -> Result<(IndexId, u64)> {
         let bytes = file.encode(&self.keys, None);
         let name = self.write_object(ObjectKind::Index, &bytes)?;
         let id = IndexId(name.hash);
@@ -151,7 +152,7 @@ impl Repository {
                 .expect("cache lock")
                 .add_indexes(&[(id, file.packs.clone())])?;
         }
-        Ok(id)
+        Ok((id, bytes.len() as u64))
     }
 
     /// Every snapshot, oldest first. Uses the cache for ones seen before. Fails if any
@@ -258,6 +259,25 @@ impl Repository {
             .get_range(&name, loc.offset as u64, loc.length as u64)?;
         pack::open_blob(&self.keys, blob_type, id, &sealed)
             .map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+    }
+
+    /// Fetch a run of nearby blobs in one pack (see `index::fetch_runs`) with one ranged
+    /// read. Returns the offset of the run's first blob and the bytes from there to the end
+    /// of its last blob; callers verify each blob as they open it.
+    pub fn read_run<'a>(
+        &self,
+        run: impl IntoIterator<Item = &'a BlobLocation>,
+    ) -> Result<(u64, Vec<u8>)> {
+        let mut run = run.into_iter();
+        let Some(first) = run.next() else {
+            return Ok((0, vec![]));
+        };
+        let start = first.offset as u64;
+        let end = run
+            .map(|l| l.offset as u64 + l.length as u64)
+            .fold(start + first.length as u64, u64::max);
+        let name = ObjectName::new(ObjectKind::Pack, first.pack.0);
+        Ok((start, self.backend.get_range(&name, start, end - start)?))
     }
 
     pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {

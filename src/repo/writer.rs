@@ -9,7 +9,7 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{self, PackEntry};
 use crate::format::tree::{ChunkList, Content, MAX_LIST_LEVEL};
 use crate::format::BlobType;
-use crate::id::{BlobId, IndexId};
+use crate::id::BlobId;
 use crate::index::Index;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -127,19 +127,14 @@ impl<'r> BlobSaver<'r> {
         Ok(())
     }
 
-    fn write_index(&self, packs: Vec<IndexPack>) -> Result<IndexId> {
+    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
         let file = IndexFile {
             supersedes: vec![],
             packs,
         };
-        let id = self.repo.write_index(&file)?;
-        let size = self
-            .repo
-            .backend()
-            .stat(&ObjectName::new(ObjectKind::Index, id.0))?
-            .unwrap_or(0);
+        let (_, size) = self.repo.write_index(&file)?;
         self.lock().stats.bytes_added_stored += size;
-        Ok(id)
+        Ok(())
     }
 
     /// Upload the last partial pack and index everything uploaded. After this returns, every

@@ -5,7 +5,6 @@
 //! that need it.
 
 use super::apply_metadata;
-use crate::backend::{ObjectKind, ObjectName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack;
 use crate::format::tree::Node;
@@ -148,14 +147,7 @@ fn restore_segment(
     state: &State,
     progress: &dyn Progress,
 ) {
-    let first = uses[0].loc.offset as u64;
-    let last = uses
-        .iter()
-        .map(|u| u.loc.offset as u64 + u.loc.length as u64)
-        .max()
-        .unwrap_or(first);
-    let name = ObjectName::new(ObjectKind::Pack, pack_id.0);
-    let bytes = match repo.backend().get_range(&name, first, last - first) {
+    let (first, bytes) = match repo.read_run(uses.iter().map(|u| &u.loc)) {
         Ok(b) => b,
         Err(e) => {
             let why = format!("pack {} cannot be read: {e}", pack_id.short());
