@@ -7,6 +7,8 @@ mod service;
 
 pub use location::Location;
 
+pub use bytes::Bytes;
+
 use crate::error::Result;
 use crate::id::{object_hash, ID_LEN};
 use std::fmt;
@@ -114,7 +116,8 @@ pub trait Backend: Send + Sync {
     fn get(&self, name: &ObjectName) -> Result<Vec<u8>>;
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Store an object. Writing the same name twice is allowed (the bytes are the same).
-    fn put(&self, name: &ObjectName, bytes: &[u8]) -> Result<()>;
+    /// `Bytes` lets a pack go to opendal, and to several regions, without a copy.
+    fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()>;
     fn delete(&self, name: &ObjectName) -> Result<()>;
     /// Every object of `kind` with its size in bytes.
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>>;
@@ -150,7 +153,7 @@ mod tests {
             b.get(&n).unwrap_err().kind(),
             crate::error::ErrorKind::NotFound
         );
-        b.put(&n, b"hello world").unwrap();
+        b.put(&n, Bytes::from_static(b"hello world")).unwrap();
         assert_eq!(b.get(&n).unwrap(), b"hello world");
         assert_eq!(b.get_range(&n, 6, 5).unwrap(), b"world");
         assert_eq!(b.stat(&n).unwrap(), Some(11));

@@ -2,7 +2,7 @@
 //! async operator to the synchronous `Backend` trait with a private tokio runtime, so no
 //! async leaks into the layers above.
 
-use super::{Backend, Location, ObjectKind, ObjectName};
+use super::{Backend, Bytes, Location, ObjectKind, ObjectName};
 use crate::error::{Error, Result};
 use opendal::{services, ErrorKind as OdKind, Operator};
 use std::sync::OnceLock;
@@ -91,9 +91,9 @@ impl Backend for OpendalBackend {
         Ok(buf.to_vec())
     }
 
-    fn put(&self, name: &ObjectName, bytes: &[u8]) -> Result<()> {
+    fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()> {
         runtime()
-            .block_on(self.op.write(&name.path(), bytes.to_vec()))
+            .block_on(self.op.write(&name.path(), bytes))
             .map(|_| ())
             .map_err(|e| map_err(name, e))
     }

@@ -9,7 +9,7 @@ pub use open::{default_cache_dir, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
 pub use writer::{BlobSaver, SaverStats};
 
-use crate::backend::{Backend, ObjectKind, ObjectName};
+use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};
 use crate::clock::Clock;
 use crate::crypto::Keys;
 use crate::error::{Error, ErrorKind, Result};
@@ -65,8 +65,9 @@ impl Repository {
     }
 
     /// Store bytes under their hash; returns the name.
-    pub fn write_object(&self, kind: ObjectKind, bytes: &[u8]) -> Result<ObjectName> {
-        let name = ObjectName::for_bytes(kind, bytes);
+    pub fn write_object(&self, kind: ObjectKind, bytes: impl Into<Bytes>) -> Result<ObjectName> {
+        let bytes = bytes.into();
+        let name = ObjectName::for_bytes(kind, &bytes);
         self.backend.put(&name, bytes)?;
         Ok(name)
     }
@@ -144,7 +145,7 @@ impl Repository {
     /// ID and its stored size.
     pub fn write_index(&self, file: &IndexFile) -> Result<(IndexId, u64)> {
         let bytes = file.encode(&self.keys, None);
-        let name = self.write_object(ObjectKind::Index, &bytes)?;
+        let name = self.write_object(ObjectKind::Index, bytes.clone())?;
         let id = IndexId(name.hash);
         if let Some(cache) = &self.cache {
             cache
@@ -217,7 +218,7 @@ impl Repository {
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         snap.validate_lengths()?;
         let bytes = snap.encode(&self.keys, None);
-        let name = self.write_object(ObjectKind::Snapshot, &bytes)?;
+        let name = self.write_object(ObjectKind::Snapshot, bytes.clone())?;
         let id = SnapshotId(name.hash);
         if let Some(c) = &self.cache {
             c.lock().expect("cache lock").put_snapshot(&id, &bytes)?;

@@ -67,11 +67,11 @@ impl Repository {
         // Key first: a config without a key could never be opened.
         let key_bytes = kf.encode();
         let key_name = ObjectName::for_bytes(ObjectKind::Key, &key_bytes);
-        backend.put(&key_name, &key_bytes)?;
+        backend.put(&key_name, key_bytes.into())?;
         let config_bytes = config.encode(&keys, None);
         backend.put(
             &ObjectName::for_bytes(ObjectKind::Config, &config_bytes),
-            &config_bytes,
+            config_bytes.into(),
         )?;
         Ok((config.repo_id, KeyId(key_name.hash)))
     }
@@ -181,7 +181,7 @@ impl Repository {
         user: &str,
     ) -> Result<KeyId> {
         let kf = KeyFile::create(master, password, kdf, self.clock.now(), host, user, None)?;
-        let name = self.write_object(ObjectKind::Key, &kf.encode())?;
+        let name = self.write_object(ObjectKind::Key, kf.encode())?;
         Ok(KeyId(name.hash))
     }
 

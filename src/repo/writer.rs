@@ -109,11 +109,12 @@ impl<'r> BlobSaver<'r> {
 
     fn upload(&self, pack: FinishedPack) -> Result<()> {
         let name = ObjectName::new(ObjectKind::Pack, pack.id.0);
-        self.repo.backend().put(&name, &pack.bytes)?;
+        let size = pack.bytes.len() as u64;
+        self.repo.backend().put(&name, pack.bytes.into())?;
         let checkpoint = {
             let mut st = self.lock();
             st.stats.packs_added += 1;
-            st.stats.bytes_added_stored += pack.bytes.len() as u64;
+            st.stats.bytes_added_stored += size;
             st.unindexed.push(pack.index);
             if st.unindexed.len() >= PACKS_PER_INDEX {
                 std::mem::take(&mut st.unindexed)
