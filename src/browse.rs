@@ -7,6 +7,7 @@ use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::format::BlobType;
 use crate::id::{BlobId, SnapshotId};
 use crate::repo::Repository;
+use std::collections::HashMap;
 use std::io::Write;
 
 /// Parse a time for `@TIME`: RFC 3339 with an offset (`2026-11-20T03:00:00Z`), or a civil
@@ -192,19 +193,48 @@ pub fn dump_file(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<
             node.kind.name()
         )));
     }
-    let mut n = 0;
     let chunks = repo.file_chunks(&node.content)?;
-    for window in chunks.chunks(DUMP_WINDOW) {
-        for data in read_data_blobs(repo, window)? {
-            out.write_all(&data).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    Error::new(ErrorKind::Interrupted, "output closed")
-                } else {
-                    Error::io("writing output", e)
-                }
-            })?;
-            n += data.len() as u64;
+    let windows: Vec<&[BlobId]> = chunks.chunks(DUMP_WINDOW).collect();
+    let Some(first) = windows.first() else {
+        return Ok(0);
+    };
+    // Read window k+1 while window k is written: fetching and decrypting overlap output.
+    let mut n = 0;
+    let mut current = read_data_blobs(repo, first)?;
+    for (k, window) in windows.iter().enumerate() {
+        let (next, written) = std::thread::scope(|scope| {
+            let next = windows
+                .get(k + 1)
+                .map(|w| scope.spawn(move || read_data_blobs(repo, w)));
+            let written = write_window(window, &current, out);
+            let next = next.map(|h| h.join().expect("dump reader panicked"));
+            (next, written)
+        });
+        n += written?;
+        match next {
+            Some(next) => current = next?,
+            None => break,
         }
+    }
+    Ok(n)
+}
+
+fn write_window(
+    ids: &[BlobId],
+    blobs: &HashMap<BlobId, Vec<u8>>,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut n = 0;
+    for id in ids {
+        let data = &blobs[id];
+        out.write_all(data).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Error::new(ErrorKind::Interrupted, "output closed")
+            } else {
+                Error::io("writing output", e)
+            }
+        })?;
+        n += data.len() as u64;
     }
     Ok(n)
 }
@@ -212,13 +242,12 @@ pub fn dump_file(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<
 /// Chunks read ahead by `dump`: with 4 KiB stream chunks, about 8 MiB at a time.
 const DUMP_WINDOW: usize = 2048;
 
-/// Read data blobs, returning their plaintexts in the order asked. Blobs are grouped into
+/// Read data blobs, returning their plaintexts by ID. Blobs are grouped into
 /// runs of nearby blobs in the same pack, each run fetched with one request, and runs are
 /// fetched and decrypted in parallel: a dump of small chunks costs a few requests per pack,
 /// not one per chunk.
-fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<Vec<Vec<u8>>> {
+fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<HashMap<BlobId, Vec<u8>>> {
     use rayon::prelude::*;
-    use std::collections::HashMap;
     let index = repo.index()?;
     let mut wanted: Vec<(BlobId, crate::index::BlobLocation)> = Vec::with_capacity(ids.len());
     for id in ids {
@@ -230,27 +259,28 @@ fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<Vec<Vec<u8>>> {
             })?;
         wanted.push((*id, loc));
     }
-    wanted.sort_by_key(|(_, l)| (l.pack, l.offset));
+    wanted.sort_by_key(|(_, l)| (l.pack, l.frame_offset, l.offset));
     wanted.dedup_by_key(|(id, _)| *id);
     let runs = crate::index::fetch_runs(&wanted, |(_, l)| l);
     let opened: Vec<Vec<(BlobId, Vec<u8>)>> = runs
         .par_iter()
         .map(|run| {
-            let (first, bytes) = repo.read_run(run.iter().map(|(_, l)| l))?;
-            run.iter()
-                .map(|(id, l)| {
-                    let at = (l.offset as u64 - first) as usize;
-                    let sealed = &bytes[at..at + l.length as usize];
-                    let plain =
-                        crate::format::pack::open_blob(repo.keys(), BlobType::Data, id, sealed)
-                            .map_err(|e| e.context(format!("pack {}", l.pack.short())))?;
-                    Ok((*id, plain))
-                })
-                .collect()
+            let mut out = Vec::with_capacity(run.len());
+            let mut failed = None;
+            repo.open_run(
+                run,
+                |(id, l)| (BlobType::Data, id, l),
+                |(id, _), plain| match plain {
+                    Ok(p) => out.push((*id, p.to_vec())),
+                    Err(e) => {
+                        failed.get_or_insert_with(|| e.clone());
+                    }
+                },
+            );
+            failed.map_or(Ok(out), Err)
         })
         .collect::<Result<_>>()?;
-    let by_id: HashMap<BlobId, Vec<u8>> = opened.into_iter().flatten().collect();
-    Ok(ids.iter().map(|id| by_id[id].clone()).collect())
+    Ok(opened.into_iter().flatten().collect())
 }
 
 /// One difference between two snapshots.

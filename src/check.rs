@@ -9,14 +9,13 @@
 
 use crate::backend::{ObjectKind, ObjectName};
 use crate::error::Result;
-use crate::format::index::IndexPack;
 use crate::format::keyfile::KeyFile;
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkList, Content, Tree};
 use crate::format::BlobType;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
-use crate::index::Index;
+use crate::index::{BlobLocation, Index, IndexBuilder};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use rayon::prelude::*;
@@ -62,6 +61,13 @@ impl CheckReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// A pack to read in full, with the blobs the index places in it (sorted by frame, offset).
+struct PackToRead {
+    id: PackId,
+    size: u64,
+    blobs: Vec<(BlobId, BlobLocation)>,
 }
 
 struct Checker<'a> {
@@ -112,6 +118,7 @@ impl Checker<'_> {
     /// Config, keys and index files: read in full, hash checked, decoded.
     fn check_small_objects(&mut self) -> Result<()> {
         let backend = self.repo.backend().clone();
+        let mut builder = IndexBuilder::new();
         for kind in [ObjectKind::Config, ObjectKind::Key, ObjectKind::Index] {
             for (name, _) in backend.list(kind)? {
                 let bytes = match self.repo.read_object(&name) {
@@ -126,7 +133,7 @@ impl Checker<'_> {
                     ObjectKind::Index => self
                         .repo
                         .read_index_file(&IndexId(name.hash))
-                        .map(|f| self.index.add_file(&f)),
+                        .map(|f| builder.add_file(&f)),
                     _ => Ok(()),
                 };
                 if let Err(e) = decoded {
@@ -134,6 +141,7 @@ impl Checker<'_> {
                 }
             }
         }
+        self.index = builder.build();
         Ok(())
     }
 
@@ -200,31 +208,25 @@ impl Checker<'_> {
 
     /// Read packs in full, in parallel; verify every byte.
     fn read_data(&mut self, subset: Option<f64>, progress: &dyn Progress) -> Result<()> {
-        let mut packs: Vec<IndexPack> = Vec::new();
-        {
-            let mut by_pack: HashMap<PackId, Vec<crate::format::index::IndexBlob>> = HashMap::new();
+        let mut packs: Vec<PackToRead> = {
+            let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
             for (id, loc) in self.index.iter() {
-                by_pack
-                    .entry(loc.pack)
-                    .or_default()
-                    .push(crate::format::index::IndexBlob {
-                        blob_type: loc.blob_type,
-                        id,
-                        offset: loc.offset,
-                        length: loc.length,
-                        raw_length: loc.raw_length,
-                    });
+                by_pack.entry(loc.pack).or_default().push((id, loc));
             }
-            for (id, size) in self.index.packs() {
-                let mut blobs = by_pack.remove(id).unwrap_or_default();
-                blobs.sort_by_key(|b| b.offset);
-                packs.push(IndexPack {
-                    id: *id,
-                    size: *size,
-                    blobs,
-                });
-            }
-        }
+            self.index
+                .packs()
+                .iter()
+                .map(|(id, size)| {
+                    let mut blobs = by_pack.remove(id).unwrap_or_default();
+                    blobs.sort_by_key(|(_, l)| (l.frame_offset, l.offset));
+                    PackToRead {
+                        id: *id,
+                        size: *size,
+                        blobs,
+                    }
+                })
+                .collect()
+        };
         if let Some(pct) = subset {
             let threshold = (pct.clamp(0.0, 100.0) / 100.0 * u32::MAX as f64) as u32;
             let salt: [u8; 4] = crate::crypto::random_bytes();
@@ -233,7 +235,7 @@ impl Checker<'_> {
                 u32::from_le_bytes(p.id.0[..4].try_into().expect("4 bytes")) ^ salt <= threshold
             });
         }
-        let total: u64 = packs.iter().map(|p| p.size).sum();
+        let total: u64 = packs.iter().map(|p| p.size).fold(0, u64::saturating_add);
         progress.start("read data", Some(total));
         let found = Mutex::new(Vec::<(String, String, Vec<(BlobId, String)>)>::new());
         packs.par_iter().for_each(|p| {
@@ -261,8 +263,9 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Problems with the pack as a whole, and the blobs in it that fail verification.
-    fn read_pack(&self, p: &IndexPack) -> (Vec<String>, Vec<(BlobId, String)>) {
+    /// Problems with the pack as a whole, and the blobs in it that fail verification. Frames
+    /// are opened where the index places them, so a damaged header does not hide them.
+    fn read_pack(&self, p: &PackToRead) -> (Vec<String>, Vec<(BlobId, String)>) {
         let name = ObjectName::new(ObjectKind::Pack, p.id.0);
         let bytes = match self.repo.backend().get(&name) {
             Ok(b) => b,
@@ -270,7 +273,7 @@ impl Checker<'_> {
                 let why = format!("pack cannot be read: {e}");
                 return (
                     vec![why.clone()],
-                    p.blobs.iter().map(|b| (b.id, why.clone())).collect(),
+                    p.blobs.iter().map(|(id, _)| (*id, why.clone())).collect(),
                 );
             }
         };
@@ -280,33 +283,54 @@ impl Checker<'_> {
                 "stored bytes do not match the pack's name (damaged or tampered)".to_string(),
             );
         }
-        match pack::decode_pack(self.repo.keys(), &bytes) {
-            Ok(entries) => {
-                let listed: HashSet<(BlobId, u32)> =
-                    entries.iter().map(|(o, e)| (e.id, *o)).collect();
-                if p.blobs.iter().any(|b| !listed.contains(&(b.id, b.offset))) {
+        let keys = self.repo.keys();
+        match pack::decode_pack(keys, &bytes) {
+            Ok(frames) => {
+                let listed: HashSet<(BlobId, u32, u32)> = pack::frame_offsets(&frames)
+                    .flat_map(|(at, f)| {
+                        f.blobs.iter().scan(0u32, move |o, b| {
+                            let here = *o;
+                            *o = o.wrapping_add(b.raw_length);
+                            Some((b.id, at, here))
+                        })
+                    })
+                    .collect();
+                if p.blobs
+                    .iter()
+                    .any(|(id, l)| !listed.contains(&(*id, l.frame_offset, l.offset)))
+                {
                     problems.push("pack header disagrees with the index".to_string());
                 }
             }
             Err(e) => problems.push(format!("pack header: {e}")),
         }
-        let keys = self.repo.keys();
-        let bad = p
-            .blobs
-            .iter()
-            .filter_map(|b| {
-                let range = b.offset as usize..b.offset as usize + b.length as usize;
-                let result = match bytes.get(range) {
-                    Some(sealed) => pack::open_blob(keys, b.blob_type, &b.id, sealed).map(|_| ()),
+        let mut bad = Vec::new();
+        let mut opened: Option<(u32, Result<Vec<u8>>)> = None;
+        for (id, l) in &p.blobs {
+            if opened.as_ref().map(|(at, _)| *at) != Some(l.frame_offset) {
+                let range =
+                    l.frame_offset as usize..l.frame_offset as usize + l.frame_length as usize;
+                let plain = match bytes.get(range) {
+                    Some(sealed) => {
+                        pack::open_frame(keys, l.blob_type, sealed, l.frame_raw_length as u64)
+                    }
                     None => Err(crate::Error::corrupt(
-                        "blob lies beyond the end of the pack",
+                        "frame lies beyond the end of the pack",
                     )),
                 };
-                result
-                    .err()
-                    .map(|e| (b.id, format!("{} blob is damaged: {e}", b.blob_type.name())))
-            })
-            .collect();
+                opened = Some((l.frame_offset, plain));
+            }
+            let result = match &opened.as_ref().expect("opened above").1 {
+                Ok(frame) => frame
+                    .get(l.offset as usize..l.offset as usize + l.raw_length as usize)
+                    .ok_or_else(|| crate::Error::corrupt("blob lies beyond the end of its frame"))
+                    .and_then(|plain| pack::verify_blob(keys, l.blob_type, id, plain)),
+                Err(e) => Err(e.clone()),
+            };
+            if let Err(e) = result {
+                bad.push((*id, format!("{} blob is damaged: {e}", l.blob_type.name())));
+            }
+        }
         (problems, bad)
     }
 

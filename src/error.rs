@@ -27,7 +27,7 @@ pub enum ErrorKind {
 }
 
 /// The crate's error: kind + human message (+ retryability).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,

@@ -42,7 +42,10 @@ pub fn stats(repo: &Repository) -> Result<Stats> {
             BlobType::ChunkList => s.chunk_list_blobs += 1,
         }
         s.unique_raw_bytes += loc.raw_length as u64;
-        s.unique_stored_bytes += loc.length as u64;
+        // A blob's share of its frame's stored bytes (frames compress blobs together).
+        s.unique_stored_bytes += (loc.frame_length as u64 * loc.raw_length as u64)
+            .checked_div(loc.frame_raw_length as u64)
+            .unwrap_or(0);
     }
     s.packs = index.packs().len() as u64;
     for kind in ObjectKind::ALL {

@@ -9,13 +9,17 @@
 //! object is damaged and then sealed again with the right key, as a buggy writer or a key
 //! holder would. Those parsers must not panic either, and must refuse every truncation.
 //!
+//! A third tier forges index files with the right key (as a buggy writer would) and reads
+//! through a `Repository`: every lie about frames and blobs must end in an error, never a
+//! panic or wrong data.
+//!
 //! The inputs are the vectors in `format-spec/vectors/` (see `tests/vectors.rs`).
 
 use coffer::crypto::{Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
 use coffer::format::index::IndexFile;
 use coffer::format::keyfile::KeyFile;
-use coffer::format::pack::{self, PackEntry};
+use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::snapshot::Snapshot;
 use coffer::format::tree::{ChunkList, NodeKind, Tree};
 use coffer::format::BlobType;
@@ -24,7 +28,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 const RANDOM_CASES: usize = 3000;
-const HEADER_AAD: &[u8] = b"coffer pack header v1";
+const HEADER_AAD: &[u8] = b"coffer pack header v2";
+
+/// The associated data of a frame's box: "coffer frame v2" and the type byte.
+fn frame_aad(t: BlobType) -> Vec<u8> {
+    [&b"coffer frame v2"[..], &[t as u8]].concat()
+}
 
 fn keys() -> Keys {
     Keys::derive(&MasterSecret::from_bytes(std::array::from_fn(|i| i as u8)))
@@ -274,7 +283,7 @@ fn pack_trailer_refuses_hostile_input() {
     }
     // Header lengths outside what a header can be.
     for len in [0u32, 43, pack::MAX_HEADER_LEN + 1, u32::MAX] {
-        let b = [&b"CFFP\x01"[..], &len.to_le_bytes()].concat();
+        let b = [&b"CFFP\x02"[..], &len.to_le_bytes()].concat();
         assert!(pack::decode_trailer(&b).is_err(), "header length {len}");
     }
 }
@@ -286,36 +295,45 @@ fn pack_header_refuses_hostile_input() {
     let header_len = pack::decode_trailer(&pack_bytes[pack_bytes.len() - 9..]).unwrap() as usize;
     let start = pack_bytes.len() - 9 - header_len;
     let valid = &pack_bytes[start..pack_bytes.len() - 9];
-    let blobs_len = start as u64;
+    let frames_len = start as u64;
     hammer(
         "pack header",
         valid,
         Expect::Err,
         5,
-        &|b| pack::decode_header(&keys, b, blobs_len),
+        &|b| pack::decode_header(&keys, b, frames_len),
         &never_ok,
     );
-    // The entries must tile the blob area exactly, which must fit 32-bit offsets.
+    // The frames must tile the frame area exactly, which must fit 32-bit offsets.
     for wrong in [
         0,
-        blobs_len - 1,
-        blobs_len + 1,
+        frames_len - 1,
+        frames_len + 1,
         u32::MAX as u64 + 1,
         u64::MAX,
     ] {
         assert!(
             pack::decode_header(&keys, valid, wrong).is_err(),
-            "blob area {wrong}"
+            "frame area {wrong}"
         );
     }
 }
 
-/// A pack read completely: header and every blob (decrypt, decompress, check the ID).
+/// A pack read completely: the header, every frame (decrypt, decompress, check its length)
+/// and every blob (cut from its frame, check its ID).
 fn read_pack(keys: &Keys, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let frames = pack::decode_pack(keys, bytes)?;
     let mut out = vec![];
-    for (offset, e) in pack::decode_pack(keys, bytes)? {
-        let sealed = &bytes[offset as usize..(offset + e.length) as usize];
-        out.push(pack::open_blob(keys, e.blob_type, &e.id, sealed)?);
+    for (offset, f) in pack::frame_offsets(&frames) {
+        let sealed = &bytes[offset as usize..offset as usize + f.length as usize];
+        let plain = pack::open_frame(keys, f.blob_type, sealed, f.raw_length())?;
+        let mut at = 0;
+        for b in &f.blobs {
+            let blob = &plain[at..at + b.raw_length as usize];
+            pack::verify_blob(keys, f.blob_type, &b.id, blob)?;
+            out.push(blob.to_vec());
+            at += b.raw_length as usize;
+        }
     }
     Ok(out)
 }
@@ -324,17 +342,24 @@ fn read_pack(keys: &Keys, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
 fn pack_refuses_hostile_input() {
     let keys = keys();
     let valid = read("pack.bin");
-    // decode_pack checks the header; blobs are checked when they are opened.
+    // decode_pack checks the header; frames are checked when they are opened. Whatever it
+    // accepts tiles the bytes before the header, so slicing frames out of it cannot panic.
+    let tiles = |b: &[u8], frames: Vec<Frame>| {
+        let end = pack::frame_offsets(&frames)
+            .last()
+            .map_or(0, |(at, f)| at as usize + f.length as usize);
+        assert!(end + pack::TRAILER_LEN <= b.len());
+    };
     hammer(
         "pack (header only)",
         &valid,
         Expect::NoPanic,
         6,
         &|b| pack::decode_pack(&keys, b),
-        &|_, _| {},
+        &tiles,
     );
     hammer(
-        "pack (all blobs)",
+        "pack (all frames and blobs)",
         &valid,
         Expect::Err,
         7,
@@ -508,13 +533,175 @@ fn index_body_survives_hostile_input() {
         &decode,
         &|_, _| {},
     );
-    // Forged counts: supersedes, packs, blobs.
+    // The cache keeps decrypted bodies and decodes them with `decode_body`: the same parser,
+    // and canonical, so a cached body is exactly what the index file held.
+    let canonical = |buf: &[u8], f: IndexFile| {
+        assert_eq!(f.encode_body(), buf, "index body decoding is not canonical")
+    };
+    hammer(
+        "index body (plaintext)",
+        &body,
+        Expect::NoPanic,
+        25,
+        &IndexFile::decode_body,
+        &canonical,
+    );
+    // Forged counts: supersedes, packs, frames, blobs in a frame.
     let max = u32::MAX.to_le_bytes();
     assert!(decode(&max).is_err());
     assert!(decode(&[&0u32.to_le_bytes()[..], &max].concat()).is_err());
-    let pack_with_many_blobs =
+    let pack_with_many_frames =
         [&0u32.to_le_bytes()[..], &1u32.to_le_bytes(), &[0; 40], &max].concat();
-    assert!(decode(&pack_with_many_blobs).is_err());
+    assert!(decode(&pack_with_many_frames).is_err());
+    let frame_with_many_blobs = [
+        &0u32.to_le_bytes()[..],
+        &1u32.to_le_bytes(),
+        &[0; 32],
+        &u64::MAX.to_le_bytes(),
+        &1u32.to_le_bytes(),
+        &[0],
+        &41u32.to_le_bytes(),
+        &max,
+    ]
+    .concat();
+    assert!(decode(&frame_with_many_blobs).is_err());
+}
+
+/// A frame as `frame_table` takes it: (type, sealed length, raw length of each blob).
+type FrameSpec<'a> = (u8, u32, &'a [u32]);
+
+/// A frame table as a pack header body and an index both encode it (spec §5.4), built by
+/// hand so that any value can be forged.
+fn frame_table(frames: &[FrameSpec]) -> Vec<u8> {
+    let mut out = (frames.len() as u32).to_le_bytes().to_vec();
+    for (k, (t, length, raws)) in frames.iter().enumerate() {
+        out.push(*t);
+        out.extend_from_slice(&length.to_le_bytes());
+        out.extend_from_slice(&(raws.len() as u32).to_le_bytes());
+        for (j, raw) in raws.iter().enumerate() {
+            out.extend_from_slice(&[(k * 16 + j) as u8; 32]);
+            out.extend_from_slice(&raw.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// An index body listing one pack of `size` bytes with the given frames.
+fn index_body(size: u64, frames: &[FrameSpec]) -> Vec<u8> {
+    [
+        &0u32.to_le_bytes()[..],
+        &1u32.to_le_bytes(),
+        &[0x33; 32],
+        &size.to_le_bytes(),
+        &frame_table(frames),
+    ]
+    .concat()
+}
+
+const MIB32: u32 = 32 << 20;
+
+/// Frame descriptions that break a rule of §5.4, each refused by the pack header's and the
+/// index's decoders alike; and the valid ones next to them, accepted.
+#[test]
+fn forged_frame_tables_are_refused() {
+    let keys = keys();
+    let header = |frames_len: u64, body: &[u8]| {
+        pack::decode_header(
+            &keys,
+            &keys.seal_with_nonce(nonce(), HEADER_AAD, body),
+            frames_len,
+        )
+    };
+    let index = |body: &[u8]| {
+        let public = b"CFFI\x02";
+        let direct = IndexFile::decode_body(body);
+        let sealed = IndexFile::decode(&keys, &reseal(&keys, public, body));
+        assert_eq!(
+            direct.as_ref().ok(),
+            sealed.as_ref().ok(),
+            "decode and decode_body disagree"
+        );
+        assert_eq!(
+            direct.as_ref().err().map(|e| e.message().to_string()),
+            sealed.as_ref().err().map(|e| e.message().to_string()),
+        );
+        direct
+    };
+    let refused: &[(&str, &[FrameSpec])] = &[
+        ("a frame with no blobs", &[(0, 41, &[])]),
+        (
+            "a frame with no blobs after a good one",
+            &[(0, 41, &[1]), (1, 41, &[])],
+        ),
+        (
+            "blobs adding up to 64 MiB + 1",
+            &[(0, 41, &[MIB32, MIB32 + 1])],
+        ),
+        (
+            "blobs adding up to 2^33 - 2",
+            &[(0, 41, &[u32::MAX, u32::MAX])],
+        ),
+        ("one blob over 64 MiB", &[(2, 41, &[(64 << 20) + 1])]),
+        (
+            "a frame of 40 bytes (a seal without a codec byte)",
+            &[(0, 40, &[0])],
+        ),
+        ("a frame of 0 bytes", &[(0, 0, &[0])]),
+        ("blob type 3", &[(3, 41, &[1])]),
+        ("blob type 255", &[(255, 41, &[1])]),
+    ];
+    for (what, frames) in refused {
+        let table = frame_table(frames);
+        let len: u64 = frames.iter().map(|f| f.1 as u64).sum();
+        let err = header(len, &table).expect_err(what);
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt, "{what}: {err}");
+        let err = index(&index_body(u64::MAX, frames)).expect_err(what);
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt, "{what}: {err}");
+    }
+    let accepted: &[(&str, &[FrameSpec])] = &[
+        ("the smallest frame", &[(0, 41, &[0])]),
+        (
+            "blobs adding up to exactly 64 MiB",
+            &[(0, 41, &[MIB32, MIB32])],
+        ),
+        ("one blob of 64 MiB", &[(1, 41, &[64 << 20])]),
+        (
+            "three frames of three types",
+            &[(0, 41, &[1, 2]), (1, 50, &[3]), (2, 60, &[4, 5, 6])],
+        ),
+    ];
+    for (what, frames) in accepted {
+        let table = frame_table(frames);
+        let len: u64 = frames.iter().map(|f| f.1 as u64).sum();
+        let decoded = header(len, &table).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(decoded.len(), frames.len());
+        let f = index(&index_body(len, frames)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(f.packs[0].frames, decoded);
+        assert_eq!(f.encode_body(), index_body(len, frames));
+    }
+
+    // A header's frames must tile the frame area exactly: not less, not more.
+    let two = frame_table(&[(0, 41, &[1]), (1, 50, &[2])]);
+    assert!(header(91, &two).is_ok());
+    for wrong in [0, 41, 50, 90, 92, 1 << 32] {
+        assert!(header(wrong, &two).is_err(), "frame area {wrong}");
+    }
+    // Frames of 2^32 - 1 bytes each do not fit 32-bit offsets, even when they tile.
+    let huge = frame_table(&[(0, u32::MAX, &[1]), (0, u32::MAX, &[1])]);
+    assert!(header(2 * u32::MAX as u64, &huge).is_err());
+    // An index's frames must fit inside the pack (and 32-bit offsets), but need not tile it:
+    // the header and trailer follow them.
+    let frames: &[FrameSpec] = &[(0, 41, &[1]), (1, 50, &[2])];
+    assert!(index(&index_body(91, frames)).is_ok());
+    assert!(index(&index_body(91 + 300, frames)).is_ok());
+    for size in [0, 41, 90] {
+        let err = index(&index_body(size, frames)).expect_err("frames beyond the pack");
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt);
+    }
+    let huge: &[FrameSpec] = &[(0, u32::MAX, &[1]), (0, 1, &[1])];
+    assert!(index(&index_body(u64::MAX, huge)).is_err());
+    let max_offset: &[FrameSpec] = &[(0, u32::MAX - 41, &[1]), (0, 41, &[1])];
+    assert!(index(&index_body(u64::MAX, max_offset)).is_ok());
 }
 
 #[test]
@@ -557,44 +744,27 @@ fn pack_header_body_survives_hostile_input() {
         &|_, _| {},
     );
     assert!(decode(&u32::MAX.to_le_bytes()).is_err());
-    // An entry shorter than a sealed empty blob, and an unknown blob type.
-    let entry = |t: u8, len: u32| {
-        [
-            &1u32.to_le_bytes()[..],
-            &[t],
-            &[0; 32],
-            &len.to_le_bytes(),
-            &0u32.to_le_bytes(),
-        ]
-        .concat()
-    };
-    assert!(pack::decode_header(
-        &keys,
-        &keys.seal_with_nonce(nonce(), HEADER_AAD, &entry(0, 40)),
-        40
-    )
-    .is_err());
-    assert!(pack::decode_header(
-        &keys,
-        &keys.seal_with_nonce(nonce(), HEADER_AAD, &entry(3, 41)),
-        41
-    )
-    .is_err());
-    assert!(pack::decode_header(
-        &keys,
-        &keys.seal_with_nonce(nonce(), HEADER_AAD, &entry(0, 41)),
-        41
-    )
-    .is_ok());
+    // A frame claiming more blobs than the body holds.
+    let many = [
+        &1u32.to_le_bytes()[..],
+        &[0],
+        &41u32.to_le_bytes(),
+        &u32::MAX.to_le_bytes(),
+    ]
+    .concat();
+    assert!(
+        pack::decode_header(&keys, &keys.seal_with_nonce(nonce(), HEADER_AAD, &many), 41).is_err()
+    );
 }
 
-/// Blobs: any codec byte, any payload, sealed with the right key under the right type, must
-/// be refused unless it really is the blob that its ID names.
+/// Frames: any codec byte, any payload, sealed with the right key under the right type, are
+/// refused unless their plaintext has the length the header gives; a blob cut from one is
+/// refused unless it really is the blob its ID names.
 #[test]
-fn blobs_refuse_hostile_payloads() {
+fn frames_refuse_hostile_payloads() {
     let keys = keys();
-    let aad = |t: BlobType| [&b"coffer blob v1"[..], &[t as u8]].concat();
-    let id = keys.blob_id(BlobType::Data as u8, b"the real plaintext");
+    let real = b"the real plaintext";
+    let id = keys.blob_id(BlobType::Data as u8, real);
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for i in 0..RANDOM_CASES {
         let n = rng.below(300);
@@ -602,33 +772,88 @@ fn blobs_refuse_hostile_payloads() {
         if i % 2 == 0 && !framed.is_empty() {
             framed[0] = (i % 3) as u8; // mostly known codecs, some unknown
         }
-        let sealed = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), &framed);
+        let raw_length = match i % 3 {
+            0 => n.saturating_sub(1) as u64, // what a raw frame of these bytes holds
+            1 => real.len() as u64,
+            _ => rng.next() >> rng.below(64),
+        };
+        let sealed = keys.seal_with_nonce(nonce(), &frame_aad(BlobType::Data), &framed);
         let r = catch_unwind(AssertUnwindSafe(|| {
-            pack::open_blob(&keys, BlobType::Data, &id, &sealed)
+            pack::open_frame(&keys, BlobType::Data, &sealed, raw_length)
         }))
-        .unwrap_or_else(|_| panic!("open_blob panicked on {}", show(&framed)));
-        assert!(r.is_err(), "random blob {i} accepted");
+        .unwrap_or_else(|_| panic!("open_frame panicked on {}", show(&framed)));
+        if let Ok(plain) = r {
+            assert_eq!(plain.len() as u64, raw_length, "random frame {i}");
+            assert!(
+                pack::verify_blob(&keys, BlobType::Data, &id, &plain).is_err(),
+                "random frame {i} holds the real blob"
+            );
+        }
     }
-    // The right plaintext under the wrong type: the box binds the type, and so does the ID.
-    // The same bytes as a tree have another ID, and only that one opens them as a tree.
-    let raw = [&[0u8][..], b"the real plaintext"].concat();
-    let as_tree = keys.seal_with_nonce(nonce(), &aad(BlobType::Tree), &raw);
-    let tree_id = keys.blob_id(BlobType::Tree as u8, b"the real plaintext");
-    assert_ne!(tree_id, id);
-    assert!(pack::open_blob(&keys, BlobType::Data, &id, &as_tree).is_err());
-    assert!(pack::open_blob(&keys, BlobType::Data, &tree_id, &as_tree).is_err());
-    assert!(pack::open_blob(&keys, BlobType::Tree, &id, &as_tree).is_err());
-    assert!(pack::open_blob(&keys, BlobType::Tree, &tree_id, &as_tree).is_ok());
-    let as_data = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), &raw);
-    assert!(pack::open_blob(&keys, BlobType::Data, &id, &as_data).is_ok());
-    // An empty box, and a zstd bomb (its frame declares 64 MiB + 1).
-    let empty = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), b"");
-    assert!(pack::open_blob(&keys, BlobType::Data, &id, &empty).is_err());
-    let bomb = zstd::bulk::compress(&vec![0u8; coffer::compress::MAX_BLOB_SIZE + 1], 3).unwrap();
-    assert!(bomb.len() < 1 << 20);
-    let sealed = keys.seal_with_nonce(nonce(), &aad(BlobType::Data), &[&[1u8][..], &bomb].concat());
-    let err = pack::open_blob(&keys, BlobType::Data, &id, &sealed).unwrap_err();
+    // Two blobs in a raw tree frame. The box binds the type: the frame opens as a tree only.
+    let (a, b) = (&b"first blob "[..], &b"second blob"[..]);
+    let plain = [a, b].concat();
+    let framed = [&[0u8][..], &plain].concat();
+    let as_tree = keys.seal_with_nonce(nonce(), &frame_aad(BlobType::Tree), &framed);
+    let len = plain.len() as u64;
+    for t in [BlobType::Data, BlobType::ChunkList] {
+        let err = pack::open_frame(&keys, t, &as_tree, len).expect_err("another type");
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt);
+    }
+    let opened = pack::open_frame(&keys, BlobType::Tree, &as_tree, len).unwrap();
+    assert_eq!(opened, plain);
+    // Blob IDs bind the type too, and each blob only checks against its own ID.
+    let (ta, tb) = (
+        keys.blob_id(BlobType::Tree as u8, a),
+        keys.blob_id(BlobType::Tree as u8, b),
+    );
+    pack::verify_blob(&keys, BlobType::Tree, &ta, &opened[..a.len()]).unwrap();
+    pack::verify_blob(&keys, BlobType::Tree, &tb, &opened[a.len()..]).unwrap();
+    assert!(pack::verify_blob(&keys, BlobType::Tree, &tb, &opened[..a.len()]).is_err());
+    assert!(pack::verify_blob(&keys, BlobType::Tree, &ta, &opened[..a.len() + 1]).is_err());
+    assert!(pack::verify_blob(&keys, BlobType::Data, &ta, &opened[..a.len()]).is_err());
+    let da = keys.blob_id(BlobType::Data as u8, a);
+    assert!(pack::verify_blob(&keys, BlobType::Tree, &da, &opened[..a.len()]).is_err());
+    // The plaintext must have exactly the length the header gives.
+    for wrong in [0, len - 1, len + 1, 64 << 20, u64::MAX] {
+        let err = pack::open_frame(&keys, BlobType::Tree, &as_tree, wrong)
+            .expect_err("a frame of another length");
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt, "raw length {wrong}");
+    }
+    // The same for a zstd frame: its declared size is checked against the header's too.
+    let z = [&[1u8][..], &zstd::bulk::compress(&plain, 3).unwrap()].concat();
+    let zsealed = keys.seal_with_nonce(nonce(), &frame_aad(BlobType::Tree), &z);
+    assert_eq!(
+        pack::open_frame(&keys, BlobType::Tree, &zsealed, len).unwrap(),
+        plain
+    );
+    for wrong in [0, len - 1, len + 1] {
+        assert!(pack::open_frame(&keys, BlobType::Tree, &zsealed, wrong).is_err());
+    }
+    // An empty box (no codec byte), a raw payload over 64 MiB and a zstd bomb (declaring
+    // 64 MiB + 1) are refused, whatever length the header claims.
+    let limit = coffer::compress::MAX_BLOB_SIZE;
+    let empty = keys.seal_with_nonce(nonce(), &frame_aad(BlobType::Data), b"");
+    assert!(pack::open_frame(&keys, BlobType::Data, &empty, 0).is_err());
+    let big = [&[0u8][..], &vec![7u8; limit + 1]].concat();
+    let sealed = keys.seal_with_nonce(nonce(), &frame_aad(BlobType::Data), &big);
+    let err = pack::open_frame(&keys, BlobType::Data, &sealed, limit as u64 + 1).unwrap_err();
     assert_eq!(err.kind(), coffer::ErrorKind::Corrupt);
+    let bomb = zstd::bulk::compress(&vec![0u8; limit + 1], 3).unwrap();
+    assert!(bomb.len() < 1 << 20);
+    let sealed = keys.seal_with_nonce(
+        nonce(),
+        &frame_aad(BlobType::Data),
+        &[&[1u8][..], &bomb].concat(),
+    );
+    let err = pack::open_frame(&keys, BlobType::Data, &sealed, limit as u64 + 1).unwrap_err();
+    assert_eq!(err.kind(), coffer::ErrorKind::Corrupt);
+    // A frame with only empty blobs is a frame with an empty plaintext.
+    let codec_only = keys.seal_with_nonce(nonce(), &frame_aad(BlobType::Data), &[0]);
+    assert_eq!(
+        pack::open_frame(&keys, BlobType::Data, &codec_only, 0).unwrap(),
+        b""
+    );
 }
 
 /// A zstd payload must declare its decompressed size in its (first) frame header, at most
@@ -639,13 +864,15 @@ fn zstd_frames_must_declare_their_size() {
     use coffer::compress::{decompress, MAX_BLOB_SIZE};
     use coffer::ErrorKind;
     let keys = keys();
-    let aad = [&b"coffer blob v1"[..], &[BlobType::Data as u8]].concat();
+    let aad = frame_aad(BlobType::Data);
     let plain = b"coffer zstd size rules: ".repeat(40);
     let id = keys.blob_id(BlobType::Data as u8, &plain);
     let open = |payload: &[u8]| {
         let framed = [&[1u8][..], payload].concat();
         let sealed = keys.seal_with_nonce(nonce(), &aad, &framed);
-        pack::open_blob(&keys, BlobType::Data, &id, &sealed)
+        let opened = pack::open_frame(&keys, BlobType::Data, &sealed, plain.len() as u64)?;
+        pack::verify_blob(&keys, BlobType::Data, &id, &opened)?;
+        Ok::<_, coffer::Error>(opened)
     };
     let refused = |what: &str, payload: &[u8]| {
         let err = open(payload).expect_err(what);
@@ -744,23 +971,473 @@ fn zstd_frames_must_declare_their_size() {
     );
 }
 
-/// Header entries that lie about blob positions are caught when the blob is opened.
+/// Header frame tables that lie (sealed with the key, so they open, and tiling the frame
+/// area, so they decode) are caught when the frames are opened and the blobs checked.
 #[test]
-fn lying_header_entries_are_caught_at_open() {
+fn lying_frame_tables_are_caught_at_open() {
     let keys = keys();
     let pack_bytes = read("pack.bin");
-    let entries = pack::decode_pack(&keys, &pack_bytes).unwrap();
-    let (_, e0) = entries[0];
-    let (off1, e1) = entries[1];
-    let blob1 = &pack_bytes[off1 as usize..(off1 + e1.length) as usize];
-    // Blob 1's bytes under blob 0's ID or type: refused.
-    assert!(pack::open_blob(&keys, e0.blob_type, &e0.id, blob1).is_err());
-    assert!(pack::open_blob(&keys, e0.blob_type, &e1.id, blob1).is_err());
-    assert!(pack::open_blob(&keys, e1.blob_type, &e0.id, blob1).is_err());
-    let swapped: [PackEntry; 2] = [e1, e0];
-    let mut forged = pack_bytes[..(off1 + e1.length) as usize].to_vec();
-    forged.extend_from_slice(&pack::encode_header(&keys, &swapped, Some(nonce())));
-    // The header opens (it is sealed with the key) and tiles the area, but blobs then fail.
-    assert!(pack::decode_pack(&keys, &forged).is_ok());
-    assert!(read_pack(&keys, &forged).is_err());
+    let frames = pack::decode_pack(&keys, &pack_bytes).unwrap();
+    let frames_len: u32 = frames.iter().map(|f| f.length).sum();
+    assert_eq!(read_pack(&keys, &pack_bytes).unwrap().len(), 5);
+    type Lie = fn(&mut Vec<Frame>);
+    let lies: &[(&str, Lie)] = &[
+        ("frames 1 and 2 swapped", |f| f.swap(1, 2)),
+        ("frames 0 and 1 swapped", |f| f.swap(0, 1)),
+        ("frame 0 typed as a tree", |f| {
+            f[0].blob_type = BlobType::Tree
+        }),
+        ("frame 2 typed as data", |f| f[2].blob_type = BlobType::Data),
+        ("a byte moved between frames 0 and 1", |f| {
+            f[0].length += 1;
+            f[1].length -= 1;
+        }),
+        ("a byte moved between the trees of frame 1", |f| {
+            f[1].blobs[0].raw_length += 1;
+            f[1].blobs[1].raw_length -= 1;
+        }),
+        ("the trees of frame 1 listed in the other order", |f| {
+            f[1].blobs.swap(0, 1)
+        }),
+        ("the IDs of frame 1 swapped", |f| {
+            let (a, b) = (f[1].blobs[0].id, f[1].blobs[1].id);
+            f[1].blobs[0].id = b;
+            f[1].blobs[1].id = a;
+        }),
+        ("frame 1's plaintext one byte short", |f| {
+            f[1].blobs[0].raw_length -= 1
+        }),
+        ("frame 2's plaintext one byte long", |f| {
+            f[2].blobs[0].raw_length += 1
+        }),
+        ("frame 0's second blob split in two", |f| {
+            let b = f[0].blobs[1];
+            f[0].blobs[1].raw_length = 2;
+            f[0].blobs.push(FrameBlob {
+                raw_length: b.raw_length - 2,
+                ..b
+            });
+        }),
+        ("the empty tree listed in the data frame", |f| {
+            let t = f[1].blobs[1];
+            f[0].blobs[1].id = t.id;
+        }),
+    ];
+    for (what, lie) in lies {
+        let mut forged_frames = frames.clone();
+        lie(&mut forged_frames);
+        assert_ne!(forged_frames, frames, "{what}");
+        let mut forged = pack_bytes[..frames_len as usize].to_vec();
+        forged.extend_from_slice(&pack::encode_header(&keys, &forged_frames, Some(nonce())));
+        assert_eq!(
+            pack::decode_pack(&keys, &forged).as_ref().ok(),
+            Some(&forged_frames),
+            "{what}: the header decodes"
+        );
+        let err = read_pack(&keys, &forged).expect_err(what);
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt, "{what}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tier 3: index files forged with the right key, read through a `Repository`.
+
+mod repository {
+    use super::*;
+    use coffer::backend::{Backend, Location, ObjectKind, ObjectName};
+    use coffer::clock::FixedClock;
+    use coffer::crypto::KdfParams;
+    use coffer::format::index::IndexPack;
+    use coffer::format::tree::{Content, Node};
+    use coffer::id::{BlobId, PackId};
+    use coffer::progress::NoProgress;
+    use coffer::repo::{OpenOptions, Repository};
+    use coffer::ErrorKind;
+    use std::sync::{Arc, Mutex};
+
+    const PASSWORD: &[u8] = b"hostile index";
+
+    struct Fixture {
+        backend: Arc<dyn Backend>,
+        repo: Repository,
+        warnings: Arc<Mutex<Vec<String>>>,
+        _dirs: (tempfile::TempDir, Option<tempfile::TempDir>),
+        pack: PackId,
+        pack_size: u64,
+        frames: Vec<Frame>,
+        /// (type, ID, plaintext) of every blob in the pack.
+        blobs: Vec<(BlobType, BlobId, Vec<u8>)>,
+    }
+
+    fn options(
+        cache: Option<&tempfile::TempDir>,
+        warnings: &Arc<Mutex<Vec<String>>>,
+    ) -> OpenOptions {
+        let w = warnings.clone();
+        OpenOptions {
+            cache_dir: cache.map(|c| c.path().to_path_buf()),
+            clock: Arc::new(FixedClock(1_800_000_000_000_000_000)),
+            host: "host".into(),
+            user: "user".into(),
+            warn: Arc::new(move |m: &str| w.lock().unwrap().push(m.to_string())),
+        }
+    }
+
+    /// A repository in a local folder holding one pack: a zstd data frame with two blobs, a
+    /// raw tree frame with one. No index file yet.
+    fn fixture(with_cache: bool) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = coffer::backend::open(&Location::Local(dir.path().join("repo"))).unwrap();
+        let warnings = Arc::new(Mutex::new(vec![]));
+        let cache = with_cache.then(|| tempfile::tempdir().unwrap());
+        let kdf = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Repository::init(
+            backend.clone(),
+            PASSWORD,
+            kdf,
+            &options(cache.as_ref(), &warnings),
+        )
+        .unwrap();
+        let repo = Repository::open(
+            backend.clone(),
+            PASSWORD,
+            options(cache.as_ref(), &warnings),
+        )
+        .unwrap();
+        let keys = repo.keys();
+        let groups: Vec<(BlobType, Vec<Vec<u8>>)> = vec![
+            (
+                BlobType::Data,
+                vec![b"alpha ".repeat(50), b"bravo, charlie ".repeat(40)],
+            ),
+            (BlobType::Tree, vec![Tree::default().encode()]),
+        ];
+        let mut bytes = vec![];
+        let mut frames = vec![];
+        let mut blobs = vec![];
+        for (t, plains) in &groups {
+            let sealed = pack::seal_frame(keys, *t, &plains.concat(), 3);
+            bytes.extend_from_slice(&sealed);
+            frames.push(Frame {
+                blob_type: *t,
+                length: sealed.len() as u32,
+                blobs: plains
+                    .iter()
+                    .map(|p| FrameBlob {
+                        id: keys.blob_id(*t as u8, p),
+                        raw_length: p.len() as u32,
+                    })
+                    .collect(),
+            });
+            for p in plains {
+                blobs.push((*t, keys.blob_id(*t as u8, p), p.clone()));
+            }
+        }
+        bytes.extend_from_slice(&pack::encode_header(keys, &frames, None));
+        let pack_size = bytes.len() as u64;
+        let name = repo.write_object(ObjectKind::Pack, bytes).unwrap();
+        Fixture {
+            backend,
+            repo,
+            warnings,
+            _dirs: (dir, cache),
+            pack: PackId(name.hash),
+            pack_size,
+            frames,
+            blobs,
+        }
+    }
+
+    impl Fixture {
+        fn index(&self, pack: IndexPack) -> IndexFile {
+            IndexFile {
+                supersedes: vec![],
+                packs: vec![pack],
+            }
+        }
+
+        fn honest(&self) -> IndexPack {
+            IndexPack {
+                id: self.pack,
+                size: self.pack_size,
+                frames: self.frames.clone(),
+            }
+        }
+
+        /// Store `pack` as an index file sealed with the repository's key, as another
+        /// client (a buggy one, or a key holder) would: not through this client's cache.
+        fn write_index(&self, pack: IndexPack) -> ObjectName {
+            let bytes = self.index(pack).encode(self.repo.keys(), None);
+            let name = self.repo.write_object(ObjectKind::Index, bytes).unwrap();
+            self.repo.invalidate_index();
+            name
+        }
+
+        /// Read every blob of the pack, through `read_blob`, `dump_file` (which reads runs
+        /// of frames with `open_run`) and `check --read-data`, none of which may panic.
+        /// Returns which blobs `read_blob` could read; those must be the real plaintexts.
+        /// `check` must pass for the honest index (`what` = "honest") and fail for any other.
+        fn read_all(&self, what: &str) -> Vec<bool> {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let mut readable = vec![];
+                for (t, id, plain) in &self.blobs {
+                    match self.repo.read_blob(*t, id) {
+                        Ok(p) => {
+                            assert_eq!(&p, plain, "{what}: wrong plaintext");
+                            readable.push(true);
+                        }
+                        Err(e) => {
+                            // (A range past the end of a pack is a backend error in opendal.)
+                            assert!(
+                                matches!(
+                                    e.kind(),
+                                    ErrorKind::Corrupt | ErrorKind::NotFound | ErrorKind::Backend
+                                ),
+                                "{what}: {e}"
+                            );
+                            readable.push(false);
+                        }
+                    }
+                }
+                // A file of both data blobs, dumped.
+                let data: Vec<&(BlobType, BlobId, Vec<u8>)> = self
+                    .blobs
+                    .iter()
+                    .filter(|b| b.0 == BlobType::Data)
+                    .collect();
+                let node = Node {
+                    name: b"f".to_vec(),
+                    kind: coffer::format::tree::NodeKind::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime_ns: 0,
+                    ctime_ns: 0,
+                    size: data.iter().map(|b| b.2.len() as u64).sum(),
+                    dev: 0,
+                    inode: 0,
+                    nlink: 1,
+                    rdev: 0,
+                    link_target: vec![],
+                    content: Content::Chunks(data.iter().map(|b| b.1).collect()),
+                };
+                let mut out = vec![];
+                match coffer::browse::dump_file(&self.repo, &node, &mut out) {
+                    Ok(n) => {
+                        assert_eq!(n as usize, out.len());
+                        let want: Vec<u8> = data.iter().flat_map(|b| b.2.clone()).collect();
+                        assert_eq!(out, want, "{what}: dump gives wrong bytes");
+                    }
+                    Err(e) => assert!(
+                        matches!(
+                            e.kind(),
+                            ErrorKind::Corrupt | ErrorKind::NotFound | ErrorKind::Backend
+                        ),
+                        "{what}: dump: {e}"
+                    ),
+                }
+                let opts = coffer::check::CheckOptions {
+                    read_data: true,
+                    read_data_subset: None,
+                };
+                let report = coffer::check::check(&self.repo, &opts, &NoProgress)
+                    .unwrap_or_else(|e| panic!("{what}: check fails outright: {e}"));
+                (readable, report.ok())
+            }))
+            .unwrap_or_else(|_| panic!("{what}: reading through a forged index panicked"));
+            let (readable, check_ok) = r;
+            // `check --read-data` compares every pack header with the index: any lie is
+            // found, even one that no read runs into.
+            assert_eq!(check_ok, what == "honest", "{what}: check");
+            readable
+        }
+    }
+
+    #[test]
+    fn an_honest_index_reads_back() {
+        for with_cache in [false, true] {
+            let f = fixture(with_cache);
+            f.write_index(f.honest());
+            assert_eq!(f.read_all("honest"), [true, true, true]);
+            // The recorded type must be the expected one.
+            let (_, data_id, _) = &f.blobs[0];
+            let err = f.repo.read_blob(BlobType::Tree, data_id).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt);
+            let err = f
+                .repo
+                .read_blob(BlobType::Data, &BlobId([9; 32]))
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound);
+            assert!(f.warnings.lock().unwrap().is_empty());
+        }
+    }
+
+    /// Lies that decode (they obey §5.5) but do not match the pack: each blob they touch is
+    /// unreadable, everything else reads, and nothing panics.
+    #[test]
+    fn forged_indexes_give_errors_not_panics() {
+        type Lie = fn(&mut IndexPack);
+        let lies: &[(&str, Lie, [bool; 3])] = &[
+            (
+                "a byte moved between the data blobs",
+                |p| {
+                    p.frames[0].blobs[0].raw_length += 1;
+                    p.frames[0].blobs[1].raw_length -= 1;
+                },
+                [false, false, true],
+            ),
+            (
+                "the data frame one byte longer than its plaintext",
+                |p| p.frames[0].blobs[1].raw_length += 1,
+                [false, false, true],
+            ),
+            (
+                "the data frame one byte shorter than its plaintext",
+                |p| p.frames[0].blobs[0].raw_length -= 1,
+                [false, false, true],
+            ),
+            (
+                "the data blobs listed in the other order",
+                |p| p.frames[0].blobs.swap(0, 1),
+                [false, false, true],
+            ),
+            (
+                "the data frame's stored length one byte long",
+                |p| p.frames[0].length += 1,
+                [false, false, false],
+            ),
+            (
+                "the data frame's stored length one byte short",
+                |p| p.frames[0].length -= 1,
+                [false, false, false],
+            ),
+            (
+                "the data frame typed as a tree",
+                |p| p.frames[0].blob_type = BlobType::Tree,
+                [false, false, true],
+            ),
+            (
+                "the tree frame typed as a chunk list",
+                |p| p.frames[1].blob_type = BlobType::ChunkList,
+                [true, true, false],
+            ),
+            (
+                "the tree frame reaching past the end of the pack",
+                |p| {
+                    p.size += 100_000;
+                    p.frames[1].length += 100_000;
+                },
+                [true, true, false],
+            ),
+            (
+                "frames in a pack that does not exist",
+                |p| p.id = PackId([0x77; 32]),
+                [false, false, false],
+            ),
+            (
+                "a data blob's ID replaced",
+                |p| p.frames[0].blobs[1].id = BlobId([0x55; 32]),
+                [true, false, true],
+            ),
+            (
+                "a zero-length data blob added",
+                |p| {
+                    p.frames[0].blobs.insert(
+                        0,
+                        FrameBlob {
+                            id: BlobId([0x66; 32]),
+                            raw_length: 0,
+                        },
+                    )
+                },
+                [true, true, true],
+            ),
+        ];
+        for with_cache in [false, true] {
+            for (what, lie, readable) in lies {
+                let f = fixture(with_cache);
+                let mut p = f.honest();
+                lie(&mut p);
+                f.write_index(p);
+                let what = format!("{what} (cache: {with_cache})");
+                assert_eq!(&f.read_all(&what), readable, "{what}");
+                assert!(f.warnings.lock().unwrap().is_empty(), "{what}");
+            }
+        }
+    }
+
+    /// Index files that break §5.5 are refused when the index is loaded: skipped with a
+    /// warning, their blobs not found.
+    #[test]
+    fn invalid_index_files_are_skipped_with_a_warning() {
+        for with_cache in [false, true] {
+            let f = fixture(with_cache);
+            let mut p = f.honest();
+            let frames_len: u64 = p.frames.iter().map(|f| f.length as u64).sum();
+            p.size = frames_len - 1;
+            f.write_index(p);
+            for (t, id, _) in &f.blobs {
+                let err = f.repo.read_blob(*t, id).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+            }
+            let warnings = f.warnings.lock().unwrap().clone();
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains("beyond the end of its pack")),
+                "{warnings:?}"
+            );
+        }
+    }
+
+    /// The frame a blob's location names is opened from the recent-frames cache when it was
+    /// opened before; an index loaded afterwards that places a blob past the end of that
+    /// frame gets an error, not a slice out of bounds.
+    #[test]
+    fn a_blob_beyond_its_frame_is_refused() {
+        for with_cache in [false, true] {
+            let f = fixture(with_cache);
+            let honest = f.write_index(f.honest());
+            assert_eq!(f.read_all("honest"), [true, true, true]);
+            // The same pack, described anew: the second data blob now reaches 1,000 bytes
+            // past the end of the frame's plaintext.
+            f.backend.delete(&honest).unwrap();
+            let mut p = f.honest();
+            p.frames[0].blobs[1].raw_length += 1000;
+            f.write_index(p);
+            let (t, id, _) = &f.blobs[1];
+            let err = catch_unwind(AssertUnwindSafe(|| f.repo.read_blob(*t, id)))
+                .expect("no panic")
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        }
+    }
+
+    /// Version 1 was never released; a v1 repository is refused by name, before any key is
+    /// tried.
+    #[test]
+    fn a_version_1_repository_is_refused() {
+        let f = fixture(false);
+        let (config, _) = f.backend.list(ObjectKind::Config).unwrap()[0];
+        let mut bytes = f.backend.get(&config).unwrap();
+        assert_eq!(&bytes[..5], b"CFFC\x02");
+        bytes[4] = 1;
+        f.backend.delete(&config).unwrap();
+        let v1 = ObjectName::for_bytes(ObjectKind::Config, &bytes);
+        f.backend.put(&v1, bytes.into()).unwrap();
+        let warnings = Arc::new(Mutex::new(vec![]));
+        let err = Repository::open(f.backend.clone(), b"any password", options(None, &warnings))
+            .err()
+            .expect("a v1 repository opens");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(
+            err.to_string()
+                .contains("format version 1; this coffer reads version 2"),
+            "{err}"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 //! argon2 and zstd calls, no coffer encoder) so that the spec text and the code cannot drift
 //! apart. If the code changes the bytes, these tests fail.
 //!
-//! After a deliberate format change (once v1 is released, only with a version bump, see
+//! After a deliberate format change (only ever with a version bump, see
 //! `format-spec/README.md` §7), rewrite the files and the README table with:
 //! `cargo test --test vectors -- --ignored regenerate`
 //! then update the literal values below (and the IDs in the README's "Fixed inputs") from what
@@ -18,9 +18,9 @@ use coffer::chunker::{chunk_stream, ChunkerParams};
 use coffer::compress::Codec;
 use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
-use coffer::format::index::{IndexBlob, IndexFile, IndexPack};
+use coffer::format::index::{IndexFile, IndexPack};
 use coffer::format::keyfile::KeyFile;
-use coffer::format::pack::{self, PackEntry};
+use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::snapshot::{Snapshot, Summary};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
@@ -50,11 +50,12 @@ fn nonce(n: u8) -> [u8; NONCE_LEN] {
 }
 const N_CONFIG: u8 = 1;
 const N_KEY: u8 = 2;
-const N_BLOB0: u8 = 3;
-const N_BLOB1: u8 = 4;
-const N_HEADER: u8 = 5;
-const N_INDEX: u8 = 6;
-const N_SNAPSHOT: u8 = 7;
+const N_FRAME0: u8 = 3;
+const N_FRAME1: u8 = 4;
+const N_FRAME2: u8 = 5;
+const N_HEADER: u8 = 6;
+const N_INDEX: u8 = 7;
+const N_SNAPSHOT: u8 = 8;
 const KDF: KdfParams = KdfParams {
     memory_kib: 64,
     iterations: 1,
@@ -63,7 +64,7 @@ const KDF: KdfParams = KdfParams {
 /// 2026-11-18T17:46:40.123456789Z in nanoseconds since the Unix epoch.
 const T0: i64 = 1_795_000_000_123_456_789;
 
-/// The data chunk stored (zstd-compressed) as blob 0 of the pack.
+/// The data chunk stored first in the pack's data frame (frame 0, zstd).
 fn chunk_a() -> Vec<u8> {
     b"coffer test vector: a compressible line\n".repeat(32)
 }
@@ -80,11 +81,17 @@ const TREE_ID: &str = "efa033bf599a74b4def7695d54bf95cbf4a01c631755c73a86d2a7315
 const EMPTY_TREE_AS_DATA_ID: &str =
     "eb1be96be67058de5775b00029dfbfc2c694e387c7bad6f986e7864b4edb8789";
 const TREE_LEN: u32 = 924;
-/// Sealed lengths of the two blobs in the pack: 24 nonce + 1 codec + payload + 16 tag.
-const BLOB0_LEN: u32 = 100;
-const BLOB1_LEN: u32 = 965;
-const PACK_LEN: u64 = 1200;
-const PACK_ID: &str = "8d124874a17a820521b13f6997f26427793f0b238a4cfab405d2ad8d2c2429bf";
+const CHUNK_LIST_LEN: u32 = 70;
+/// Sealed lengths of the pack's three frames: 24 nonce + 1 codec + payload + 16 tag.
+/// Frame 0 is zstd (chunk A ‖ the 5 empty-tree bytes as data), frames 1 (tree ‖ empty tree)
+/// and 2 (the chunk list) are stored raw: 41 + 929 and 41 + 70.
+const FRAME0_LEN: u32 = 105;
+const FRAME1_LEN: u32 = 970;
+const FRAME2_LEN: u32 = 111;
+/// The sealed header: 24 + 4 + 3 × 9 (frames) + 5 × 36 (blobs) + 16.
+const HEADER_LEN: u32 = 251;
+const PACK_LEN: u64 = 1446;
+const PACK_ID: &str = "677c2c33ce09217efef4c6f18f9014aee3d01361f96d3d6b91f019fb09fd0769";
 /// Chunk lengths of `chunker_input()` with the stream parameters and the fixed key's seed.
 const CHUNKER_SEED: u64 = 0x2e1f_bb69_b110_b297;
 const CHUNK_LENGTHS: &[usize] = &[
@@ -262,77 +269,99 @@ fn expected_key_file() -> KeyFile {
     .expect("key file")
 }
 
-/// The pack's entries, computed from the blobs (the literal checks are in the tests).
-fn expected_pack_entries(keys: &Keys, blob0: &[u8], blob1: &[u8]) -> Vec<PackEntry> {
-    let tree = expected_tree(keys).encode();
+/// One frame of the pack vector: its type, codec, nonce and blobs (plaintexts, in order).
+struct VectorFrame {
+    blob_type: BlobType,
+    codec: Codec,
+    nonce: u8,
+    blobs: Vec<Vec<u8>>,
+}
+
+impl VectorFrame {
+    /// The frame's plaintext: its blobs back to back.
+    fn plaintext(&self) -> Vec<u8> {
+        self.blobs.concat()
+    }
+}
+
+/// The pack's three frames, one per blob type. The data frame holds chunk A and the empty
+/// tree's 5 bytes *as data*; the tree frame holds `tree.bin` and the empty tree itself, so
+/// the same 5 bytes are stored twice under two typed IDs. The chunk-list frame holds
+/// `chunklist.bin` alone. Together they are every blob the snapshot vector reaches.
+fn vector_frames(keys: &Keys) -> Vec<VectorFrame> {
+    let empty = expected_empty_tree().encode();
     vec![
-        PackEntry {
+        VectorFrame {
             blob_type: BlobType::Data,
-            id: keys.blob_id(DATA, &chunk_a()),
-            length: blob0.len() as u32,
-            raw_length: chunk_a().len() as u32,
+            codec: Codec::Zstd,
+            nonce: N_FRAME0,
+            blobs: vec![chunk_a(), empty.clone()],
         },
-        PackEntry {
+        VectorFrame {
             blob_type: BlobType::Tree,
-            id: keys.blob_id(TREE, &tree),
-            length: blob1.len() as u32,
-            raw_length: tree.len() as u32,
+            codec: Codec::None,
+            nonce: N_FRAME1,
+            blobs: vec![expected_tree(keys).encode(), empty],
+        },
+        VectorFrame {
+            blob_type: BlobType::ChunkList,
+            codec: Codec::None,
+            nonce: N_FRAME2,
+            blobs: vec![expected_chunk_list(keys).encode()],
         },
     ]
 }
 
-/// Pack = blob 0 (data, zstd) ++ blob 1 (the tree, stored raw) ++ sealed header ++ trailer.
+/// The frames sealed with their fixed nonces.
+fn sealed_frames(keys: &Keys) -> Vec<Vec<u8>> {
+    vector_frames(keys)
+        .iter()
+        .map(|f| {
+            pack::seal_frame_with_nonce(keys, f.blob_type, &f.plaintext(), f.codec, nonce(f.nonce))
+        })
+        .collect()
+}
+
+/// The frame descriptions of the pack header (and of the index), computed from the blobs
+/// (the literal checks are in the tests).
+fn expected_frames(keys: &Keys) -> Vec<Frame> {
+    vector_frames(keys)
+        .iter()
+        .zip(sealed_frames(keys))
+        .map(|(f, sealed)| Frame {
+            blob_type: f.blob_type,
+            length: sealed.len() as u32,
+            blobs: f
+                .blobs
+                .iter()
+                .map(|b| FrameBlob {
+                    id: keys.blob_id(f.blob_type as u8, b),
+                    raw_length: b.len() as u32,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Pack = frame 0 (data, zstd) ‖ frame 1 (trees, raw) ‖ frame 2 (chunk list, raw) ‖
+/// sealed header ‖ trailer.
 fn encode_pack(keys: &Keys) -> Vec<u8> {
-    let blob0 = pack::seal_blob_with_nonce(
+    let mut out = sealed_frames(keys).concat();
+    out.extend_from_slice(&pack::encode_header(
         keys,
-        BlobType::Data,
-        &chunk_a(),
-        Codec::Zstd,
-        nonce(N_BLOB0),
-    );
-    let tree = expected_tree(keys).encode();
-    let blob1 =
-        pack::seal_blob_with_nonce(keys, BlobType::Tree, &tree, Codec::None, nonce(N_BLOB1));
-    let entries = expected_pack_entries(keys, &blob0, &blob1);
-    let mut out = blob0;
-    out.extend_from_slice(&blob1);
-    out.extend_from_slice(&pack::encode_header(keys, &entries, Some(nonce(N_HEADER))));
+        &expected_frames(keys),
+        Some(nonce(N_HEADER)),
+    ));
     out
 }
 
 fn expected_index(keys: &Keys, pack_bytes: &[u8]) -> IndexFile {
-    let blob0 = pack::seal_blob_with_nonce(
-        keys,
-        BlobType::Data,
-        &chunk_a(),
-        Codec::Zstd,
-        nonce(N_BLOB0),
-    );
-    let tree = expected_tree(keys).encode();
-    let blob1 =
-        pack::seal_blob_with_nonce(keys, BlobType::Tree, &tree, Codec::None, nonce(N_BLOB1));
-    let entries = expected_pack_entries(keys, &blob0, &blob1);
     IndexFile {
         supersedes: vec![IndexId([0xe1; 32]), IndexId([0xe2; 32])],
         packs: vec![IndexPack {
             id: PackId(object_hash(pack_bytes)),
             size: pack_bytes.len() as u64,
-            blobs: vec![
-                IndexBlob {
-                    blob_type: entries[0].blob_type,
-                    id: entries[0].id,
-                    offset: 0,
-                    length: entries[0].length,
-                    raw_length: entries[0].raw_length,
-                },
-                IndexBlob {
-                    blob_type: entries[1].blob_type,
-                    id: entries[1].id,
-                    offset: entries[0].length,
-                    length: entries[1].length,
-                    raw_length: entries[1].raw_length,
-                },
-            ],
+            frames: expected_frames(keys),
         }],
     }
 }
@@ -423,12 +452,24 @@ fn stored_as(file: &str) -> Stored {
     }
 }
 
-/// Decode a pack completely: header, then every blob (decrypt, decompress, check its ID).
-fn read_pack(keys: &Keys, bytes: &[u8]) -> Result<Vec<(PackEntry, Vec<u8>)>> {
+/// Decode a pack completely: the header, then every frame (decrypt, decompress, check its
+/// length) and every blob in it (cut from the frame's plaintext, check its ID).
+fn read_pack(keys: &Keys, bytes: &[u8]) -> Result<Vec<(Frame, Vec<Vec<u8>>)>> {
+    let frames = pack::decode_pack(keys, bytes)?;
     let mut out = vec![];
-    for (offset, e) in pack::decode_pack(keys, bytes)? {
-        let sealed = &bytes[offset as usize..(offset + e.length) as usize];
-        out.push((e, pack::open_blob(keys, e.blob_type, &e.id, sealed)?));
+    for (offset, f) in pack::frame_offsets(&frames) {
+        let sealed = &bytes[offset as usize..offset as usize + f.length as usize];
+        let plain = pack::open_frame(keys, f.blob_type, sealed, f.raw_length())?;
+        let mut at = 0;
+        let mut blobs = vec![];
+        for b in &f.blobs {
+            let blob = &plain[at..at + b.raw_length as usize];
+            pack::verify_blob(keys, f.blob_type, &b.id, blob)?;
+            blobs.push(blob.to_vec());
+            at += b.raw_length as usize;
+        }
+        assert_eq!(at, plain.len(), "open_frame checked the frame's length");
+        out.push((f.clone(), blobs));
     }
     Ok(out)
 }
@@ -503,6 +544,34 @@ fn key_file_opens_with_the_password() {
     assert_eq!(err.kind(), ErrorKind::WrongPassword);
 }
 
+/// The frames the pack header and the index must list, from the literal values above.
+fn literal_frames() -> Vec<Frame> {
+    let blob = |hex: &str, raw_length: u32| FrameBlob {
+        id: id(hex),
+        raw_length,
+    };
+    vec![
+        Frame {
+            blob_type: BlobType::Data,
+            length: FRAME0_LEN,
+            blobs: vec![
+                blob(CHUNK_A_ID, CHUNK_A_LEN),
+                blob(EMPTY_TREE_AS_DATA_ID, 5),
+            ],
+        },
+        Frame {
+            blob_type: BlobType::Tree,
+            length: FRAME1_LEN,
+            blobs: vec![blob(TREE_ID, TREE_LEN), blob(EMPTY_TREE_ID, 5)],
+        },
+        Frame {
+            blob_type: BlobType::ChunkList,
+            length: FRAME2_LEN,
+            blobs: vec![blob(CHUNK_LIST_ID, CHUNK_LIST_LEN)],
+        },
+    ]
+}
+
 #[test]
 fn pack_vector() {
     let keys = keys();
@@ -512,48 +581,64 @@ fn pack_vector() {
         PackId(object_hash(&bytes)),
         PackId::from_hex(PACK_ID).unwrap()
     );
+    let frames_len = (FRAME0_LEN + FRAME1_LEN + FRAME2_LEN) as usize;
+    assert_eq!(
+        bytes.len(),
+        frames_len + HEADER_LEN as usize + pack::TRAILER_LEN
+    );
     let trailer = &bytes[bytes.len() - pack::TRAILER_LEN..];
     let header_len = pack::decode_trailer(trailer).unwrap();
-    assert_eq!(header_len as usize, 24 + 4 + 2 * 41 + 16);
-    let blobs = read_pack(&keys, &bytes).unwrap();
-    let want = [
-        PackEntry {
-            blob_type: BlobType::Data,
-            id: id(CHUNK_A_ID),
-            length: BLOB0_LEN,
-            raw_length: CHUNK_A_LEN,
-        },
-        PackEntry {
-            blob_type: BlobType::Tree,
-            id: id(TREE_ID),
-            length: BLOB1_LEN,
-            raw_length: TREE_LEN,
-        },
-    ];
-    assert_eq!(blobs.iter().map(|(e, _)| *e).collect::<Vec<_>>(), want);
-    assert_eq!(blobs[0].1, chunk_a());
-    assert_eq!(blobs[1].1, read("tree.bin"));
-    let offsets: Vec<u32> = pack::decode_pack(&keys, &bytes)
-        .unwrap()
-        .iter()
-        .map(|(o, _)| *o)
+    assert_eq!(header_len, HEADER_LEN);
+    assert_eq!(header_len as usize, 24 + 4 + 3 * 9 + 5 * 36 + 16);
+    assert_eq!(
+        trailer,
+        [&b"CFFP\x02"[..], &HEADER_LEN.to_le_bytes()].concat()
+    );
+    assert_eq!(pack::decode_pack(&keys, &bytes).unwrap(), literal_frames());
+    let offsets: Vec<u32> = pack::frame_offsets(&literal_frames())
+        .map(|(o, _)| o)
         .collect();
-    assert_eq!(offsets, [0, BLOB0_LEN]);
-    // Blob 0 is zstd, blob 1 raw: the codec byte is the first plaintext byte of each box.
-    let framed0 = keys
-        .open(b"coffer blob v1\x00", &bytes[..BLOB0_LEN as usize])
-        .unwrap();
-    let framed1 = keys
-        .open(
-            b"coffer blob v1\x01",
-            &bytes[BLOB0_LEN as usize..(BLOB0_LEN + BLOB1_LEN) as usize],
-        )
-        .unwrap();
+    assert_eq!(offsets, [0, FRAME0_LEN, FRAME0_LEN + FRAME1_LEN]);
+    // Every blob, cut from its opened frame, is what the vectors say.
+    let empty = expected_empty_tree().encode();
+    let opened = read_pack(&keys, &bytes).unwrap();
+    let blobs: Vec<Vec<Vec<u8>>> = opened.into_iter().map(|(_, b)| b).collect();
+    assert_eq!(
+        blobs,
+        [
+            vec![chunk_a(), empty.clone()],
+            vec![read("tree.bin"), empty],
+            vec![read("chunklist.bin")],
+        ]
+    );
+    // Frame 0 is zstd, frames 1 and 2 raw: the codec byte is the first plaintext byte of
+    // each box, whose associated data is "coffer frame v2" and the type byte.
+    let sealed = |k: usize| {
+        let at = offsets[k] as usize;
+        let len = literal_frames()[k].length as usize;
+        &bytes[at..at + len]
+    };
+    let framed0 = keys.open(b"coffer frame v2\x00", sealed(0)).unwrap();
+    let framed1 = keys.open(b"coffer frame v2\x01", sealed(1)).unwrap();
+    let framed2 = keys.open(b"coffer frame v2\x02", sealed(2)).unwrap();
     assert_eq!(framed0[0], Codec::Zstd as u8);
+    assert_eq!(
+        zstd::bulk::decompress(&framed0[1..], 1 << 20).unwrap(),
+        [chunk_a(), expected_empty_tree().encode()].concat()
+    );
     assert_eq!(framed1[0], Codec::None as u8);
-    assert_eq!(&framed1[1..], read("tree.bin"));
+    assert_eq!(
+        &framed1[1..],
+        [read("tree.bin"), expected_empty_tree().encode()].concat()
+    );
+    assert_eq!(framed2[0], Codec::None as u8);
+    assert_eq!(&framed2[1..], read("chunklist.bin"));
+    // The header's box: "coffer pack header v2".
+    let header = &bytes[frames_len..bytes.len() - pack::TRAILER_LEN];
+    assert_eq!(&header[..NONCE_LEN], &nonce(N_HEADER), "the header's nonce");
+    assert!(keys.open(b"coffer pack header v2", header).is_ok());
     // Re-encoding with the same nonces gives the same bytes. (The zstd frame is what
-    // libzstd 1.5.7 writes at level 3; only that blob would change with another libzstd.)
+    // libzstd 1.5.7 writes at level 3; only frame 0 would change with another libzstd.)
     assert_eq!(encode_pack(&keys), bytes);
 }
 
@@ -567,27 +652,23 @@ fn index_vector() {
     let p = &index.packs[0];
     assert_eq!(p.id, PackId::from_hex(PACK_ID).unwrap());
     assert_eq!(p.size, PACK_LEN);
-    assert_eq!(
-        p.blobs,
-        [
-            IndexBlob {
-                blob_type: BlobType::Data,
-                id: id(CHUNK_A_ID),
-                offset: 0,
-                length: BLOB0_LEN,
-                raw_length: CHUNK_A_LEN,
-            },
-            IndexBlob {
-                blob_type: BlobType::Tree,
-                id: id(TREE_ID),
-                offset: BLOB0_LEN,
-                length: BLOB1_LEN,
-                raw_length: TREE_LEN,
-            },
-        ]
-    );
+    assert_eq!(p.frames, literal_frames());
     assert_eq!(index, expected_index(&keys, &read("pack.bin")));
     assert_eq!(index.encode(&keys, Some(nonce(N_INDEX))), bytes);
+    // The body is the pack's header body behind the pack's ID and size: both list frames
+    // the same way.
+    let body = keys.open(b"CFFI\x02", &bytes[5..]).unwrap();
+    let pack_bytes = read("pack.bin");
+    let header = keys
+        .open(
+            b"coffer pack header v2",
+            &pack_bytes[pack_bytes.len() - pack::TRAILER_LEN - HEADER_LEN as usize
+                ..pack_bytes.len() - pack::TRAILER_LEN],
+        )
+        .unwrap();
+    assert_eq!(body.len(), 4 + 2 * 32 + 4 + 32 + 8 + header.len());
+    assert!(body.ends_with(&header));
+    assert_eq!(index.encode_body(), body);
 }
 
 #[test]
@@ -723,28 +804,55 @@ fn blob_ids_are_typed() {
         assert_ne!(ids[0], ids[2]);
         assert_ne!(ids[1], ids[2]);
     }
-    // The pack's tree blob cannot be fetched under the ID its bytes would have as data (or as
-    // a chunk list), even with the right stored type; nor chunk A as a tree.
+    // The pack stores the empty tree's 5 bytes twice: as data in frame 0 and as a tree in
+    // frame 1, under the two IDs. Each opens only as its own type, under its own ID.
     let pack_bytes = read("pack.bin");
-    let tree = read("tree.bin");
-    let blob0 = &pack_bytes[..BLOB0_LEN as usize];
-    let blob1 = &pack_bytes[BLOB0_LEN as usize..(BLOB0_LEN + BLOB1_LEN) as usize];
-    assert_eq!(
-        pack::open_blob(&keys, BlobType::Tree, &id(TREE_ID), blob1).unwrap(),
-        tree
-    );
-    for t in [DATA, CHUNK_LIST] {
-        let err = pack::open_blob(&keys, BlobType::Tree, &keys.blob_id(t, &tree), blob1)
-            .expect_err("a tree opened under another type's ID");
+    let frames = literal_frames();
+    let sealed: Vec<&[u8]> = pack::frame_offsets(&frames)
+        .map(|(at, f)| &pack_bytes[at as usize..(at + f.length) as usize])
+        .collect();
+    let data_frame =
+        pack::open_frame(&keys, BlobType::Data, sealed[0], frames[0].raw_length()).unwrap();
+    let tree_frame =
+        pack::open_frame(&keys, BlobType::Tree, sealed[1], frames[1].raw_length()).unwrap();
+    let as_data = &data_frame[CHUNK_A_LEN as usize..];
+    let as_tree = &tree_frame[TREE_LEN as usize..];
+    assert_eq!(as_data, empty);
+    assert_eq!(as_tree, empty);
+    pack::verify_blob(&keys, BlobType::Data, &id(EMPTY_TREE_AS_DATA_ID), as_data).unwrap();
+    pack::verify_blob(&keys, BlobType::Tree, &id(EMPTY_TREE_ID), as_tree).unwrap();
+    for (t, wrong) in [
+        (BlobType::Data, EMPTY_TREE_ID),
+        (BlobType::Tree, EMPTY_TREE_AS_DATA_ID),
+    ] {
+        let err = pack::verify_blob(&keys, t, &id(wrong), &empty)
+            .expect_err("a blob checked under another type's ID");
         assert_eq!(err.kind(), ErrorKind::Corrupt);
     }
-    let err = pack::open_blob(
+    // The frame's box binds its type: a frame never opens as another type.
+    for (k, f) in frames.iter().enumerate() {
+        for t in [BlobType::Data, BlobType::Tree, BlobType::ChunkList] {
+            let r = pack::open_frame(&keys, t, sealed[k], f.raw_length());
+            assert_eq!(r.is_ok(), t == f.blob_type, "frame {k} opened as {t:?}");
+        }
+    }
+    // The tree cannot be fetched under the ID its bytes would have as data (or as a chunk
+    // list); nor chunk A as a tree.
+    let tree = read("tree.bin");
+    let tree_blob = &tree_frame[..TREE_LEN as usize];
+    assert_eq!(tree_blob, tree);
+    for t in [DATA, CHUNK_LIST] {
+        let err = pack::verify_blob(&keys, BlobType::Tree, &keys.blob_id(t, &tree), tree_blob)
+            .expect_err("a tree checked under another type's ID");
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+    let err = pack::verify_blob(
         &keys,
         BlobType::Data,
         &keys.blob_id(TREE, &chunk_a()),
-        blob0,
+        &data_frame[..CHUNK_A_LEN as usize],
     )
-    .expect_err("a data chunk opened under its ID as a tree");
+    .expect_err("a data chunk checked under its ID as a tree");
     assert_eq!(err.kind(), ErrorKind::Corrupt);
 }
 
@@ -806,13 +914,82 @@ fn flipped_bytes_are_detected() {
     for (i, b) in flips(&pack_bytes) {
         assert_kind("pack", i, read_pack(&keys, &b), kind_for(i, version_at));
     }
-    // Trees and chunk lists are blob plaintexts: inside a pack the AEAD covers them (the tree
-    // is blob 1 above); on their own their keyed ID does.
+    // Trees and chunk lists are blob plaintexts: inside a pack their frame's AEAD covers them
+    // (frames 1 and 2 above); on their own their keyed ID does.
     for (file, t) in [("tree.bin", TREE), ("chunklist.bin", CHUNK_LIST)] {
         let bytes = read(file);
         let good = keys.blob_id(t, &bytes);
         for (i, b) in flips(&bytes) {
             assert_ne!(keys.blob_id(t, &b), good, "{file}: flip at {i}");
+        }
+    }
+}
+
+/// Version 1 was never released: a v1 object (or a future one) is refused as unsupported,
+/// saying which version it is and which this coffer reads, before anything else is checked.
+#[test]
+fn other_versions_are_refused_by_name() {
+    let keys = keys();
+    assert_eq!(coffer::format::FORMAT_VERSION, 2);
+    let pack_bytes = read("pack.bin");
+    let trailer = pack_bytes[pack_bytes.len() - pack::TRAILER_LEN..].to_vec();
+    type Decode<'a> = Box<dyn Fn(&[u8]) -> Result<()> + 'a>;
+    let objects: Vec<(&str, Vec<u8>, usize, Decode)> = vec![
+        (
+            "config",
+            read("config.bin"),
+            4,
+            Box::new(|b| Config::decode(&keys, b).map(drop)),
+        ),
+        (
+            "config",
+            read("config.bin"),
+            4,
+            Box::new(|b| Config::peek_repo_id(b).map(drop)),
+        ),
+        (
+            "key file",
+            read("key.bin"),
+            4,
+            Box::new(|b| KeyFile::decode(b).map(drop)),
+        ),
+        (
+            "index",
+            read("index.bin"),
+            4,
+            Box::new(|b| IndexFile::decode(&keys, b).map(drop)),
+        ),
+        (
+            "snapshot",
+            read("snapshot.bin"),
+            4,
+            Box::new(|b| Snapshot::decode(&keys, b).map(drop)),
+        ),
+        (
+            "pack trailer",
+            trailer,
+            4,
+            Box::new(|b| pack::decode_trailer(b).map(drop)),
+        ),
+        (
+            "pack trailer",
+            pack_bytes.clone(),
+            pack_bytes.len() - 5,
+            Box::new(|b| pack::decode_pack(&keys, b).map(drop)),
+        ),
+    ];
+    for (what, bytes, at, decode) in &objects {
+        assert_eq!(bytes[*at], 2, "{what}: the vector's version byte");
+        decode(bytes).unwrap();
+        for v in [0u8, 1, 3, 0xff] {
+            let mut b = bytes.clone();
+            b[*at] = v;
+            let err = decode(&b).expect_err("another version");
+            assert_eq!(err.kind(), ErrorKind::Unsupported, "{what} v{v}: {err}");
+            assert_eq!(
+                err.message(),
+                format!("{what} has format version {v}; this coffer reads version 2"),
+            );
         }
     }
 }
@@ -1098,7 +1275,7 @@ mod from_the_spec {
     #[test]
     fn config() {
         let d = derived();
-        let public = w().raw(b"CFFC").u8(1).raw(&repo_id().0).0.clone();
+        let public = w().raw(b"CFFC").u8(2).raw(&repo_id().0).0.clone();
         let mut body = w();
         for v in [
             512 << 10,
@@ -1120,7 +1297,7 @@ mod from_the_spec {
     fn key_file() {
         let public = w()
             .raw(b"CFFK")
-            .u8(1)
+            .u8(2)
             .u8(1)
             .u32(64)
             .u32(1)
@@ -1330,66 +1507,82 @@ mod from_the_spec {
         assert_eq!(tree_bytes(&d), read("tree.bin"));
     }
 
+    /// §5.4: `seal(AEAD key, "coffer frame v2" ‖ type, codec ‖ payload)`.
+    fn frame(d: &Derived, nonce: u8, blob_type: u8, codec: u8, plain: &[u8]) -> Vec<u8> {
+        let payload = match codec {
+            0 => plain.to_vec(),
+            _ => zstd::bulk::compress(plain, 3).unwrap(),
+        };
+        let aad = [&b"coffer frame v2"[..], &[blob_type]].concat();
+        assert_eq!(aad.len(), 16);
+        seal(&d.aead, nonce, &aad, &[&[codec][..], &payload].concat())
+    }
+
+    /// The frames of the pack vector: (type, codec, nonce, blob plaintexts).
+    fn frames(d: &Derived) -> Vec<(u8, u8, u8, Vec<Vec<u8>>)> {
+        let empty = vec![1, 0, 0, 0, 0];
+        vec![
+            (0, 1, N_FRAME0, vec![chunk_a(), empty.clone()]),
+            (1, 0, N_FRAME1, vec![tree_bytes(d), empty]),
+            (2, 0, N_FRAME2, vec![chunk_list_bytes(d)]),
+        ]
+    }
+
+    /// §5.4: `frame_count:u32`, then per frame `type:u8 length:u32 blob_count:u32` and per
+    /// blob `id[32] raw_length:u32`. Shared by the pack header and the index (§5.5).
+    fn frame_table(d: &Derived, sealed: &[Vec<u8>]) -> Vec<u8> {
+        let mut t = w();
+        t.u32(sealed.len() as u32);
+        for ((blob_type, _, _, blobs), s) in frames(d).iter().zip(sealed) {
+            t.u8(*blob_type).u32(s.len() as u32).u32(blobs.len() as u32);
+            for b in blobs {
+                t.raw(&blob_id(d, *blob_type, b)).u32(b.len() as u32);
+            }
+        }
+        t.0.clone()
+    }
+
+    fn sealed_frames(d: &Derived) -> Vec<Vec<u8>> {
+        frames(d)
+            .iter()
+            .map(|(t, codec, n, blobs)| frame(d, *n, *t, *codec, &blobs.concat()))
+            .collect()
+    }
+
     fn pack_bytes(d: &Derived) -> Vec<u8> {
-        let a = chunk_a();
-        let tree = tree_bytes(d);
-        let z = zstd::bulk::compress(&a, 3).unwrap();
-        let blob0 = seal(
+        let sealed = sealed_frames(d);
+        let header = seal(
             &d.aead,
-            N_BLOB0,
-            b"coffer blob v1\x00",
-            &[&[1u8][..], &z].concat(),
+            N_HEADER,
+            b"coffer pack header v2",
+            &frame_table(d, &sealed),
         );
-        let blob1 = seal(
-            &d.aead,
-            N_BLOB1,
-            b"coffer blob v1\x01",
-            &[&[0u8][..], &tree].concat(),
-        );
-        let mut header = w();
-        header.u32(2);
-        header
-            .u8(0)
-            .raw(&blob_id(d, 0, &a))
-            .u32(blob0.len() as u32)
-            .u32(a.len() as u32);
-        header
-            .u8(1)
-            .raw(&blob_id(d, 1, &tree))
-            .u32(blob1.len() as u32)
-            .u32(tree.len() as u32);
-        let header = seal(&d.aead, N_HEADER, b"coffer pack header v1", &header.0);
-        let trailer = w().raw(b"CFFP").u8(1).u32(header.len() as u32).0.clone();
-        [blob0, blob1, header, trailer].concat()
+        let trailer = w().raw(b"CFFP").u8(2).u32(header.len() as u32).0.clone();
+        [sealed.concat(), header, trailer].concat()
     }
 
     #[test]
     fn pack() {
-        assert_eq!(pack_bytes(&derived()), read("pack.bin"));
+        let d = derived();
+        let sealed = sealed_frames(&d);
+        assert_eq!(
+            sealed.iter().map(Vec::len).collect::<Vec<_>>(),
+            [FRAME0_LEN, FRAME1_LEN, FRAME2_LEN].map(|l| l as usize)
+        );
+        assert_eq!(pack_bytes(&d), read("pack.bin"));
     }
 
     #[test]
     fn index() {
         let d = derived();
         let pack = pack_bytes(&d);
-        let tree = tree_bytes(&d);
-        let public = w().raw(b"CFFI").u8(1).0.clone();
+        let public = w().raw(b"CFFI").u8(2).0.clone();
         let mut body = w();
         body.u32(2).raw(&[0xe1; 32]).raw(&[0xe2; 32]);
         body.u32(1)
             .raw(blake3::hash(&pack).as_bytes())
             .u64(pack.len() as u64)
-            .u32(2);
-        body.u8(0)
-            .raw(&blob_id(&d, 0, &chunk_a()))
-            .u32(0)
-            .u32(BLOB0_LEN)
-            .u32(CHUNK_A_LEN);
-        body.u8(1)
-            .raw(&blob_id(&d, 1, &tree))
-            .u32(BLOB0_LEN)
-            .u32(BLOB1_LEN)
-            .u32(tree.len() as u32);
+            .raw(&frame_table(&d, &sealed_frames(&d)));
         let want = [public.clone(), seal(&d.aead, N_INDEX, &public, &body.0)].concat();
         assert_eq!(want, read("index.bin"));
     }
@@ -1397,7 +1590,7 @@ mod from_the_spec {
     #[test]
     fn snapshot() {
         let d = derived();
-        let public = w().raw(b"CFFS").u8(1).0.clone();
+        let public = w().raw(b"CFFS").u8(2).0.clone();
         let mut body = w();
         body.i64(T0).s16(b"vector-host").s16(b"vector-user");
         body.u16(2).s16(b"nightly").s16(b"vector");
@@ -1461,7 +1654,7 @@ fn regenerate_vectors() {
 
     // The literal values at the top of this file.
     let pack_bytes = read("pack.bin");
-    let entries = pack::decode_pack(&keys, &pack_bytes).unwrap();
+    let frames = pack::decode_pack(&keys, &pack_bytes).unwrap();
     let tree = read("tree.bin");
     println!("const CHUNK_A_LEN: u32 = {};", chunk_a().len());
     println!(
@@ -1482,8 +1675,17 @@ fn regenerate_vectors() {
     );
     println!("const TREE_ID: &str = \"{}\";", keys.blob_id(TREE, &tree));
     println!("const TREE_LEN: u32 = {};", tree.len());
-    println!("const BLOB0_LEN: u32 = {};", entries[0].1.length);
-    println!("const BLOB1_LEN: u32 = {};", entries[1].1.length);
+    println!(
+        "const CHUNK_LIST_LEN: u32 = {};",
+        read("chunklist.bin").len()
+    );
+    for (k, f) in frames.iter().enumerate() {
+        println!("const FRAME{k}_LEN: u32 = {};", f.length);
+    }
+    println!(
+        "const HEADER_LEN: u32 = {};",
+        pack::decode_trailer(&pack_bytes[pack_bytes.len() - pack::TRAILER_LEN..]).unwrap()
+    );
     println!("const PACK_LEN: u64 = {};", pack_bytes.len());
     println!(
         "const PACK_ID: &str = \"{}\";",

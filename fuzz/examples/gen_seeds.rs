@@ -9,9 +9,9 @@
 
 use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
-use coffer::format::index::{IndexBlob, IndexFile, IndexPack};
+use coffer::format::index::{IndexFile, IndexPack};
 use coffer::format::keyfile::KeyFile;
-use coffer::format::pack::{self, PackEntry};
+use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::snapshot::{Snapshot, Summary};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
@@ -75,12 +75,19 @@ fn main() {
             IndexPack {
                 id: PackId(id(3)),
                 size: 1000,
-                blobs: vec![
-                    IndexBlob { blob_type: BlobType::Data, id: BlobId(id(4)), offset: 0, length: 100, raw_length: 200 },
-                    IndexBlob { blob_type: BlobType::Tree, id: BlobId(id(5)), offset: 100, length: 300, raw_length: 300 },
+                frames: vec![
+                    Frame {
+                        blob_type: BlobType::Data,
+                        length: 100,
+                        blobs: vec![
+                            FrameBlob { id: BlobId(id(4)), raw_length: 200 },
+                            FrameBlob { id: BlobId(id(16)), raw_length: 50 },
+                        ],
+                    },
+                    Frame { blob_type: BlobType::Tree, length: 300, blobs: vec![FrameBlob { id: BlobId(id(5)), raw_length: 300 }] },
                 ],
             },
-            IndexPack { id: PackId(id(6)), size: 0, blobs: vec![] },
+            IndexPack { id: PackId(id(6)), size: 0, frames: vec![] },
         ],
     }
     .encode(&keys, Some(NONCE));
@@ -127,33 +134,42 @@ fn main() {
     let list = ChunkList { level: 0, ids: vec![BlobId(id(14)), BlobId(id(15))] };
     write(&dir, "tree", "chunk-list", None, &list.encode());
 
-    // pack_header: mode 0 a whole pack, mode 1 blobs_len + header body.
+    // pack_header: mode 0 a whole pack, mode 1 frames_len + header body. Two frames: data
+    // (two blobs, zstd) and tree (one blob).
     let data = b"hello, pack".repeat(8);
-    let blob0 = pack::seal_blob(&keys, BlobType::Data, &data, 3);
+    let more = b"and another chunk".repeat(5);
     let tree_bytes = tree.encode();
-    let blob1 = pack::seal_blob(&keys, BlobType::Tree, &tree_bytes, 3);
-    let entries = [
-        PackEntry { blob_type: BlobType::Data, id: keys.blob_id(BlobType::Data as u8, &data), length: blob0.len() as u32, raw_length: data.len() as u32 },
-        PackEntry { blob_type: BlobType::Tree, id: keys.blob_id(BlobType::Tree as u8, &tree_bytes), length: blob1.len() as u32, raw_length: tree_bytes.len() as u32 },
-    ];
-    let header = pack::encode_header(&keys, &entries, Some(NONCE));
-    let mut whole = [blob0.clone(), blob1.clone()].concat();
-    let blobs_len = whole.len() as u32;
+    let groups = [(BlobType::Data, vec![&data[..], &more[..]]), (BlobType::Tree, vec![&tree_bytes[..]])];
+    let mut whole = Vec::new();
+    let mut frames = Vec::new();
+    for (t, blobs) in &groups {
+        let sealed = pack::seal_frame(&keys, *t, &blobs.concat(), 3);
+        whole.extend_from_slice(&sealed);
+        frames.push(Frame {
+            blob_type: *t,
+            length: sealed.len() as u32,
+            blobs: blobs.iter().map(|b| FrameBlob { id: keys.blob_id(*t as u8, b), raw_length: b.len() as u32 }).collect(),
+        });
+    }
+    let header = pack::encode_header(&keys, &frames, Some(NONCE));
+    let frames_len = whole.len() as u32;
     whole.extend_from_slice(&header);
     write(&dir, "pack_header", "pack", Some(0), &whole);
     let sealed_header = &header[..header.len() - pack::TRAILER_LEN];
-    let mut h = blobs_len.to_le_bytes().to_vec();
-    h.extend(keys.open(b"coffer pack header v1", sealed_header).unwrap());
+    let mut h = frames_len.to_le_bytes().to_vec();
+    h.extend(keys.open(b"coffer pack header v2", sealed_header).unwrap());
     write(&dir, "pack_header", "header", Some(1), &h);
     let empty_header = pack::encode_header(&keys, &[], Some(NONCE));
     let mut h = 0u32.to_le_bytes().to_vec();
-    h.extend(keys.open(b"coffer pack header v1", &empty_header[..empty_header.len() - pack::TRAILER_LEN]).unwrap());
+    h.extend(keys.open(b"coffer pack header v2", &empty_header[..empty_header.len() - pack::TRAILER_LEN]).unwrap());
     write(&dir, "pack_header", "header-empty", Some(1), &h);
 
-    // blob: type, codec, payload; no mode byte.
-    write(&dir, "blob", "stored", None, &[&[0u8, 0u8][..], &data].concat());
-    let (codec, packed) = coffer::compress::compress(&data, 3);
-    write(&dir, "blob", "zstd", None, &[&[1u8, codec as u8][..], &packed].concat());
+    // frame: type, codec, shape (blob count - 1 in the low bits), payload; no mode byte.
+    let plain = [&data[..], &more[..]].concat();
+    write(&dir, "frame", "stored", None, &[&[0u8, 0u8, 1u8][..], &plain].concat());
+    write(&dir, "frame", "stored-tree", None, &[&[1u8, 0u8, 0u8][..], &tree_bytes].concat());
+    let (codec, packed) = coffer::compress::compress(&plain, 3);
+    write(&dir, "frame", "zstd", None, &[&[2u8, codec as u8, 3u8][..], &packed].concat());
 
     // keyfile: mode 0 a real key file with tiny argon2 params (so the target also unwraps it).
     let tiny = KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };

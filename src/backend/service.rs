@@ -61,34 +61,44 @@ impl OpendalBackend {
     }
 }
 
+impl OpendalBackend {
+    /// Read `len` bytes at `offset` (all of the object when `len` is `None`) into one Vec
+    /// of the right size, piece by piece as opendal delivers them: collecting opendal's
+    /// pieces first and joining them would hold every pack twice at the peak.
+    fn read_exact(&self, name: &ObjectName, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
+        let path = name.path();
+        runtime()
+            .block_on(async {
+                let reader = self.op.reader(&path).await?;
+                let mut out = Vec::with_capacity(len.unwrap_or(0) as usize);
+                match len {
+                    Some(len) => reader.read_into(&mut out, offset..offset + len).await?,
+                    None => reader.read_into(&mut out, offset..).await?,
+                };
+                Ok(out)
+            })
+            .map_err(|e| map_err(name, e))
+    }
+}
+
 impl Backend for OpendalBackend {
     fn describe(&self) -> String {
         self.description.clone()
     }
 
     fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
-        runtime()
-            .block_on(self.op.read(&name.path()))
-            .map(|b| b.to_vec())
-            .map_err(|e| map_err(name, e))
+        self.read_exact(name, 0, None)
     }
 
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let buf = runtime()
-            .block_on(async {
-                self.op
-                    .read_with(&name.path())
-                    .range(offset..offset + len)
-                    .await
-            })
-            .map_err(|e| map_err(name, e))?;
+        let buf = self.read_exact(name, offset, Some(len))?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(format!(
                 "{name}: asked for {len} bytes at {offset}, got {} (object truncated?)",
                 buf.len()
             )));
         }
-        Ok(buf.to_vec())
+        Ok(buf)
     }
 
     fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()> {

@@ -1,36 +1,27 @@
-//! Index files: where each blob lives (pack, offset, length). Written after the packs they
-//! describe and before any snapshot that needs them.
+//! Index files: which frames each pack holds and which blobs each frame holds. Written
+//! after the packs they describe and before any snapshot that needs them.
 //!
 //! Layout: `"CFFI" version:u8` then sealed body (AAD = those 5 bytes):
 //! `supersedes_count:u32 index_id:[32]* pack_count:u32 pack*`, where
-//! `pack = pack_id:[32] pack_size:u64 blob_count:u32 blob*` and
-//! `blob = type:u8 id:[32] offset:u32 length:u32 raw_length:u32` (45 bytes).
+//! `pack = pack_id:[32] pack_size:u64 frames` and `frames` is encoded as in a pack header
+//! (`format::pack::encode_frames`): offsets are implicit there too.
 
+use super::pack::{decode_frames, encode_frames, Frame};
 use super::wire::{Reader, Writer};
-use super::{open_envelope, seal_envelope, BlobType, FORMAT_VERSION};
+use super::{open_envelope, seal_envelope, FORMAT_VERSION};
 use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{IndexId, PackId};
 
 pub const MAGIC: &[u8; 4] = b"CFFI";
-const BLOB_LEN: usize = 45;
 const PACK_MIN_LEN: usize = 32 + 8 + 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexBlob {
-    pub blob_type: BlobType,
-    pub id: BlobId,
-    pub offset: u32,
-    pub length: u32,
-    pub raw_length: u32,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexPack {
     pub id: PackId,
     /// Size of the pack file in bytes (lets `check` spot truncation from a listing).
     pub size: u64,
-    pub blobs: Vec<IndexBlob>,
+    pub frames: Vec<Frame>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,6 +34,13 @@ pub struct IndexFile {
 
 impl IndexFile {
     pub fn encode(&self, keys: &Keys, nonce: Option<[u8; NONCE_LEN]>) -> Vec<u8> {
+        let mut public = MAGIC.to_vec();
+        public.push(FORMAT_VERSION);
+        seal_envelope(keys, nonce, public, &self.encode_body())
+    }
+
+    /// The plaintext body (also what the local cache keeps).
+    pub fn encode_body(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u32(self.supersedes.len() as u32);
         for id in &self.supersedes {
@@ -52,24 +50,20 @@ impl IndexFile {
         for p in &self.packs {
             w.raw(&p.id.0);
             w.u64(p.size);
-            w.u32(p.blobs.len() as u32);
-            for b in &p.blobs {
-                w.u8(b.blob_type as u8);
-                w.raw(&b.id.0);
-                w.u32(b.offset);
-                w.u32(b.length);
-                w.u32(b.raw_length);
-            }
+            encode_frames(&mut w, &p.frames);
         }
-        let mut public = MAGIC.to_vec();
-        public.push(FORMAT_VERSION);
-        seal_envelope(keys, nonce, public, &w.finish())
+        w.finish()
     }
 
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<Self> {
         Reader::new(bytes, "index").header(MAGIC, FORMAT_VERSION)?;
         let body = open_envelope(keys, bytes, 5, "index")?;
-        let mut r = Reader::new(&body, "index");
+        Self::decode_body(&body)
+    }
+
+    /// Decode a plaintext body, checking that every pack's frames fit inside the pack.
+    pub fn decode_body(body: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(body, "index");
         let n = r.count(32)?;
         let mut supersedes = Vec::with_capacity(n);
         for _ in 0..n {
@@ -80,24 +74,13 @@ impl IndexFile {
         for _ in 0..n {
             let id = PackId(r.array()?);
             let size = r.u64()?;
-            let m = r.count(BLOB_LEN)?;
-            let mut blobs = Vec::with_capacity(m);
-            for _ in 0..m {
-                let b = IndexBlob {
-                    blob_type: BlobType::from_u8(r.u8()?)?,
-                    id: BlobId(r.array()?),
-                    offset: r.u32()?,
-                    length: r.u32()?,
-                    raw_length: r.u32()?,
-                };
-                if b.offset as u64 + b.length as u64 > size {
-                    return Err(Error::corrupt(
-                        "index places a blob beyond the end of its pack",
-                    ));
-                }
-                blobs.push(b);
+            let (frames, total) = decode_frames(&mut r)?;
+            if total > size || total > u32::MAX as u64 {
+                return Err(Error::corrupt(
+                    "index places a frame beyond the end of its pack",
+                ));
             }
-            packs.push(IndexPack { id, size, blobs });
+            packs.push(IndexPack { id, size, frames });
         }
         r.end()?;
         Ok(IndexFile { supersedes, packs })

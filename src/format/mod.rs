@@ -16,7 +16,7 @@ use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 
 /// The repository format version this code writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Kinds of blob stored in packs. The numbers are on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

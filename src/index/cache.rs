@@ -4,23 +4,19 @@
 //! The only file that uses rusqlite.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::index::{IndexBlob, IndexPack};
-use crate::format::BlobType;
-use crate::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
-use crate::index::Index;
+use crate::format::index::IndexFile;
+use crate::id::{IndexId, RepoId, SnapshotId};
+use crate::index::{Index, IndexBuilder};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the tables below change; an older cache is then rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE indexes (id BLOB PRIMARY KEY);
-CREATE TABLE packs (pid INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, size INTEGER NOT NULL);
-CREATE TABLE blobs (id BLOB NOT NULL, type INTEGER NOT NULL, pack INTEGER NOT NULL,
-                    offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_length INTEGER NOT NULL);
+CREATE TABLE indexes (id BLOB PRIMARY KEY, blobs INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE snapshots (id BLOB PRIMARY KEY, data BLOB NOT NULL);
 ";
 
@@ -116,117 +112,57 @@ impl Cache {
         Ok(out)
     }
 
-    /// Forget every index entry (an index file vanished: GC rewrote the index).
-    pub fn clear_index(&mut self) -> Result<()> {
+    /// Forget an index file (it vanished from the backend: garbage collection rewrote it).
+    pub fn remove_index(&mut self, id: &IndexId) -> Result<()> {
         self.conn
-            .execute_batch("DELETE FROM indexes; DELETE FROM blobs; DELETE FROM packs;")
+            .execute("DELETE FROM indexes WHERE id = ?1", [&id.0[..]])
+            .map(|_| ())
             .map_err(db_err)
     }
 
-    /// Record the content of index files, in one transaction.
-    pub fn add_indexes(&mut self, files: &[(IndexId, Vec<IndexPack>)]) -> Result<()> {
+    /// Record the content of index files (their decrypted bodies), in one transaction.
+    pub fn add_indexes(&mut self, files: &[(IndexId, &IndexFile)]) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
         {
-            let mut add_index = tx
-                .prepare("INSERT OR IGNORE INTO indexes VALUES (?1)")
+            let mut add = tx
+                .prepare("INSERT OR IGNORE INTO indexes VALUES (?1, ?2, ?3)")
                 .map_err(db_err)?;
-            let mut add_pack = tx
-                .prepare("INSERT OR IGNORE INTO packs (id, size) VALUES (?1, ?2)")
-                .map_err(db_err)?;
-            let mut pack_pid = tx
-                .prepare("SELECT pid FROM packs WHERE id = ?1")
-                .map_err(db_err)?;
-            let mut add_blob = tx
-                .prepare("INSERT INTO blobs VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .map_err(db_err)?;
-            for (id, packs) in files {
-                add_index.execute([&id.0[..]]).map_err(db_err)?;
-                for p in packs {
-                    add_pack
-                        .execute(params![&p.id.0[..], p.size as i64])
-                        .map_err(db_err)?;
-                    let pid: i64 = pack_pid
-                        .query_row([&p.id.0[..]], |r| r.get(0))
-                        .map_err(db_err)?;
-                    for b in &p.blobs {
-                        add_blob
-                            .execute(params![
-                                &b.id.0[..],
-                                b.blob_type as u8,
-                                pid,
-                                b.offset,
-                                b.length,
-                                b.raw_length
-                            ])
-                            .map_err(db_err)?;
-                    }
-                }
+            for (id, file) in files {
+                let blobs: usize = file
+                    .packs
+                    .iter()
+                    .flat_map(|p| &p.frames)
+                    .map(|f| f.blobs.len())
+                    .sum();
+                add.execute(params![&id.0[..], blobs as i64, file.encode_body()])
+                    .map_err(db_err)?;
             }
         }
         tx.commit().map_err(db_err)
     }
 
-    /// Build the in-memory index from the cache.
+    /// Build the in-memory index from the cache, one index file at a time.
     pub fn load_index(&self) -> Result<Index> {
-        let mut packs: HashMap<i64, IndexPack> = HashMap::new();
-        let mut stmt = self
+        let total: i64 = self
             .conn
-            .prepare("SELECT pid, id, size FROM packs")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
+            .query_row("SELECT coalesce(sum(blobs), 0) FROM indexes", [], |r| {
+                r.get(0)
             })
             .map_err(db_err)?;
-        for row in rows {
-            let (pid, id, size) = row.map_err(db_err)?;
-            packs.insert(
-                pid,
-                IndexPack {
-                    id: PackId(to_id(&id)?),
-                    size: size as u64,
-                    blobs: vec![],
-                },
-            );
-        }
+        let mut builder = IndexBuilder::new();
+        builder.reserve(total.max(0) as usize);
         let mut stmt = self
             .conn
-            .prepare("SELECT id, type, pack, offset, length, raw_length FROM blobs")
+            .prepare("SELECT body FROM indexes")
             .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, u8>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, u32>(4)?,
-                    r.get::<_, u32>(5)?,
-                ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (id, t, pid, offset, length, raw_length) = row.map_err(db_err)?;
-            let pack = packs
-                .get_mut(&pid)
-                .ok_or_else(|| Error::corrupt("cache: blob refers to an unknown pack"))?;
-            pack.blobs.push(IndexBlob {
-                blob_type: BlobType::from_u8(t)?,
-                id: BlobId(to_id(&id)?),
-                offset,
-                length,
-                raw_length,
-            });
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let body = row.get_ref(0).map_err(db_err)?.as_blob().map_err(|e| {
+                Error::corrupt(format!("cache holds an index body of the wrong type: {e}"))
+            })?;
+            builder.add_file(&IndexFile::decode_body(body)?);
         }
-        let mut index = Index::new();
-        for p in packs.values() {
-            index.add_pack(p);
-        }
-        Ok(index)
+        Ok(builder.build())
     }
 
     /// Cached snapshot objects (their stored, still encrypted bytes).

@@ -1,26 +1,54 @@
-//! The blob index: for every blob, the pack that holds it and where. Built from the index
+//! The blob index: for every blob, the pack and frame that hold it. Built from the index
 //! files on the backend, kept between runs in the disposable SQLite cache (`cache.rs`).
+//!
+//! Memory is the constraint: a repository of dumps cut into 4 KiB chunks has millions of
+//! blobs. Each blob costs one 44-byte entry in an array sorted by ID (no hash-table slack, no
+//! per-entry allocation), found by binary search inside a bucket picked by the ID's first two
+//! bytes. Frames and packs live in side tables that blobs point into by number.
 
 pub mod cache;
 
 use crate::format::index::{IndexFile, IndexPack};
+use crate::format::pack::frame_offsets;
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId};
 use std::collections::HashMap;
 
-/// Where one blob is stored.
+/// Where one blob is stored: its frame (a sealed, compressed range of a pack) and its place
+/// in the frame's plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
     pub blob_type: BlobType,
     pub pack: PackId,
+    /// The frame's offset and stored length in the pack.
+    pub frame_offset: u32,
+    pub frame_length: u32,
+    /// The frame's plaintext length (all its blobs).
+    pub frame_raw_length: u32,
+    /// The blob's offset in the frame's plaintext, and its length.
     pub offset: u32,
-    pub length: u32,
     pub raw_length: u32,
 }
 
-/// Compact in-memory entry: the pack is an index into `Index::packs`.
+/// Identifies an opened frame: where it lies and what it was opened as. Only locations with
+/// the same key may share an opened frame (two index files may describe a pack differently).
+pub type FrameKey = (PackId, u32, u32, u32, BlobType);
+
+impl BlobLocation {
+    /// Identifies the frame: blobs with the same key are opened together.
+    pub fn frame_key(&self) -> FrameKey {
+        (
+            self.pack,
+            self.frame_offset,
+            self.frame_length,
+            self.frame_raw_length,
+            self.blob_type,
+        )
+    }
+}
+
 #[derive(Clone, Copy)]
-struct Entry {
+struct FrameRecord {
     pack: u32,
     offset: u32,
     length: u32,
@@ -28,32 +56,74 @@ struct Entry {
     blob_type: BlobType,
 }
 
-/// All known blobs and packs.
-#[derive(Default)]
+/// One blob: 44 bytes.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: [u8; 32],
+    frame: u32,
+    offset: u32,
+    raw_length: u32,
+}
+
+/// Number of buckets: one per value of an ID's first two bytes.
+const BUCKETS: usize = 1 << 16;
+
+/// All known blobs, frames and packs. Built with `IndexBuilder`; immutable afterwards.
 pub struct Index {
     packs: Vec<(PackId, u64)>,
     pack_pos: HashMap<PackId, u32>,
-    blobs: HashMap<BlobId, Entry>,
+    frames: Vec<FrameRecord>,
+    /// Sorted by ID, one entry per ID.
+    blobs: Vec<Entry>,
+    /// `blobs[bucket_start[b]..bucket_start[b + 1]]` holds the IDs starting with bucket `b`.
+    bucket_start: Vec<u32>,
 }
 
-impl Index {
+/// Collects packs, then sorts once.
+#[derive(Default)]
+pub struct IndexBuilder {
+    packs: Vec<(PackId, u64)>,
+    pack_pos: HashMap<PackId, u32>,
+    frames: Vec<FrameRecord>,
+    blobs: Vec<Entry>,
+}
+
+impl IndexBuilder {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Add a pack's blobs. A blob already known keeps its first location.
+    /// Reserve room for `blobs` more blobs, so a large index is not built by doubling.
+    pub fn reserve(&mut self, blobs: usize) {
+        self.blobs.reserve_exact(blobs);
+    }
+
+    /// Add a pack's frames and blobs. A pack already added is ignored.
     pub fn add_pack(&mut self, pack: &IndexPack) {
-        let pos = *self.pack_pos.entry(pack.id).or_insert_with(|| {
-            self.packs.push((pack.id, pack.size));
-            (self.packs.len() - 1) as u32
-        });
-        for b in &pack.blobs {
-            self.blobs.entry(b.id).or_insert(Entry {
+        if self.pack_pos.contains_key(&pack.id) {
+            return;
+        }
+        let pos = self.packs.len() as u32;
+        self.packs.push((pack.id, pack.size));
+        self.pack_pos.insert(pack.id, pos);
+        for (frame_offset, f) in frame_offsets(&pack.frames) {
+            let frame = self.frames.len() as u32;
+            let mut offset = 0u32;
+            for b in &f.blobs {
+                self.blobs.push(Entry {
+                    id: b.id.0,
+                    frame,
+                    offset,
+                    raw_length: b.raw_length,
+                });
+                offset = offset.saturating_add(b.raw_length);
+            }
+            self.frames.push(FrameRecord {
                 pack: pos,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-                blob_type: b.blob_type,
+                offset: frame_offset,
+                length: f.length,
+                raw_length: offset,
+                blob_type: f.blob_type,
             });
         }
     }
@@ -64,18 +134,71 @@ impl Index {
         }
     }
 
+    /// Sort and freeze. A blob stored twice (two backups raced) keeps one location.
+    pub fn build(mut self) -> Index {
+        self.blobs.sort_unstable_by_key(|e| e.id);
+        self.blobs.dedup_by(|a, b| a.id == b.id);
+        self.blobs.shrink_to_fit();
+        let mut bucket_start = vec![0u32; BUCKETS + 1];
+        for e in &self.blobs {
+            bucket_start[bucket_of(&e.id) + 1] += 1;
+        }
+        for b in 0..BUCKETS {
+            bucket_start[b + 1] += bucket_start[b];
+        }
+        Index {
+            packs: self.packs,
+            pack_pos: self.pack_pos,
+            frames: self.frames,
+            blobs: self.blobs,
+            bucket_start,
+        }
+    }
+}
+
+fn bucket_of(id: &[u8; 32]) -> usize {
+    u16::from_be_bytes([id[0], id[1]]) as usize
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        IndexBuilder::new().build()
+    }
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn find(&self, id: &BlobId) -> Option<&Entry> {
+        let b = bucket_of(&id.0);
+        let bucket = &self.blobs[self.bucket_start[b] as usize..self.bucket_start[b + 1] as usize];
+        bucket
+            .binary_search_by(|e| e.id.cmp(&id.0))
+            .ok()
+            .map(|k| &bucket[k])
+    }
+
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+        self.find(id).is_some()
     }
 
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.blobs.get(id).map(|e| BlobLocation {
-            blob_type: e.blob_type,
-            pack: self.packs[e.pack as usize].0,
+        self.find(id).map(|e| self.locate(e))
+    }
+
+    fn locate(&self, e: &Entry) -> BlobLocation {
+        let f = &self.frames[e.frame as usize];
+        BlobLocation {
+            blob_type: f.blob_type,
+            pack: self.packs[f.pack as usize].0,
+            frame_offset: f.offset,
+            frame_length: f.length,
+            frame_raw_length: f.raw_length,
             offset: e.offset,
-            length: e.length,
             raw_length: e.raw_length,
-        })
+        }
     }
 
     pub fn has_pack(&self, id: &PackId) -> bool {
@@ -91,27 +214,42 @@ impl Index {
         self.blobs.len()
     }
 
-    /// Every blob with its location.
+    /// Every blob with its location, in ID order.
     pub fn iter(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
-        self.blobs
-            .keys()
-            .map(|id| (*id, self.get(id).expect("key exists")))
+        self.blobs.iter().map(|e| (BlobId(e.id), self.locate(e)))
+    }
+
+    /// Bytes held by the index's tables (what it costs in memory).
+    pub fn memory_bytes(&self) -> usize {
+        self.blobs.capacity() * std::mem::size_of::<Entry>()
+            + self.frames.capacity() * std::mem::size_of::<FrameRecord>()
+            + self.packs.capacity() * std::mem::size_of::<(PackId, u64)>()
+            + self.pack_pos.capacity() * (std::mem::size_of::<(PackId, u32)>() + 1)
+            + self.bucket_start.capacity() * 4
     }
 }
 
-/// Blobs this close together in one pack are fetched with one request: reading a small gap
+/// Frames this close together in one pack are fetched with one request: reading a small gap
 /// costs less than another round trip.
 pub const FETCH_GAP: u64 = 1 << 20;
+/// A run stops growing at this many bytes: restore and dump hold one run per thread, and
+/// whole 16 MiB packs per thread showed as the largest item of restore's peak memory.
+pub const MAX_RUN: u64 = 4 << 20;
 
-/// Split `items`, sorted by pack then offset, into runs of blobs in the same pack with gaps of
-/// at most `FETCH_GAP` between them: each run can be fetched with one ranged read.
+/// Split `items`, sorted by pack, frame and offset, into runs of blobs in the same pack whose
+/// frames lie at most `FETCH_GAP` apart and span at most `MAX_RUN` bytes (or one frame):
+/// each run can be fetched with one ranged read.
 pub fn fetch_runs<T>(items: &[T], loc: impl Fn(&T) -> &BlobLocation) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut start = 0;
     for k in 1..=items.len() {
         let split = k == items.len() || {
-            let (a, b) = (loc(&items[k - 1]), loc(&items[k]));
-            a.pack != b.pack || b.offset as u64 > a.offset as u64 + a.length as u64 + FETCH_GAP
+            let (first, a, b) = (loc(&items[start]), loc(&items[k - 1]), loc(&items[k]));
+            let end = b.frame_offset as u64 + b.frame_length as u64;
+            a.pack != b.pack
+                || b.frame_offset as u64 > a.frame_offset as u64 + a.frame_length as u64 + FETCH_GAP
+                || (b.frame_key() != a.frame_key()
+                    && end.saturating_sub(first.frame_offset as u64) > MAX_RUN)
         };
         if split {
             out.push(&items[start..k]);
@@ -119,4 +257,49 @@ pub fn fetch_runs<T>(items: &[T], loc: impl Fn(&T) -> &BlobLocation) -> Vec<&[T]
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::{Frame, FrameBlob};
+
+    fn id(n: u32) -> BlobId {
+        BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+    }
+
+    #[test]
+    fn finds_every_blob_and_nothing_else() {
+        let mut b = IndexBuilder::new();
+        for p in 0..20u32 {
+            let frames = (0..5u32)
+                .map(|f| Frame {
+                    blob_type: BlobType::Data,
+                    length: 100,
+                    blobs: (0..7u32)
+                        .map(|k| FrameBlob {
+                            id: id(p * 1000 + f * 10 + k),
+                            raw_length: 10 + k,
+                        })
+                        .collect(),
+                })
+                .collect();
+            b.add_pack(&IndexPack {
+                id: PackId(id(1_000_000 + p).0),
+                size: 600,
+                frames,
+            });
+        }
+        let index = b.build();
+        assert_eq!(index.blob_count(), 20 * 5 * 7);
+        let loc = index.get(&id(3 * 1000 + 2 * 10 + 4)).unwrap();
+        assert_eq!(loc.pack, PackId(id(1_000_003).0));
+        assert_eq!(loc.frame_offset, 200);
+        assert_eq!(loc.frame_length, 100);
+        assert_eq!(loc.offset, 10 + 11 + 12 + 13);
+        assert_eq!(loc.raw_length, 14);
+        assert_eq!(loc.frame_raw_length, (10..17).sum::<u32>());
+        assert!(!index.contains(&id(999_999)));
+        assert_eq!(index.iter().count(), 700);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod open;
 mod packer;
+mod uploader;
 mod writer;
 
 pub use open::{default_cache_dir, OpenOptions};
@@ -19,10 +20,21 @@ use crate::format::pack;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkList, Content, Tree};
 use crate::format::BlobType;
+use crate::id::PackId;
 use crate::id::{BlobId, IndexId, KeyId, SnapshotId};
 use crate::index::cache::Cache;
-use crate::index::{BlobLocation, Index};
+use crate::index::{BlobLocation, FrameKey, Index, IndexBuilder};
 use std::sync::{Arc, Mutex, RwLock};
+
+/// Frames kept opened by `Repository::frame`.
+const RECENT_FRAMES: usize = 4;
+
+/// A blob's plaintext inside its opened frame, bounds-checked (the index may be forged).
+fn blob_in_frame<'f>(frame: &'f [u8], loc: &BlobLocation) -> Result<&'f [u8]> {
+    frame
+        .get(loc.offset as usize..loc.offset as usize + loc.raw_length as usize)
+        .ok_or_else(|| Error::corrupt("blob lies beyond the end of its frame"))
+}
 
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -31,6 +43,7 @@ pub struct Repository {
     key_id: KeyId,
     cache: Option<Mutex<Cache>>,
     index: RwLock<Option<Arc<Index>>>,
+    recent_frames: Mutex<Vec<(FrameKey, Arc<Vec<u8>>)>>,
     clock: Arc<dyn Clock>,
     warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
@@ -95,29 +108,29 @@ impl Repository {
             .map(|(n, _)| IndexId(n.hash))
             .collect();
         let Some(cache) = &self.cache else {
-            let mut index = Index::new();
+            let mut index = IndexBuilder::new();
             for id in &listed {
                 if let Some(file) = self.read_index_file_or_warn(id) {
                     index.add_file(&file);
                 }
             }
-            return Ok(index);
+            return Ok(index.build());
         };
         let mut cache = cache.lock().expect("cache lock");
         let known = cache.index_ids()?;
         // An index file the cache knows has gone: garbage collection rewrote the index.
-        if known.iter().any(|id| !listed.contains(id)) {
-            cache.clear_index()?;
+        for gone in known.iter().filter(|id| !listed.contains(id)) {
+            cache.remove_index(gone)?;
         }
-        let known = cache.index_ids()?;
         let mut fresh = Vec::new();
         for id in listed.iter().filter(|id| !known.contains(id)) {
             if let Some(file) = self.read_index_file_or_warn(id) {
-                fresh.push((*id, file.packs));
+                fresh.push((*id, file));
             }
         }
         if !fresh.is_empty() {
-            cache.add_indexes(&fresh)?;
+            let refs: Vec<(IndexId, &IndexFile)> = fresh.iter().map(|(id, f)| (*id, f)).collect();
+            cache.add_indexes(&refs)?;
         }
         cache.load_index()
     }
@@ -151,7 +164,7 @@ impl Repository {
             cache
                 .lock()
                 .expect("cache lock")
-                .add_indexes(&[(id, file.packs.clone())])?;
+                .add_indexes(&[(id, file)])?;
         }
         Ok((id, bytes.len() as u64))
     }
@@ -254,31 +267,115 @@ impl Repository {
                 blob_type.name()
             )));
         }
-        let name = ObjectName::new(ObjectKind::Pack, loc.pack.0);
-        let sealed = self
-            .backend
-            .get_range(&name, loc.offset as u64, loc.length as u64)?;
-        pack::open_blob(&self.keys, blob_type, id, &sealed)
-            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+        let frame = self
+            .frame(&loc)
+            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+        let plain = blob_in_frame(&frame, &loc)?;
+        pack::verify_blob(&self.keys, blob_type, id, plain)?;
+        Ok(plain.to_vec())
     }
 
-    /// Fetch a run of nearby blobs in one pack (see `index::fetch_runs`) with one ranged
-    /// read. Returns the offset of the run's first blob and the bytes from there to the end
-    /// of its last blob; callers verify each blob as they open it.
-    pub fn read_run<'a>(
+    /// The opened plaintext of a blob's frame, from the small cache of recent frames: walking
+    /// a snapshot reads many trees from the same few frames.
+    fn frame(&self, loc: &BlobLocation) -> Result<Arc<Vec<u8>>> {
+        let key = loc.frame_key();
+        {
+            let mut recent = self.recent_frames.lock().expect("frame cache");
+            if let Some(k) = recent.iter().position(|(f, _)| *f == key) {
+                let hit = recent.remove(k);
+                let plain = hit.1.clone();
+                recent.insert(0, hit);
+                return Ok(plain);
+            }
+        }
+        let name = ObjectName::new(ObjectKind::Pack, loc.pack.0);
+        let sealed =
+            self.backend
+                .get_range(&name, loc.frame_offset as u64, loc.frame_length as u64)?;
+        let plain = Arc::new(pack::open_frame(
+            &self.keys,
+            loc.blob_type,
+            &sealed,
+            loc.frame_raw_length as u64,
+        )?);
+        let mut recent = self.recent_frames.lock().expect("frame cache");
+        recent.insert(0, (key, plain.clone()));
+        recent.truncate(RECENT_FRAMES);
+        Ok(plain)
+    }
+
+    /// Read a run of blobs in one pack (see `index::fetch_runs`: sorted by frame and offset)
+    /// with one ranged read, open each frame once, and call `each` with every item and its
+    /// verified plaintext, or the error that made it unreadable.
+    pub fn open_run<T>(
         &self,
-        run: impl IntoIterator<Item = &'a BlobLocation>,
-    ) -> Result<(u64, Vec<u8>)> {
-        let mut run = run.into_iter();
-        let Some(first) = run.next() else {
-            return Ok((0, vec![]));
-        };
-        let start = first.offset as u64;
+        run: &[T],
+        blob: impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
+        mut each: impl FnMut(&T, std::result::Result<&[u8], &Error>),
+    ) {
+        let Some(first) = run.first() else { return };
+        let pack_id = blob(first).2.pack;
+        // The smallest offset, not the first: a run out of order must not underflow below.
+        let start = run
+            .iter()
+            .map(|t| blob(t).2.frame_offset as u64)
+            .min()
+            .unwrap_or(0);
         let end = run
-            .map(|l| l.offset as u64 + l.length as u64)
-            .fold(start + first.length as u64, u64::max);
-        let name = ObjectName::new(ObjectKind::Pack, first.pack.0);
-        Ok((start, self.backend.get_range(&name, start, end - start)?))
+            .iter()
+            .map(|t| {
+                let l = blob(t).2;
+                l.frame_offset as u64 + l.frame_length as u64
+            })
+            .max()
+            .unwrap_or(start);
+        let name = ObjectName::new(ObjectKind::Pack, pack_id.0);
+        let bytes = match self.backend.get_range(&name, start, end - start) {
+            Ok(b) => b,
+            Err(e) => {
+                let e = e.context(format!("pack {}", pack_id.short()));
+                run.iter().for_each(|t| each(t, Err(&e)));
+                return;
+            }
+        };
+        let mut opened: Option<(FrameKey, Result<Vec<u8>>)> = None;
+        for t in run {
+            let (blob_type, id, loc) = blob(t);
+            if opened.as_ref().map(|(k, _)| *k) != Some(loc.frame_key()) {
+                let at = (loc.frame_offset as u64 - start) as usize;
+                let plain = bytes
+                    .get(at..at + loc.frame_length as usize)
+                    .ok_or_else(|| Error::corrupt("frame lies beyond the bytes read"))
+                    .and_then(|sealed| {
+                        pack::open_frame(
+                            &self.keys,
+                            loc.blob_type,
+                            sealed,
+                            loc.frame_raw_length as u64,
+                        )
+                    })
+                    .map_err(|e| e.context(format!("pack {}", pack_id.short())));
+                opened = Some((loc.frame_key(), plain));
+            }
+            let frame = &opened.as_ref().expect("opened above").1;
+            let result = frame.as_ref().map_err(Error::clone).and_then(|f| {
+                let plain = blob_in_frame(f, loc)?;
+                if loc.blob_type != blob_type {
+                    return Err(Error::corrupt(format!(
+                        "blob {} is a {} blob, expected {}",
+                        id.short(),
+                        loc.blob_type.name(),
+                        blob_type.name()
+                    )));
+                }
+                pack::verify_blob(&self.keys, blob_type, id, plain)?;
+                Ok(plain)
+            });
+            match result {
+                Ok(p) => each(t, Ok(p)),
+                Err(e) => each(t, Err(&e)),
+            }
+        }
     }
 
     pub fn read_tree(&self, id: &BlobId) -> Result<Tree> {
@@ -336,22 +433,13 @@ impl Repository {
             if bytes.len() as u64 != size || !name.verify(&bytes) {
                 continue;
             }
-            let Ok(entries) = pack::decode_pack(&self.keys, &bytes) else {
+            let Ok(frames) = pack::decode_pack(&self.keys, &bytes) else {
                 continue;
             };
             found.push(crate::format::index::IndexPack {
-                id: crate::id::PackId(name.hash),
+                id: PackId(name.hash),
                 size,
-                blobs: entries
-                    .into_iter()
-                    .map(|(offset, e)| crate::format::index::IndexBlob {
-                        blob_type: e.blob_type,
-                        id: e.id,
-                        offset,
-                        length: e.length,
-                        raw_length: e.raw_length,
-                    })
-                    .collect(),
+                frames,
             });
         }
         let n = found.len();

@@ -156,6 +156,7 @@ impl Repository {
             key_id,
             cache,
             index: RwLock::new(None),
+            recent_frames: Mutex::new(Vec::new()),
             clock: opts.clock,
             warn: opts.warn,
         })

@@ -1,12 +1,13 @@
 //! Saving blobs during a backup: deduplicate against the index and against blobs saved in
-//! this session, seal, pack, upload, and write index files for the uploaded packs.
-//! Safe to call from many threads at once; CPU work happens outside the lock.
+//! this session, gather new blobs into frames (one open frame per blob type), compress and
+//! seal each full frame, pack, upload, and write index files for the uploaded packs.
+//! Safe to call from many threads at once; compression and sealing happen outside the lock.
 
+use super::uploader::Uploader;
 use super::{FinishedPack, PackWriter, Repository};
-use crate::backend::{ObjectKind, ObjectName};
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{self, PackEntry};
+use crate::format::pack::{self, Frame, FrameBlob};
 use crate::format::tree::{ChunkList, Content, MAX_LIST_LEVEL};
 use crate::format::BlobType;
 use crate::id::BlobId;
@@ -19,6 +20,18 @@ use std::sync::{Arc, Mutex};
 const INLINE_CHUNKS: usize = 64;
 /// Write an index file after this many packs, so an interrupted backup loses little.
 const PACKS_PER_INDEX: usize = 16;
+/// A frame is closed once its blobs reach this many bytes. zstd then sees enough context to
+/// compress small chunks well (on the benchmark's dump series, new 4 KiB chunks stored
+/// 6.3 MB a night in 1 MiB frames against 9.3 MB compressed one by one), while reading one
+/// blob never decompresses more than about this much besides the blob itself.
+pub const FRAME_TARGET: usize = 1 << 20;
+
+/// Blobs waiting for their frame to fill.
+#[derive(Default)]
+struct OpenFrame {
+    plain: Vec<u8>,
+    blobs: Vec<FrameBlob>,
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SaverStats {
@@ -30,6 +43,8 @@ pub struct SaverStats {
 
 struct State {
     packer: PackWriter,
+    /// One open frame per blob type, so a frame holds one type (trees stay together).
+    open: [OpenFrame; 3],
     /// Blobs sealed in this session (packed or uploaded, not yet in `known`).
     pending: HashSet<BlobId>,
     /// Uploaded packs not yet described by an index file.
@@ -41,6 +56,7 @@ pub struct BlobSaver<'r> {
     repo: &'r Repository,
     known: Arc<Index>,
     state: Mutex<State>,
+    uploader: Uploader,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -50,10 +66,12 @@ impl<'r> BlobSaver<'r> {
             known: repo.index()?,
             state: Mutex::new(State {
                 packer: PackWriter::new(repo.config().pack_target),
+                open: Default::default(),
                 pending: HashSet::new(),
                 unindexed: Vec::new(),
                 stats: SaverStats::default(),
             }),
+            uploader: Uploader::start(repo.backend().clone())?,
         })
     }
 
@@ -75,48 +93,82 @@ impl<'r> BlobSaver<'r> {
                 plaintext.len()
             )));
         }
-        let keys = self.repo.keys();
-        let id = keys.blob_id(blob_type as u8, plaintext);
-        if self.is_known(&id) {
+        let id = self.repo.keys().blob_id(blob_type as u8, plaintext);
+        if self.known.contains(&id) {
             return Ok(id);
         }
-        let sealed = pack::seal_blob(
-            keys,
-            blob_type,
-            plaintext,
-            self.repo.config().zstd_level as i32,
-        );
-        let entry = PackEntry {
-            blob_type,
-            id,
-            length: sealed.len() as u32,
-            raw_length: plaintext.len() as u32,
-        };
-        let finished = {
+        let full = {
             let mut st = self.lock();
             if !st.pending.insert(id) {
-                return Ok(id); // another thread stored it meanwhile
+                return Ok(id); // another thread is storing it
             }
             st.stats.blobs_added += 1;
             st.stats.bytes_added_raw += plaintext.len() as u64;
-            st.packer.add(keys, entry, &sealed)?
+            let open = &mut st.open[blob_type as usize];
+            let mut full = Vec::new();
+            // Close before the frame would outgrow its target: a frame's plaintext then never
+            // exceeds the larger of the target and one blob, which readers bound.
+            if !open.blobs.is_empty() && open.plain.len() + plaintext.len() > FRAME_TARGET {
+                full.push(std::mem::take(open));
+            }
+            open.plain.extend_from_slice(plaintext);
+            open.blobs.push(FrameBlob {
+                id,
+                raw_length: plaintext.len() as u32,
+            });
+            if open.plain.len() >= FRAME_TARGET {
+                full.push(std::mem::take(open));
+            }
+            full
         };
-        if let Some(p) = finished {
-            self.upload(p)?;
+        for frame in full {
+            self.seal_and_pack(blob_type, frame)?;
         }
         Ok(id)
     }
 
+    /// Compress and seal a frame (outside the lock), add it to the pack, upload a full pack.
+    fn seal_and_pack(&self, blob_type: BlobType, open: OpenFrame) -> Result<()> {
+        let keys = self.repo.keys();
+        let sealed = pack::seal_frame(
+            keys,
+            blob_type,
+            &open.plain,
+            self.repo.config().zstd_level as i32,
+        );
+        drop(open.plain);
+        let frame = Frame {
+            blob_type,
+            length: sealed.len() as u32,
+            blobs: open.blobs,
+        };
+        let finished = self.lock().packer.add(keys, frame, &sealed)?;
+        if let Some(p) = finished {
+            self.upload(p)?;
+        }
+        Ok(())
+    }
+
+    /// Hand a pack to the upload thread, then index what it has written so far.
     fn upload(&self, pack: FinishedPack) -> Result<()> {
-        let name = ObjectName::new(ObjectKind::Pack, pack.id.0);
         let size = pack.bytes.len() as u64;
-        self.repo.backend().put(&name, pack.bytes.into())?;
-        let checkpoint = {
+        {
             let mut st = self.lock();
             st.stats.packs_added += 1;
             st.stats.bytes_added_stored += size;
-            st.unindexed.push(pack.index);
-            if st.unindexed.len() >= PACKS_PER_INDEX {
+        }
+        self.uploader.submit(pack)?;
+        self.index_written(false)
+    }
+
+    /// Record packs the upload thread has written; write an index file once enough wait
+    /// (or, with `all`, for every one of them).
+    fn index_written(&self, all: bool) -> Result<()> {
+        let written = self.uploader.take_written()?;
+        let checkpoint = {
+            let mut st = self.lock();
+            st.unindexed.extend(written);
+            if st.unindexed.len() >= PACKS_PER_INDEX || (all && !st.unindexed.is_empty()) {
                 std::mem::take(&mut st.unindexed)
             } else {
                 vec![]
@@ -141,6 +193,17 @@ impl<'r> BlobSaver<'r> {
     /// Upload the last partial pack and index everything uploaded. After this returns, every
     /// blob saved so far is durable and findable: a snapshot may refer to it.
     pub fn flush(&self) -> Result<()> {
+        let open: Vec<(BlobType, OpenFrame)> = {
+            let mut st = self.lock();
+            [BlobType::Data, BlobType::Tree, BlobType::ChunkList]
+                .into_iter()
+                .map(|t| (t, std::mem::take(&mut st.open[t as usize])))
+                .filter(|(_, f)| !f.blobs.is_empty())
+                .collect()
+        };
+        for (t, frame) in open {
+            self.seal_and_pack(t, frame)?;
+        }
         let last = {
             let mut st = self.lock();
             if st.packer.is_empty() {
@@ -152,10 +215,8 @@ impl<'r> BlobSaver<'r> {
         if let Some(p) = last {
             self.upload(p)?;
         }
-        let rest = std::mem::take(&mut self.lock().unindexed);
-        if !rest.is_empty() {
-            self.write_index(rest)?;
-        }
+        self.uploader.wait()?;
+        self.index_written(true)?;
         self.repo.invalidate_index();
         Ok(())
     }

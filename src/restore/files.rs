@@ -6,7 +6,6 @@
 
 use super::apply_metadata;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::pack;
 use crate::format::tree::Node;
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId};
@@ -120,13 +119,13 @@ pub fn restore_files(
     }
     let mut packs: Vec<(PackId, Vec<BlobUse>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
-    packs.par_iter_mut().for_each(|(pack_id, uses)| {
+    packs.par_iter_mut().for_each(|(_, uses)| {
         if cancel.load(Ordering::Relaxed) {
             return;
         }
-        uses.sort_by_key(|u| u.loc.offset);
+        uses.sort_by_key(|u| (u.loc.frame_offset, u.loc.offset));
         for segment in fetch_runs(uses, |u| &u.loc) {
-            restore_segment(repo, pack_id, segment, tasks, &state, progress);
+            restore_segment(repo, segment, tasks, &state, progress);
         }
     });
     if cancel.load(Ordering::Relaxed) {
@@ -141,58 +140,35 @@ pub fn restore_files(
 
 fn restore_segment(
     repo: &Repository,
-    pack_id: &PackId,
     uses: &[BlobUse],
     tasks: &[FileTask],
     state: &State,
     progress: &dyn Progress,
 ) {
-    let (first, bytes) = match repo.read_run(uses.iter().map(|u| &u.loc)) {
-        Ok(b) => b,
-        Err(e) => {
-            let why = format!("pack {} cannot be read: {e}", pack_id.short());
-            for u in uses {
-                for (file, _) in &u.targets {
-                    state.fail(*file, &why);
-                }
-            }
-            return;
-        }
-    };
-    for u in uses {
-        let at = (u.loc.offset as u64 - first) as usize;
-        let sealed = &bytes[at..at + u.loc.length as usize];
-        let plain = pack::open_blob(repo.keys(), BlobType::Data, &u.id, sealed)
-            .map_err(|e| format!("pack {}: {e}", pack_id.short()))
-            .and_then(|d| {
-                if d.len() as u64 == u.loc.raw_length as u64 {
-                    Ok(d)
-                } else {
-                    Err(format!(
-                        "blob {} is not the length the index records",
-                        u.id.short()
-                    ))
-                }
-            });
-        for (file, offset) in &u.targets {
-            let written = match &plain {
-                Ok(data) if !state.failed(*file) => write_at(&tasks[*file].path, data, *offset),
-                Ok(_) => Ok(()),
-                Err(why) => Err(why.clone()),
-            };
-            match written {
-                Ok(()) => {
-                    if let Ok(data) = &plain {
-                        progress.advance(data.len() as u64);
+    repo.open_run(
+        uses,
+        |u| (BlobType::Data, &u.id, &u.loc),
+        |u, plain| {
+            for (file, offset) in &u.targets {
+                let written = match plain {
+                    Ok(data) if !state.failed(*file) => write_at(&tasks[*file].path, data, *offset),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match written {
+                    Ok(()) => {
+                        if let Ok(data) = plain {
+                            progress.advance(data.len() as u64);
+                        }
                     }
+                    Err(why) => state.fail(*file, &why),
                 }
-                Err(why) => state.fail(*file, &why),
+                if state.remaining[*file].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    finish(state, *file, &tasks[*file]);
+                }
             }
-            if state.remaining[*file].fetch_sub(1, Ordering::AcqRel) == 1 {
-                finish(state, *file, &tasks[*file]);
-            }
-        }
-    }
+        },
+    );
 }
 
 fn write_at(path: &std::path::Path, data: &[u8], offset: u64) -> std::result::Result<(), String> {
