@@ -1,11 +1,21 @@
 //! The only file that uses opendal (and tokio, which opendal runs on). It adapts opendal's
 //! async operator to the synchronous `Backend` trait with a private tokio runtime, so no
 //! async leaks into the layers above.
+//!
+//! Every operator is wrapped, innermost first, in a timeout (a dead server gives an error,
+//! not a hang), a concurrency limit (bounded requests per region) and a retry with
+//! exponential backoff and jitter. Retrying any operation is safe here: objects are
+//! immutable and named by their content, so a repeated put writes the same bytes.
 
+use super::location::{AzblobLocation, KnownHosts, S3Location, SftpLocation};
 use super::{Backend, Bytes, Location, ObjectKind, ObjectName};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{services, ErrorKind as OdKind, Operator};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
 /// One runtime per process, shared by all operators: created on first use.
@@ -21,12 +31,77 @@ fn runtime() -> &'static Runtime {
     })
 }
 
+/// How a service is reached: limits, and an optional overlay on the environment.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    /// Limit for one request without a body (stat, delete, a page of a listing).
+    pub timeout: Duration,
+    /// Limit for one transfer of data (reading a chunk, uploading an object). Generous,
+    /// because a whole pack goes up in one request on object stores.
+    pub io_timeout: Duration,
+    /// Attempts per operation, the first included (1 = no retry).
+    pub attempts: usize,
+    /// Requests in flight at once to this service.
+    pub concurrency: usize,
+    /// Variables read before the process environment for credentials and settings
+    /// (`AWS_*`, `AZURE_STORAGE_*`, `COFFER_SFTP_KEY`): lets a caller, or a test, point
+    /// one backend at its own credentials without changing the process's environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(120),
+            attempts: 4,
+            concurrency: 16,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Values in `env` may be secrets: only the names are shown.
+impl fmt::Debug for ServiceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceOptions")
+            .field("timeout", &self.timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("attempts", &self.attempts)
+            .field("concurrency", &self.concurrency)
+            .field(
+                "env",
+                &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ServiceOptions {
+    /// A variable from the overlay, else from the process environment; empty = unset.
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+    }
+    fn first_var(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| self.var(n))
+    }
+}
+
 pub struct OpendalBackend {
     op: Operator,
     description: String,
+    /// Services whose writes are not atomic (SFTP) write to `tmp/` and rename into place,
+    /// so an interrupted upload never leaves a partial object under its real name.
+    write_via_tmp: bool,
 }
 
-fn map_err(what: impl std::fmt::Display, e: opendal::Error) -> Error {
+fn map_err(what: impl fmt::Display, e: opendal::Error) -> Error {
     match e.kind() {
         OdKind::NotFound => Error::not_found(format!("{what}: not found")),
         OdKind::PermissionDenied => Error::backend(format!("{what}: permission denied"), false),
@@ -34,8 +109,32 @@ fn map_err(what: impl std::fmt::Display, e: opendal::Error) -> Error {
     }
 }
 
+/// Errors from building an operator: a bad setting is the user's to fix.
+fn config_err(what: &str, e: opendal::Error) -> Error {
+    let kind = match e.kind() {
+        OdKind::ConfigInvalid => ErrorKind::InvalidInput,
+        OdKind::Unsupported => ErrorKind::Unsupported,
+        _ => ErrorKind::Backend,
+    };
+    Error::new(kind, format!("{what}: {e}"))
+}
+
+/// opendal roots are absolute folders: `"a/b"` -> `"/a/b/"`.
+fn root_of(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{}/", prefix.trim_matches('/'))
+    }
+}
+
 impl OpendalBackend {
     pub fn open(location: &Location) -> Result<Self> {
+        Self::open_with(location, &ServiceOptions::default())
+    }
+
+    pub fn open_with(location: &Location, opts: &ServiceOptions) -> Result<Self> {
+        let description = location.to_string();
         let op = match location {
             Location::Local(path) => {
                 let root = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
@@ -47,18 +146,174 @@ impl OpendalBackend {
                     .root(&root_str)
                     .atomic_write_dir(&tmp.to_string_lossy());
                 Operator::new(builder)
-                    .map_err(|e| map_err(&root_str, e))?
+                    .map_err(|e| config_err(&root_str, e))?
                     .finish()
             }
             Location::Memory => Operator::new(services::Memory::default())
-                .map_err(|e| map_err("memory", e))?
+                .map_err(|e| config_err("memory:", e))?
                 .finish(),
+            Location::S3(s3) => s3_operator(s3, opts, &description)?,
+            Location::Azblob(az) => azblob_operator(az, opts, &description)?,
+            Location::Sftp(sftp) => sftp_operator(sftp, opts, &description)?,
         };
+        let op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(opts.timeout)
+                    .with_io_timeout(opts.io_timeout),
+            )
+            .layer(ConcurrentLimitLayer::new(opts.concurrency.max(1)))
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_factor(2.0)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_max_times(opts.attempts.saturating_sub(1)),
+            );
         Ok(OpendalBackend {
             op,
-            description: location.to_string(),
+            description,
+            write_via_tmp: matches!(location, Location::Sftp(_)),
         })
     }
+}
+
+/// Credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or what
+/// the AWS SDKs read (profiles, web identity, instance metadata unless
+/// `AWS_EC2_METADATA_DISABLED=true`). Region: `?region=`, `AWS_REGION`,
+/// `AWS_DEFAULT_REGION`, else us-east-1 (what S3-compatible services expect).
+fn s3_operator(s3: &S3Location, opts: &ServiceOptions, what: &str) -> Result<Operator> {
+    let region = s3
+        .region
+        .clone()
+        .or_else(|| opts.first_var(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    // opendal addresses buckets path-style (`endpoint/bucket/key`) unless virtual-host style
+    // is enabled, which is what moto, MinIO and most S3-compatible servers need.
+    let mut b = services::S3::default()
+        .bucket(&s3.bucket)
+        .root(&root_of(&s3.prefix))
+        .region(&region);
+    if let Some(endpoint) = s3.endpoint.clone().or_else(|| opts.var("AWS_ENDPOINT_URL")) {
+        b = b.endpoint(&endpoint);
+    }
+    if let Some(v) = opts.var("AWS_ACCESS_KEY_ID") {
+        b = b.access_key_id(&v);
+    }
+    if let Some(v) = opts.var("AWS_SECRET_ACCESS_KEY") {
+        b = b.secret_access_key(&v);
+    }
+    if let Some(v) = opts.var("AWS_SESSION_TOKEN") {
+        b = b.session_token(&v);
+    }
+    if opts
+        .var("AWS_EC2_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        b = b.disable_ec2_metadata();
+    }
+    Ok(Operator::new(b).map_err(|e| config_err(what, e))?.finish())
+}
+
+/// Credentials: `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT` with
+/// `AZURE_STORAGE_KEY` (or `AZURE_STORAGE_SAS_TOKEN`). The endpoint defaults to the
+/// account's `https://ACCOUNT.blob.core.windows.net`.
+fn azblob_operator(az: &AzblobLocation, opts: &ServiceOptions, what: &str) -> Result<Operator> {
+    let account = opts.first_var(&["AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME"]);
+    let mut b = match opts.var("AZURE_STORAGE_CONNECTION_STRING") {
+        // The string holds the account key: its content never goes into a message.
+        Some(cs) => services::Azblob::from_connection_string(&cs).map_err(|_| {
+            Error::invalid(format!(
+                "{what}: AZURE_STORAGE_CONNECTION_STRING is not a valid connection string"
+            ))
+        })?,
+        None => services::Azblob::default(),
+    };
+    let endpoint = az
+        .endpoint
+        .clone()
+        .or_else(|| account.as_ref().map(|a| format!("https://{a}.blob.core.windows.net")));
+    if let Some(e) = &endpoint {
+        b = b.endpoint(e);
+    } else if opts.var("AZURE_STORAGE_CONNECTION_STRING").is_none() {
+        return Err(Error::invalid(format!(
+            "{what}: no endpoint: add ?endpoint=URL or set AZURE_STORAGE_ACCOUNT \
+             (or AZURE_STORAGE_CONNECTION_STRING)"
+        )));
+    }
+    b = b.container(&az.container).root(&root_of(&az.prefix));
+    if let Some(a) = &account {
+        b = b.account_name(a);
+    }
+    if let Some(k) = opts.first_var(&["AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"]) {
+        b = b.account_key(&k);
+    }
+    if let Some(s) = opts.var("AZURE_STORAGE_SAS_TOKEN") {
+        b = b.sas_token(&s);
+    }
+    Ok(Operator::new(b).map_err(|e| config_err(what, e))?.finish())
+}
+
+/// opendal's SFTP service drives the system's `ssh` binary (through the openssh crate,
+/// with BatchMode, so it never prompts). Keys: `?key=`, `COFFER_SFTP_KEY`, else ssh's own
+/// (`~/.ssh/id_*`, ssh-agent, `~/.ssh/config`).
+fn sftp_operator(s: &SftpLocation, opts: &ServiceOptions, what: &str) -> Result<Operator> {
+    if !on_path("ssh") {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{what}: sftp:// needs the OpenSSH client `ssh` on PATH \
+                 (Debian: apt-get install openssh-client)"
+            ),
+        ));
+    }
+    // The openssh crate reads the port from an `ssh://host:port` endpoint (taking the text
+    // after the last `:`), so an IPv6 host always gets its port spelled out.
+    let endpoint = match (s.port, s.host.contains(':')) {
+        (Some(p), _) => format!("ssh://{}:{p}", s.host),
+        (None, true) => format!("ssh://{}:22", s.host),
+        (None, false) => format!("ssh://{}", s.host),
+    };
+    let mut b = services::Sftp::default()
+        .endpoint(&endpoint)
+        .root(&s.path)
+        .known_hosts_strategy(match s.known_hosts {
+            KnownHosts::Strict => "strict",
+            KnownHosts::Add => "add",
+            KnownHosts::Accept => "accept",
+        });
+    if let Some(u) = &s.user {
+        b = b.user(u);
+    }
+    let key = s
+        .key
+        .as_ref()
+        .map(|k| k.to_string_lossy().into_owned())
+        .or_else(|| opts.var("COFFER_SFTP_KEY"));
+    if let Some(k) = key {
+        if !std::path::Path::new(&k).is_file() {
+            return Err(Error::invalid(format!("{what}: SSH key file {k} does not exist")));
+        }
+        b = b.key(&k);
+    }
+    Ok(Operator::new(b).map_err(|e| config_err(what, e))?.finish())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// A name for an upload in progress: unique per process and call, never parsed as an object.
+fn tmp_name(name: &ObjectName) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "tmp/{}.{}.{}",
+        hex::encode(name.hash),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Backend for OpendalBackend {
@@ -92,10 +347,25 @@ impl Backend for OpendalBackend {
     }
 
     fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()> {
-        runtime()
-            .block_on(self.op.write(&name.path(), bytes))
-            .map(|_| ())
-            .map_err(|e| map_err(name, e))
+        let path = name.path();
+        if !self.write_via_tmp {
+            return runtime()
+                .block_on(self.op.write(&path, bytes))
+                .map(|_| ())
+                .map_err(|e| map_err(name, e));
+        }
+        let tmp = tmp_name(name);
+        let result = runtime().block_on(async {
+            self.op.write(&tmp, bytes).await?;
+            // OpenSSH's sftp-server renames with the posix-rename extension, which
+            // replaces an existing (possibly bad) copy atomically.
+            self.op.rename(&tmp, &path).await
+        });
+        if result.is_err() {
+            // Best effort: a leftover in tmp/ is never listed as an object.
+            let _ = runtime().block_on(self.op.delete(&tmp));
+        }
+        result.map_err(|e| map_err(name, e))
     }
 
     fn delete(&self, name: &ObjectName) -> Result<()> {
