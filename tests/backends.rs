@@ -184,8 +184,13 @@ fn sftp_on_sshd() {
     assert!(folder.join(n.path()).is_file(), "{} not on the server's disk", n.path());
     let leftovers = std::fs::read_dir(folder.join("tmp")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(leftovers, 0, "upload leftovers in tmp/");
+    // Each SSH connection is an `ssh` process: dropping the backend must end them all.
+    assert!(!sshd.client_processes().is_empty(), "no ssh client seen: is the check broken?");
+    drop(b);
+    assert_eq!(sshd.client_processes(), Vec::<String>::new(), "ssh clients left running");
 
     cli_round_trip(&sshd.url(&sshd.folder("cli")), &[]);
+    assert_eq!(sshd.client_processes(), Vec::<String>::new(), "coffer left ssh clients running");
 }
 
 #[test]

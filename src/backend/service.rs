@@ -13,22 +13,25 @@ use crate::error::{Error, ErrorKind, Result};
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{services, ErrorKind as OdKind, Operator};
 use std::fmt;
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
-/// One runtime per process, shared by all operators: created on first use.
-fn runtime() -> &'static Runtime {
+fn new_runtime(threads: usize) -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("coffer-io")
+        .enable_all()
+        .build()
+}
+
+/// One runtime per process, shared by the operators that need no cleanup: created on
+/// first use, never shut down.
+fn shared_runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("coffer-io")
-            .enable_all()
-            .build()
-            .expect("cannot start the I/O runtime")
-    })
+    RT.get_or_init(|| new_runtime(2).expect("cannot start the I/O runtime"))
 }
 
 /// How a service is reached: limits, and an optional overlay on the environment.
@@ -99,6 +102,20 @@ pub struct OpendalBackend {
     /// Services whose writes are not atomic (SFTP) write to `tmp/` and rename into place,
     /// so an interrupted upload never leaves a partial object under its real name.
     write_via_tmp: bool,
+    /// SFTP runs on a runtime of its own, shut down on drop: each SSH connection is an
+    /// `ssh` master process (ControlPersist=yes) that only exits when the task holding its
+    /// session is dropped, and tasks on the shared runtime are never dropped before the
+    /// process exits, which would leave the masters running forever.
+    own_runtime: Option<Runtime>,
+}
+
+impl Drop for OpendalBackend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.own_runtime.take() {
+            // Drops every task, so each session sends `ssh -O exit` to its master.
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
 }
 
 fn map_err(what: impl fmt::Display, e: opendal::Error) -> Error {
@@ -171,10 +188,15 @@ impl OpendalBackend {
                     .with_max_delay(Duration::from_secs(10))
                     .with_max_times(opts.attempts.saturating_sub(1)),
             );
+        let own_runtime = match location {
+            Location::Sftp(_) => Some(new_runtime(1).map_err(|e| Error::io("I/O runtime", e))?),
+            _ => None,
+        };
         Ok(OpendalBackend {
             op,
             description,
             write_via_tmp: matches!(location, Location::Sftp(_)),
+            own_runtime,
         })
     }
 }
@@ -316,30 +338,41 @@ fn tmp_name(name: &ObjectName) -> String {
     )
 }
 
+impl OpendalBackend {
+    fn runtime(&self) -> &Runtime {
+        self.own_runtime.as_ref().unwrap_or_else(|| shared_runtime())
+    }
+    /// Run one operation to completion; errors name the service and the object.
+    fn run<T>(
+        &self,
+        what: impl fmt::Display,
+        f: impl std::future::Future<Output = opendal::Result<T>>,
+    ) -> Result<T> {
+        self.runtime()
+            .block_on(f)
+            .map_err(|e| map_err(format!("{}: {what}", self.description), e))
+    }
+}
+
 impl Backend for OpendalBackend {
     fn describe(&self) -> String {
         self.description.clone()
     }
 
     fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
-        runtime()
-            .block_on(self.op.read(&name.path()))
+        self.run(name, self.op.read(&name.path()))
             .map(|b| b.to_vec())
-            .map_err(|e| map_err(name, e))
     }
 
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let buf = runtime()
-            .block_on(async {
-                self.op
-                    .read_with(&name.path())
-                    .range(offset..offset + len)
-                    .await
-            })
-            .map_err(|e| map_err(name, e))?;
+        let buf = self.run(
+            name,
+            self.op.read_with(&name.path()).range(offset..offset + len).into_future(),
+        )?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(format!(
-                "{name}: asked for {len} bytes at {offset}, got {} (object truncated?)",
+                "{}: {name}: asked for {len} bytes at {offset}, got {} (object truncated?)",
+                self.description,
                 buf.len()
             )));
         }
@@ -349,13 +382,10 @@ impl Backend for OpendalBackend {
     fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()> {
         let path = name.path();
         if !self.write_via_tmp {
-            return runtime()
-                .block_on(self.op.write(&path, bytes))
-                .map(|_| ())
-                .map_err(|e| map_err(name, e));
+            return self.run(name, self.op.write(&path, bytes)).map(|_| ());
         }
         let tmp = tmp_name(name);
-        let result = runtime().block_on(async {
+        let result = self.run(name, async {
             self.op.write(&tmp, bytes).await?;
             // OpenSSH's sftp-server renames with the posix-rename extension, which
             // replaces an existing (possibly bad) copy atomically.
@@ -363,25 +393,25 @@ impl Backend for OpendalBackend {
         });
         if result.is_err() {
             // Best effort: a leftover in tmp/ is never listed as an object.
-            let _ = runtime().block_on(self.op.delete(&tmp));
+            let _ = self.run(&tmp, self.op.delete(&tmp));
         }
-        result.map_err(|e| map_err(name, e))
+        result
     }
 
     fn delete(&self, name: &ObjectName) -> Result<()> {
-        runtime()
-            .block_on(self.op.delete(&name.path()))
-            .map_err(|e| map_err(name, e))
+        self.run(name, self.op.delete(&name.path()))
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>> {
         let dir = format!("{}/", kind.dir());
-        let entries =
-            match runtime().block_on(async { self.op.list_with(&dir).recursive(true).await }) {
-                Ok(e) => e,
-                Err(e) if e.kind() == OdKind::NotFound => return Ok(vec![]),
-                Err(e) => return Err(map_err(&dir, e)),
-            };
+        let listed = self
+            .runtime()
+            .block_on(self.op.list_with(&dir).recursive(true).into_future());
+        let entries = match listed {
+            Ok(e) => e,
+            Err(e) if e.kind() == OdKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(map_err(format!("{}: {dir}", self.description), e)),
+        };
         let mut out = Vec::new();
         for entry in entries {
             let Some(name) = ObjectName::parse(entry.path()) else {
@@ -407,10 +437,10 @@ impl Backend for OpendalBackend {
     }
 
     fn stat(&self, name: &ObjectName) -> Result<Option<u64>> {
-        match runtime().block_on(self.op.stat(&name.path())) {
+        match self.runtime().block_on(self.op.stat(&name.path())) {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == OdKind::NotFound => Ok(None),
-            Err(e) => Err(map_err(name, e)),
+            Err(e) => Err(map_err(format!("{}: {name}", self.description), e)),
         }
     }
 }

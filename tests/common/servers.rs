@@ -8,16 +8,37 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to open its port (moto and Azurite load a lot of code).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A port that was free a moment ago. Another process may take it before the server binds;
-/// `Server::start` then tries again with a new one.
+/// A port that was free a moment ago, and never handed out before in this process (the
+/// kernel may offer a port again once it is closed, and tests start servers in parallel).
+/// Another process may still take it before the server binds; `Server::start` then tries
+/// again with a new one.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("local address").port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = l.local_addr().expect("local address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Is something listening on the port? A connection from the port to itself (which Linux
+/// makes when nothing listens on an ephemeral port and the client picks that same port)
+/// does not count.
+fn listening(port: u16) -> bool {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s.local_addr().map(|a| a.port() != port).unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 /// A running server process; killed (and reaped) on drop.
@@ -72,7 +93,7 @@ impl Server {
                 child: Some(child),
             };
             loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if listening(port) {
                     server.started_in = t0.elapsed();
                     eprintln!("{what} listening on 127.0.0.1:{port} after {:.2?}", server.started_in);
                     return server;
@@ -365,6 +386,30 @@ impl Sshd {
             folder.display(),
             self.client_key.display()
         )
+    }
+}
+
+impl Sshd {
+    /// Live `ssh` client processes using this server's client key (the openssh crate's
+    /// master connections): none may be left once every backend using them is dropped.
+    pub fn client_processes(&self) -> Vec<String> {
+        let key = self.client_key.to_string_lossy().into_owned();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            // Field 3 of /proc/PID/stat is the state; a zombie (Z) is already gone.
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            if args.starts_with("ssh ") && args.contains(&key) && !zombie {
+                out.push(format!("{}: {args}", e.file_name().to_string_lossy()));
+            }
+        }
+        out
     }
 }
 
