@@ -36,23 +36,40 @@ fn named(kind: ObjectKind, bytes: &[u8]) -> (ObjectName, Bytes) {
 fn conformance(b: &dyn Backend) {
     let what = b.describe();
     for kind in ObjectKind::ALL {
-        assert!(b.list(kind).unwrap().is_empty(), "{what}: {kind:?} not empty at start");
+        assert!(
+            b.list(kind).unwrap().is_empty(),
+            "{what}: {kind:?} not empty at start"
+        );
     }
 
     // A pack large enough to take several reads, and small objects of the other kinds.
     let (pack, pack_bytes) = named(ObjectKind::Pack, &pseudo_random(1, (3 << 20) + 123));
     b.put(&pack, pack_bytes.clone()).unwrap();
-    assert!(b.get(&pack).unwrap() == pack_bytes, "{what}: get returned other bytes");
+    assert!(
+        b.get(&pack).unwrap() == pack_bytes,
+        "{what}: get returned other bytes"
+    );
     assert_eq!(b.get_range(&pack, 0, 10).unwrap(), &pack_bytes[..10]);
-    assert_eq!(b.get_range(&pack, 1 << 20, 1000).unwrap(), &pack_bytes[1 << 20..(1 << 20) + 1000]);
+    assert_eq!(
+        b.get_range(&pack, 1 << 20, 1000).unwrap(),
+        &pack_bytes[1 << 20..(1 << 20) + 1000]
+    );
     let len = pack_bytes.len() as u64;
-    assert_eq!(b.get_range(&pack, len - 7, 7).unwrap(), &pack_bytes[pack_bytes.len() - 7..]);
+    assert_eq!(
+        b.get_range(&pack, len - 7, 7).unwrap(),
+        &pack_bytes[pack_bytes.len() - 7..]
+    );
     assert_eq!(b.stat(&pack).unwrap(), Some(len));
 
     let mut small = Vec::new();
-    for (i, kind) in [ObjectKind::Index, ObjectKind::Snapshot, ObjectKind::Key, ObjectKind::Config]
-        .into_iter()
-        .enumerate()
+    for (i, kind) in [
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Key,
+        ObjectKind::Config,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (n, bytes) = named(kind, &pseudo_random(10 + i as u64, 100 + i));
         b.put(&n, bytes.clone()).unwrap();
@@ -75,7 +92,11 @@ fn conformance(b: &dyn Backend) {
         .chain([(pack, len)])
         .collect();
     want.sort();
-    assert_eq!(b.list(ObjectKind::Pack).unwrap(), want, "{what}: pack listing");
+    assert_eq!(
+        b.list(ObjectKind::Pack).unwrap(),
+        want,
+        "{what}: pack listing"
+    );
     for (n, bytes) in &small {
         assert_eq!(
             b.list(n.kind).unwrap(),
@@ -103,20 +124,30 @@ fn conformance(b: &dyn Backend) {
     b.put(n0, Bytes::from(bad.clone())).unwrap();
     assert_eq!(b.get(n0).unwrap(), bad);
     b.put(n0, good.clone()).unwrap();
-    assert!(b.get(n0).unwrap() == *good, "{what}: overwrite did not take");
+    assert!(
+        b.get(n0).unwrap() == *good,
+        "{what}: overwrite did not take"
+    );
     assert_eq!(b.stat(n0).unwrap(), Some(good.len() as u64));
 
     // Delete: gone from stat, get and list; deleting again is not an error.
     b.delete(&pack).unwrap();
     assert_eq!(b.stat(&pack).unwrap(), None);
     assert_eq!(b.get(&pack).unwrap_err().kind(), ErrorKind::NotFound);
-    assert!(!b.list(ObjectKind::Pack).unwrap().iter().any(|(n, _)| *n == pack));
+    assert!(!b
+        .list(ObjectKind::Pack)
+        .unwrap()
+        .iter()
+        .any(|(n, _)| *n == pack));
     b.delete(&pack).unwrap();
     for (n, _) in packs.iter().chain(&small) {
         b.delete(n).unwrap();
     }
     for kind in ObjectKind::ALL {
-        assert!(b.list(kind).unwrap().is_empty(), "{what}: {kind:?} not empty at the end");
+        assert!(
+            b.list(kind).unwrap().is_empty(),
+            "{what}: {kind:?} not empty at the end"
+        );
     }
 }
 
@@ -181,22 +212,41 @@ fn sftp_on_sshd() {
     // Uploads went through tmp/ and were renamed into place: nothing is left there.
     let (n, bytes) = named(ObjectKind::Pack, b"on disk");
     b.put(&n, bytes).unwrap();
-    assert!(folder.join(n.path()).is_file(), "{} not on the server's disk", n.path());
-    let leftovers = std::fs::read_dir(folder.join("tmp")).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        folder.join(n.path()).is_file(),
+        "{} not on the server's disk",
+        n.path()
+    );
+    let leftovers = std::fs::read_dir(folder.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(leftovers, 0, "upload leftovers in tmp/");
     // Each SSH connection is an `ssh` process: dropping the backend must end them all.
-    assert!(!sshd.client_processes().is_empty(), "no ssh client seen: is the check broken?");
+    assert!(
+        !sshd.client_processes().is_empty(),
+        "no ssh client seen: is the check broken?"
+    );
     drop(b);
-    assert_eq!(sshd.client_processes(), Vec::<String>::new(), "ssh clients left running");
+    assert_eq!(
+        sshd.client_processes(),
+        Vec::<String>::new(),
+        "ssh clients left running"
+    );
 
     cli_round_trip(&sshd.url(&sshd.folder("cli")), &[]);
-    assert_eq!(sshd.client_processes(), Vec::<String>::new(), "coffer left ssh clients running");
+    assert_eq!(
+        sshd.client_processes(),
+        Vec::<String>::new(),
+        "coffer left ssh clients running"
+    );
 }
 
 #[test]
 fn sftp_with_a_missing_key_file_is_refused() {
     let url = "sftp://u@127.0.0.1:1/srv/r?key=/nonexistent/key&known_hosts=accept";
-    let e = backend::open(&Location::parse(url).unwrap()).err().expect("refused");
+    let e = backend::open(&Location::parse(url).unwrap())
+        .err()
+        .expect("refused");
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.message().contains("/nonexistent/key"), "{e}");
 }
@@ -238,7 +288,10 @@ fn a_dead_or_hung_server_gives_an_error_not_a_hang() {
     eprintln!("put to a dead server failed after {took:.2?}: {e}");
     assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    assert_eq!(b.list(ObjectKind::Pack).unwrap_err().kind(), ErrorKind::Backend);
+    assert_eq!(
+        b.list(ObjectKind::Pack).unwrap_err().kind(),
+        ErrorKind::Backend
+    );
 }
 
 #[test]
@@ -254,15 +307,18 @@ fn two_regions_one_down_keep_backing_up() {
     };
     let s3 = backend::open_with(&Location::parse(&moto.url("r")).unwrap(), &opts).unwrap();
     let local = backend::open(&Location::Local(dir.path().to_path_buf())).unwrap();
-    let regions = backend::Regions::new(vec![("s3".into(), s3), ("local".into(), local)], 1)
-        .unwrap();
+    let regions =
+        backend::Regions::new(vec![("s3".into(), s3), ("local".into(), local)], 1).unwrap();
     let (n, bytes) = named(ObjectKind::Pack, b"both");
     regions.put(&n, bytes.clone()).unwrap();
     moto.server.kill();
     let (n2, bytes2) = named(ObjectKind::Pack, b"local only");
     regions.put(&n2, bytes2.clone()).unwrap();
     assert_eq!(regions.behind()[0].0, "s3");
-    assert!(regions.get(&n).unwrap() == bytes, "read falls back to the local region");
+    assert!(
+        regions.get(&n).unwrap() == bytes,
+        "read falls back to the local region"
+    );
     assert_eq!(regions.list(ObjectKind::Pack).unwrap().len(), 2);
 }
 
@@ -275,7 +331,9 @@ fn unknown_schemes_and_bad_urls_are_clear_errors() {
         ("azblob://c/p?endpoint=ftp://x", ErrorKind::InvalidInput),
         ("sftp://host", ErrorKind::InvalidInput),
     ] {
-        let e = Location::parse(url).err().unwrap_or_else(|| panic!("{url} accepted"));
+        let e = Location::parse(url)
+            .err()
+            .unwrap_or_else(|| panic!("{url} accepted"));
         assert_eq!(e.kind(), kind, "{url}: {e}");
     }
     // The binary says so too, with a usage-style failure rather than a panic.
@@ -287,7 +345,10 @@ fn unknown_schemes_and_bad_urls_are_clear_errors() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("gcs://") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("gcs://") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 /// `coffer init`, `backup` and `restore` through the real binary on `url`, with the

@@ -100,7 +100,10 @@ impl Backend for Faulty {
             .is_ok();
         if !allowed {
             return Err(Error::backend(
-                format!("{}: injected fault: write of {name} refused", self.inner.describe()),
+                format!(
+                    "{}: injected fault: write of {name} refused",
+                    self.inner.describe()
+                ),
                 true,
             ));
         }

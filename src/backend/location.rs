@@ -185,7 +185,9 @@ fn parse_sftp(rest: &str) -> Result<SftpLocation> {
                 ));
             }
             if u.is_empty() {
-                return Err(Error::invalid("sftp:// URL has an empty user name before @"));
+                return Err(Error::invalid(
+                    "sftp:// URL has an empty user name before @",
+                ));
             }
             (Some(percent_decode("sftp", u)?), h)
         }
@@ -200,9 +202,7 @@ fn parse_sftp(rest: &str) -> Result<SftpLocation> {
         ));
     }
     if path.split('/').any(|s| s == "..") {
-        return Err(Error::invalid(format!(
-            "sftp:// path {path} contains `..`"
-        )));
+        return Err(Error::invalid(format!("sftp:// path {path} contains `..`")));
     }
     let mut loc = SftpLocation {
         user,
@@ -224,9 +224,9 @@ fn parse_sftp(rest: &str) -> Result<SftpLocation> {
 fn split_host_port(hostport: &str) -> Result<(String, Option<u16>)> {
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
         // IPv6 literal: [::1]:2222
-        let (h, after) = inner
-            .split_once(']')
-            .ok_or_else(|| Error::invalid(format!("sftp:// host {hostport} lacks its closing ]")))?;
+        let (h, after) = inner.split_once(']').ok_or_else(|| {
+            Error::invalid(format!("sftp:// host {hostport} lacks its closing ]"))
+        })?;
         match after {
             "" => (h, None),
             _ => match after.strip_prefix(':') {
@@ -247,8 +247,13 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>)> {
     if host.is_empty() {
         return Err(Error::invalid("sftp:// URL without a host name"));
     }
-    if host.chars().any(|c| c.is_whitespace() || "/?#@[]".contains(c)) {
-        return Err(Error::invalid(format!("sftp:// host name {host} is not valid")));
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || "/?#@[]".contains(c))
+    {
+        return Err(Error::invalid(format!(
+            "sftp:// host name {host} is not valid"
+        )));
     }
     let port = match port {
         None => None,
@@ -305,7 +310,9 @@ fn parse_query(scheme: &str, query: &str, known: &[&str]) -> Result<Vec<(String,
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::invalid(format!("{scheme}:// option {pair} has no value (write {pair}=VALUE)"))
+            Error::invalid(format!(
+                "{scheme}:// option {pair} has no value (write {pair}=VALUE)"
+            ))
         })?;
         let k = percent_decode(scheme, k)?;
         if !known.contains(&k.as_str()) {
@@ -315,7 +322,9 @@ fn parse_query(scheme: &str, query: &str, known: &[&str]) -> Result<Vec<(String,
             )));
         }
         if out.iter().any(|(seen, _)| *seen == k) {
-            return Err(Error::invalid(format!("{scheme}:// option {k} given twice")));
+            return Err(Error::invalid(format!(
+                "{scheme}:// option {k} given twice"
+            )));
         }
         let v = percent_decode(scheme, v)?;
         if v.is_empty() {
@@ -339,7 +348,9 @@ fn check_endpoint(scheme: &str, v: &str) -> Result<String> {
     };
     let authority = after.split('/').next().unwrap_or("");
     if authority.is_empty() {
-        return Err(Error::invalid(format!("{scheme}:// endpoint {v} has no host")));
+        return Err(Error::invalid(format!(
+            "{scheme}:// endpoint {v} has no host"
+        )));
     }
     if authority.contains('@') {
         return Err(Error::invalid(format!(
@@ -377,9 +388,8 @@ fn percent_decode(scheme: &str, s: &str) -> Result<String> {
 fn percent_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        let plain = b.is_ascii_alphanumeric()
-            || b"-._~:@".contains(&b)
-            || (keep_slash && b == b'/');
+        let plain =
+            b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) || (keep_slash && b == b'/');
         if plain {
             out.push(b as char);
         } else {
@@ -499,7 +509,10 @@ mod tests {
         let Location::S3(bare) = Location::parse("s3://b").unwrap() else {
             panic!()
         };
-        assert_eq!((bare.prefix.as_str(), bare.endpoint, bare.region), ("", None, None));
+        assert_eq!(
+            (bare.prefix.as_str(), bare.endpoint, bare.region),
+            ("", None, None)
+        );
     }
 
     #[test]
@@ -536,7 +549,10 @@ mod tests {
         let Location::Sftp(v6) = Location::parse("sftp://[::1]:22/r").unwrap() else {
             panic!()
         };
-        assert_eq!((v6.host.as_str(), v6.port, v6.user), ("::1", Some(22), None));
+        assert_eq!(
+            (v6.host.as_str(), v6.port, v6.user),
+            ("::1", Some(22), None)
+        );
     }
 
     #[test]
@@ -563,15 +579,35 @@ mod tests {
             ("gcs://b/p", ErrorKind::Unsupported, "gcs://"),
             ("s3://", ErrorKind::InvalidInput, "bucket name"),
             ("s3:///prefix", ErrorKind::InvalidInput, "bucket name"),
-            ("s3://AKIA:secret@bucket/p", ErrorKind::InvalidInput, "environment"),
-            ("s3://b?color=red", ErrorKind::InvalidInput, "unknown s3:// option color"),
+            (
+                "s3://AKIA:secret@bucket/p",
+                ErrorKind::InvalidInput,
+                "environment",
+            ),
+            (
+                "s3://b?color=red",
+                ErrorKind::InvalidInput,
+                "unknown s3:// option color",
+            ),
             ("s3://b?region", ErrorKind::InvalidInput, "no value"),
             ("s3://b?region=a&region=b", ErrorKind::InvalidInput, "twice"),
-            ("s3://b?endpoint=127.0.0.1:9000", ErrorKind::InvalidInput, "http://"),
-            ("s3://b?endpoint=http://k:s@h", ErrorKind::InvalidInput, "credentials"),
+            (
+                "s3://b?endpoint=127.0.0.1:9000",
+                ErrorKind::InvalidInput,
+                "http://",
+            ),
+            (
+                "s3://b?endpoint=http://k:s@h",
+                ErrorKind::InvalidInput,
+                "credentials",
+            ),
             ("s3://b/../x", ErrorKind::InvalidInput, ".."),
             ("s3://b/%zz", ErrorKind::InvalidInput, "%-escape"),
-            ("azblob://c?region=x", ErrorKind::InvalidInput, "known: endpoint"),
+            (
+                "azblob://c?region=x",
+                ErrorKind::InvalidInput,
+                "known: endpoint",
+            ),
             ("sftp://u:pw@h/p", ErrorKind::InvalidInput, "no password"),
             ("sftp://h", ErrorKind::InvalidInput, "folder"),
             ("sftp://h/", ErrorKind::InvalidInput, "folder"),
@@ -579,13 +615,20 @@ mod tests {
             ("sftp://h:x/p", ErrorKind::InvalidInput, "port x"),
             ("sftp://@h/p", ErrorKind::InvalidInput, "user"),
             ("sftp://[::1/p", ErrorKind::InvalidInput, "]"),
-            ("sftp://h/p?known_hosts=maybe", ErrorKind::InvalidInput, "strict, add, accept"),
+            (
+                "sftp://h/p?known_hosts=maybe",
+                ErrorKind::InvalidInput,
+                "strict, add, accept",
+            ),
         ];
         for (url, kind, needle) in cases {
             let e = err(url);
             assert_eq!(e.kind(), *kind, "{url}: {e}");
             assert!(e.message().contains(needle), "{url}: {e}");
-            assert!(!e.message().contains("secret") && !e.message().contains("pw"), "{e}");
+            assert!(
+                !e.message().contains("secret") && !e.message().contains("pw"),
+                "{e}"
+            );
         }
     }
 }

@@ -228,9 +228,8 @@ impl Regions {
             let mut state = self.lock();
             let s = &mut state[i];
             s.write_failures_in_a_row += 1;
-            let skip = self.skip_after > 0
-                && s.write_failures_in_a_row >= self.skip_after
-                && !s.skipped;
+            let skip =
+                self.skip_after > 0 && s.write_failures_in_a_row >= self.skip_after && !s.skipped;
             s.skipped |= skip;
             skip
         };
@@ -452,7 +451,11 @@ impl Backend for Regions {
         }
         if !answered {
             return Err(Error::backend(
-                format!("listing {} failed in every region ({})", kind.dir(), errors.join("; ")),
+                format!(
+                    "listing {} failed in every region ({})",
+                    kind.dir(),
+                    errors.join("; ")
+                ),
                 true,
             ));
         }

@@ -25,7 +25,9 @@ fn setup(names: &[&str], min: usize) -> Setup {
     let sink = warnings.clone();
     let regions = Regions::new(list, min)
         .unwrap()
-        .with_warning(Arc::new(move |m: &str| sink.lock().unwrap().push(m.to_string())));
+        .with_warning(Arc::new(move |m: &str| {
+            sink.lock().unwrap().push(m.to_string())
+        }));
     Setup {
         regions,
         faulty,
@@ -44,8 +46,13 @@ impl Setup {
 }
 
 fn object(seed: u8, len: usize) -> (ObjectName, Bytes) {
-    let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
-    (ObjectName::for_bytes(ObjectKind::Pack, &bytes), Bytes::from(bytes))
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect();
+    (
+        ObjectName::for_bytes(ObjectKind::Pack, &bytes),
+        Bytes::from(bytes),
+    )
 }
 
 #[test]
@@ -71,7 +78,10 @@ fn a_write_fails_when_fewer_than_min_regions_take_it() {
     let (n, b) = object(2, 100);
     let e = s.regions.put(&n, b).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Backend);
-    assert!(e.message().contains("reached 1 of 2 regions, 2 needed"), "{e}");
+    assert!(
+        e.message().contains("reached 1 of 2 regions, 2 needed"),
+        "{e}"
+    );
     assert!(e.message().contains("us: "), "{e}");
     assert!(e.is_retryable());
     assert_eq!(s.regions.behind()[0].0, "us");
@@ -89,7 +99,11 @@ fn reads_fall_back_to_the_next_region() {
     assert_eq!(s.regions.list(ObjectKind::Pack).unwrap(), vec![(n, 1000)]);
     // Only the first read failure is reported.
     let w = s.warnings();
-    assert_eq!(w.iter().filter(|m| m.contains("could not be read")).count(), 1, "{w:?}");
+    assert_eq!(
+        w.iter().filter(|m| m.contains("could not be read")).count(),
+        1,
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -109,7 +123,10 @@ fn an_object_missing_everywhere_is_not_found_and_nobody_is_behind() {
     let s = setup(&["eu", "us"], 1);
     let (n, _) = object(5, 10);
     assert_eq!(s.regions.get(&n).unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(s.regions.get_range(&n, 0, 1).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        s.regions.get_range(&n, 0, 1).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(s.regions.stat(&n).unwrap(), None);
     assert!(s.regions.behind().is_empty());
 }
@@ -127,7 +144,11 @@ fn a_damaged_copy_is_skipped_and_repaired() {
     assert_eq!(s.stored(0, &n).unwrap(), b, "the bad copy was rewritten");
     assert_eq!(s.regions.repairs(), 1);
     let w = s.warnings();
-    assert!(w.iter().any(|m| m.contains("region eu") && m.contains("fails its name check")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("region eu") && m.contains("fails its name check")),
+        "{w:?}"
+    );
     assert!(w.iter().any(|m| m.contains("rewrote")), "{w:?}");
 }
 
@@ -167,7 +188,11 @@ fn ranges_are_not_verified_but_repair_fixes_the_bad_region() {
 
     // The range comes from the bad copy: the caller's authentication would catch it.
     assert_ne!(s.regions.get_range(&n, 490, 20).unwrap(), &b[490..510]);
-    assert_eq!(s.regions.repair(&n).unwrap(), 2, "eu (bad) and ap (missing)");
+    assert_eq!(
+        s.regions.repair(&n).unwrap(),
+        2,
+        "eu (bad) and ap (missing)"
+    );
     assert_eq!(s.regions.get_range(&n, 490, 20).unwrap(), &b[490..510]);
     assert_eq!(s.stored(2, &n).unwrap(), b);
     assert_eq!(s.regions.repair(&n).unwrap(), 0, "nothing left to fix");
@@ -189,7 +214,10 @@ fn list_is_the_union_keeping_the_largest_size() {
     s.faulty[1].set_fail_all(true);
     assert_eq!(s.regions.list(ObjectKind::Pack).unwrap(), vec![(a, 10)]);
     s.faulty[0].set_fail_all(true);
-    assert_eq!(s.regions.list(ObjectKind::Pack).unwrap_err().kind(), ErrorKind::Backend);
+    assert_eq!(
+        s.regions.list(ObjectKind::Pack).unwrap_err().kind(),
+        ErrorKind::Backend
+    );
 }
 
 #[test]
@@ -208,7 +236,11 @@ fn a_region_that_keeps_failing_is_skipped_for_the_session() {
     assert_eq!(s.faulty[1].puts(), 1);
     assert_eq!(s.faulty[0].puts(), 5);
     let w = s.warnings();
-    assert!(w.iter().any(|m| m.contains("region us failed 2 writes in a row")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("region us failed 2 writes in a row")),
+        "{w:?}"
+    );
     assert_eq!(s.regions.behind().len(), 1);
 }
 
@@ -241,7 +273,10 @@ fn delete_reaches_every_region_and_reports_failures() {
     s.regions.put(&n, b).unwrap();
     s.faulty[1].set_fail_all(true);
     let e = s.regions.delete(&n).unwrap_err();
-    assert!(e.message().contains("failed in 1 of 2 regions") && e.message().contains("us:"), "{e}");
+    assert!(
+        e.message().contains("failed in 1 of 2 regions") && e.message().contains("us:"),
+        "{e}"
+    );
     assert!(s.stored(0, &n).is_err(), "deleted where it could be");
     assert!(s.stored(1, &n).is_ok());
 }
@@ -265,8 +300,12 @@ fn bad_configurations_are_refused() {
     let m = || open(&Location::Memory).unwrap();
     let err = |r: Result<Regions>| r.err().expect("should be refused");
     assert_eq!(err(Regions::new(vec![], 1)).kind(), ErrorKind::InvalidInput);
-    assert!(err(Regions::new(vec![("a".into(), m())], 0)).message().contains("from 1 to 1"));
-    assert!(err(Regions::new(vec![("a".into(), m())], 2)).message().contains("not 2"));
+    assert!(err(Regions::new(vec![("a".into(), m())], 0))
+        .message()
+        .contains("from 1 to 1"));
+    assert!(err(Regions::new(vec![("a".into(), m())], 2))
+        .message()
+        .contains("not 2"));
     let twice = vec![("a".into(), m()), ("a".into(), m())];
     assert!(err(Regions::new(twice, 1)).message().contains("used twice"));
 }

@@ -57,7 +57,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(120),
-            attempts: 4,
+            attempts: 3,
             concurrency: 16,
             env: Vec::new(),
         }
@@ -252,10 +252,11 @@ fn azblob_operator(az: &AzblobLocation, opts: &ServiceOptions, what: &str) -> Re
         })?,
         None => services::Azblob::default(),
     };
-    let endpoint = az
-        .endpoint
-        .clone()
-        .or_else(|| account.as_ref().map(|a| format!("https://{a}.blob.core.windows.net")));
+    let endpoint = az.endpoint.clone().or_else(|| {
+        account
+            .as_ref()
+            .map(|a| format!("https://{a}.blob.core.windows.net"))
+    });
     if let Some(e) = &endpoint {
         b = b.endpoint(e);
     } else if opts.var("AZURE_STORAGE_CONNECTION_STRING").is_none() {
@@ -315,7 +316,9 @@ fn sftp_operator(s: &SftpLocation, opts: &ServiceOptions, what: &str) -> Result<
         .or_else(|| opts.var("COFFER_SFTP_KEY"));
     if let Some(k) = key {
         if !std::path::Path::new(&k).is_file() {
-            return Err(Error::invalid(format!("{what}: SSH key file {k} does not exist")));
+            return Err(Error::invalid(format!(
+                "{what}: SSH key file {k} does not exist"
+            )));
         }
         b = b.key(&k);
     }
@@ -340,7 +343,9 @@ fn tmp_name(name: &ObjectName) -> String {
 
 impl OpendalBackend {
     fn runtime(&self) -> &Runtime {
-        self.own_runtime.as_ref().unwrap_or_else(|| shared_runtime())
+        self.own_runtime
+            .as_ref()
+            .unwrap_or_else(|| shared_runtime())
     }
     /// Run one operation to completion; errors name the service and the object.
     fn run<T>(
@@ -367,7 +372,10 @@ impl Backend for OpendalBackend {
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
         let buf = self.run(
             name,
-            self.op.read_with(&name.path()).range(offset..offset + len).into_future(),
+            self.op
+                .read_with(&name.path())
+                .range(offset..offset + len)
+                .into_future(),
         )?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(format!(

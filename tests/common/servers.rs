@@ -95,7 +95,10 @@ impl Server {
             loop {
                 if listening(port) {
                     server.started_in = t0.elapsed();
-                    eprintln!("{what} listening on 127.0.0.1:{port} after {:.2?}", server.started_in);
+                    eprintln!(
+                        "{what} listening on 127.0.0.1:{port} after {:.2?}",
+                        server.started_in
+                    );
                     return server;
                 }
                 let exited = server
@@ -124,8 +127,7 @@ impl Server {
     /// Reclaim the folder of a server that exited (to try again on another port).
     fn take_dir(mut self) -> tempfile::TempDir {
         self.child = None;
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 
     fn pid(&self) -> libc::pid_t {
@@ -250,7 +252,12 @@ impl Azurite {
                 c.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
                     .arg("--location")
                     .arg(dir.join("data"))
-                    .args(["--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose"]);
+                    .args([
+                        "--silent",
+                        "--disableTelemetry",
+                        "--skipApiVersionCheck",
+                        "--loose",
+                    ]);
                 c
             },
         );
@@ -264,7 +271,11 @@ impl Azurite {
     }
 
     pub fn url(&self, prefix: &str) -> String {
-        format!("azblob://{}/{prefix}?endpoint={}", self.container, self.endpoint())
+        format!(
+            "azblob://{}/{prefix}?endpoint={}",
+            self.container,
+            self.endpoint()
+        )
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
@@ -305,7 +316,10 @@ fn create_container(port: u16, container: &str) {
              Content-Length: 0\r\nConnection: close\r\n\r\n"
         ),
     );
-    assert_eq!(code, 201, "Azurite did not create container {container}: {resp}");
+    assert_eq!(
+        code, 201,
+        "Azurite did not create container {container}: {resp}"
+    );
 }
 
 /// OpenSSH's sshd with a throwaway host key, accepting one throwaway client key for the
