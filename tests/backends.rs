@@ -242,6 +242,69 @@ fn sftp_on_sshd() {
 }
 
 #[test]
+fn sftp_server_gone_mid_session_is_an_error_not_an_empty_listing() {
+    let mut sshd = Sshd::start();
+    let opts = ServiceOptions {
+        timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_secs(2),
+        attempts: 2,
+        ..ServiceOptions::default()
+    };
+    let url = sshd.url(&sshd.folder("gone"));
+    let b = backend::open_with(&Location::parse(&url).unwrap(), &opts).unwrap();
+    let (n, bytes) = named(ObjectKind::Pack, b"listed");
+    b.put(&n, bytes).unwrap();
+    assert_eq!(b.list(ObjectKind::Pack).unwrap().len(), 1);
+    sshd.server.kill_all();
+    let t0 = Instant::now();
+    let listed = b.list(ObjectKind::Pack);
+    eprintln!(
+        "listing without a server after {:.2?}: {listed:?}",
+        t0.elapsed()
+    );
+    assert_eq!(listed.unwrap_err().kind(), ErrorKind::Backend);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn sftp_checks_host_keys_by_default() {
+    let sshd = Sshd::start();
+    // Without known_hosts=accept, ssh must refuse this throwaway server's unknown key.
+    let url = sshd
+        .url(&sshd.folder("strict"))
+        .replace("&known_hosts=accept", "");
+    let b = open(&url, vec![]);
+    let t0 = Instant::now();
+    let e = b.list(ObjectKind::Pack).unwrap_err();
+    eprintln!(
+        "strict host key check failed after {:.2?}: {e}",
+        t0.elapsed()
+    );
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(
+        e.message().contains("Host key verification failed"),
+        "ssh's reason is lost: {e}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let e = b
+        .put(&named(ObjectKind::Pack, b"x").0, Bytes::from_static(b"x"))
+        .unwrap_err();
+    assert!(e.message().contains("Host key verification failed"), "{e}");
+    assert!(
+        !sshd.folder("strict").exists(),
+        "nothing may be written to an unverified host"
+    );
+}
+
+#[test]
 fn sftp_with_a_missing_key_file_is_refused() {
     let url = "sftp://u@127.0.0.1:1/srv/r?key=/nonexistent/key&known_hosts=accept";
     let e = backend::open(&Location::parse(url).unwrap())

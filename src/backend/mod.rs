@@ -7,6 +7,7 @@ pub mod faulty;
 mod location;
 pub mod regions;
 mod service;
+mod ssh_check;
 
 pub use location::{AzblobLocation, KnownHosts, Location, S3Location, SftpLocation};
 pub use regions::Regions;

@@ -8,6 +8,7 @@
 //! immutable and named by their content, so a repeated put writes the same bytes.
 
 use super::location::{AzblobLocation, KnownHosts, S3Location, SftpLocation};
+use super::ssh_check::SshCheck;
 use super::{Backend, Bytes, Location, ObjectKind, ObjectName};
 use crate::error::{Error, ErrorKind, Result};
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
@@ -33,6 +34,9 @@ fn shared_runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| new_runtime(2).expect("cannot start the I/O runtime"))
 }
+
+/// First pause before a retry; each next one doubles (with jitter, for opendal's retries).
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
 
 /// How a service is reached: limits, and an optional overlay on the environment.
 #[derive(Clone)]
@@ -97,8 +101,15 @@ impl ServiceOptions {
 }
 
 pub struct OpendalBackend {
+    /// With retries, for everything but listings.
     op: Operator,
+    /// Without the retry layer: opendal retries a failed step of a recursive listing
+    /// without its lost state and can then end the listing early, silently. `list`
+    /// restarts a failed listing from the beginning instead.
+    list_op: Operator,
+    attempts: usize,
     description: String,
+    ssh_check: Option<SshCheck>,
     /// Services whose writes are not atomic (SFTP) write to `tmp/` and rename into place,
     /// so an interrupted upload never leaves a partial object under its real name.
     write_via_tmp: bool,
@@ -112,8 +123,13 @@ pub struct OpendalBackend {
 impl Drop for OpendalBackend {
     fn drop(&mut self) {
         if let Some(rt) = self.own_runtime.take() {
-            // Drops every task, so each session sends `ssh -O exit` to its master.
-            rt.shutdown_timeout(Duration::from_secs(5));
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Dropped inside some async context, where blocking would panic.
+                rt.shutdown_background();
+            } else {
+                // Drops every task, so each session sends `ssh -O exit` to its master.
+                rt.shutdown_timeout(Duration::from_secs(5));
+            }
         }
     }
 }
@@ -152,6 +168,7 @@ impl OpendalBackend {
 
     pub fn open_with(location: &Location, opts: &ServiceOptions) -> Result<Self> {
         let description = location.to_string();
+        let mut ssh_check = None;
         let op = match location {
             Location::Local(path) => {
                 let root = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
@@ -171,30 +188,37 @@ impl OpendalBackend {
                 .finish(),
             Location::S3(s3) => s3_operator(s3, opts, &description)?,
             Location::Azblob(az) => azblob_operator(az, opts, &description)?,
-            Location::Sftp(sftp) => sftp_operator(sftp, opts, &description)?,
+            Location::Sftp(sftp) => {
+                let (op, check) = sftp_operator(sftp, opts, &description)?;
+                ssh_check = Some(check);
+                op
+            }
         };
-        let op = op
+        let list_op = op
             .layer(
                 TimeoutLayer::new()
                     .with_timeout(opts.timeout)
                     .with_io_timeout(opts.io_timeout),
             )
-            .layer(ConcurrentLimitLayer::new(opts.concurrency.max(1)))
-            .layer(
-                RetryLayer::new()
-                    .with_jitter()
-                    .with_factor(2.0)
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_max_times(opts.attempts.saturating_sub(1)),
-            );
+            .layer(ConcurrentLimitLayer::new(opts.concurrency.max(1)));
+        let op = list_op.clone().layer(
+            RetryLayer::new()
+                .with_jitter()
+                .with_factor(2.0)
+                .with_min_delay(BACKOFF_MIN)
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(opts.attempts.saturating_sub(1)),
+        );
         let own_runtime = match location {
             Location::Sftp(_) => Some(new_runtime(1).map_err(|e| Error::io("I/O runtime", e))?),
             _ => None,
         };
         Ok(OpendalBackend {
             op,
+            list_op,
+            attempts: opts.attempts.max(1),
             description,
+            ssh_check,
             write_via_tmp: matches!(location, Location::Sftp(_)),
             own_runtime,
         })
@@ -281,7 +305,11 @@ fn azblob_operator(az: &AzblobLocation, opts: &ServiceOptions, what: &str) -> Re
 /// opendal's SFTP service drives the system's `ssh` binary (through the openssh crate,
 /// with BatchMode, so it never prompts). Keys: `?key=`, `COFFER_SFTP_KEY`, else ssh's own
 /// (`~/.ssh/id_*`, ssh-agent, `~/.ssh/config`).
-fn sftp_operator(s: &SftpLocation, opts: &ServiceOptions, what: &str) -> Result<Operator> {
+fn sftp_operator(
+    s: &SftpLocation,
+    opts: &ServiceOptions,
+    what: &str,
+) -> Result<(Operator, SshCheck)> {
     if !on_path("ssh") {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -314,15 +342,19 @@ fn sftp_operator(s: &SftpLocation, opts: &ServiceOptions, what: &str) -> Result<
         .as_ref()
         .map(|k| k.to_string_lossy().into_owned())
         .or_else(|| opts.var("COFFER_SFTP_KEY"));
-    if let Some(k) = key {
-        if !std::path::Path::new(&k).is_file() {
+    if let Some(k) = &key {
+        if !std::path::Path::new(k).is_file() {
             return Err(Error::invalid(format!(
                 "{what}: SSH key file {k} does not exist"
             )));
         }
-        b = b.key(&k);
+        b = b.key(k);
     }
-    Ok(Operator::new(b).map_err(|e| config_err(what, e))?.finish())
+    let check = SshCheck::new(s, key.as_deref(), opts.timeout);
+    Ok((
+        Operator::new(b).map_err(|e| config_err(what, e))?.finish(),
+        check,
+    ))
 }
 
 fn on_path(program: &str) -> bool {
@@ -347,12 +379,20 @@ impl OpendalBackend {
             .as_ref()
             .unwrap_or_else(|| shared_runtime())
     }
+    /// For SFTP: a login that works, checked once (see `ssh_check.rs`).
+    fn ready(&self) -> Result<()> {
+        match &self.ssh_check {
+            Some(c) => c.ensure(&self.description),
+            None => Ok(()),
+        }
+    }
     /// Run one operation to completion; errors name the service and the object.
     fn run<T>(
         &self,
         what: impl fmt::Display,
         f: impl std::future::Future<Output = opendal::Result<T>>,
     ) -> Result<T> {
+        self.ready()?;
         self.runtime()
             .block_on(f)
             .map_err(|e| map_err(format!("{}: {what}", self.description), e))
@@ -411,14 +451,24 @@ impl Backend for OpendalBackend {
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>> {
+        self.ready()?;
         let dir = format!("{}/", kind.dir());
-        let listed = self
-            .runtime()
-            .block_on(self.op.list_with(&dir).recursive(true).into_future());
-        let entries = match listed {
-            Ok(e) => e,
-            Err(e) if e.kind() == OdKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(map_err(format!("{}: {dir}", self.description), e)),
+        let mut delay = BACKOFF_MIN;
+        let mut attempt = 1;
+        let entries = loop {
+            let listed = self
+                .runtime()
+                .block_on(self.list_op.list_with(&dir).recursive(true).into_future());
+            match listed {
+                Ok(e) => break e,
+                Err(e) if e.kind() == OdKind::NotFound => return Ok(vec![]),
+                Err(e) if e.is_temporary() && attempt < self.attempts => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(map_err(format!("{}: {dir}", self.description), e)),
+            }
         };
         let mut out = Vec::new();
         for entry in entries {
@@ -445,6 +495,7 @@ impl Backend for OpendalBackend {
     }
 
     fn stat(&self, name: &ObjectName) -> Result<Option<u64>> {
+        self.ready()?;
         match self.runtime().block_on(self.op.stat(&name.path())) {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == OdKind::NotFound => Ok(None),

@@ -147,6 +147,40 @@ impl Server {
         assert_eq!(unsafe { libc::kill(self.pid(), libc::SIGCONT) }, 0);
     }
 
+    /// Kill the server and every process it started (sshd serves each connection from
+    /// a child process of its own, which outlives the listener).
+    pub fn kill_all(&mut self) {
+        let Some(child) = &self.child else { return };
+        let mut family = vec![child.id()];
+        // Children before parents are found in /proc order only by chance: repeat until
+        // no process has a parent in the family.
+        loop {
+            let before = family.len();
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // Field 4, after the `(command)` which may hold spaces, is the parent pid.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid.is_some_and(|p| family.contains(&p)) && !family.contains(&pid) {
+                    family.push(pid);
+                }
+            }
+            if family.len() == before {
+                break;
+            }
+        }
+        for pid in family.into_iter().skip(1) {
+            // SAFETY: plain syscall on a descendant of our own child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        self.kill();
+    }
+
     /// Kill the server now (connections are then refused).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
