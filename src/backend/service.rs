@@ -6,6 +6,11 @@
 //! not a hang), a concurrency limit (bounded requests per region) and a retry with
 //! exponential backoff and jitter. Retrying any operation is safe here: objects are
 //! immutable and named by their content, so a repeated put writes the same bytes.
+//! Listings are the exception: they are retried whole, here, not by opendal (see `list_op`).
+//!
+//! SFTP has three extras: uploads go through `tmp/` and a rename (its writes are not
+//! atomic), a login check that reports ssh's own reason (`ssh_check.rs`), and a runtime of
+//! its own so that no `ssh` process outlives the backend.
 
 use super::location::{AzblobLocation, KnownHosts, S3Location, SftpLocation};
 use super::ssh_check::SshCheck;
