@@ -1,11 +1,17 @@
 //! Storage: one narrow trait over immutable named objects. Every service (local folder,
-//! memory; later S3, Azure Blob, SFTP) sits behind it, and wrappers (retry, fault injection,
-//! several regions) implement it too, so nothing above this layer knows which it talks to.
+//! memory, S3, Azure Blob, SFTP) sits behind it, and wrappers (fault injection, several
+//! regions) implement it too, so nothing above this layer knows which it talks to. Retries,
+//! timeouts and concurrency limits live inside each service (`service.rs`).
 
+pub mod faulty;
 mod location;
+pub mod regions;
 mod service;
+mod ssh_check;
 
-pub use location::Location;
+pub use location::{AzblobLocation, KnownHosts, Location, S3Location, SftpLocation};
+pub use regions::Regions;
+pub use service::ServiceOptions;
 
 pub use bytes::Bytes;
 
@@ -118,6 +124,7 @@ pub trait Backend: Send + Sync {
     /// Store an object. Writing the same name twice is allowed (the bytes are the same).
     /// `Bytes` lets a pack go to opendal, and to several regions, without a copy.
     fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()>;
+    /// Remove an object. Deleting an object that does not exist is not an error.
     fn delete(&self, name: &ObjectName) -> Result<()>;
     /// Every object of `kind` with its size in bytes.
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>>;
@@ -125,9 +132,16 @@ pub trait Backend: Send + Sync {
     fn stat(&self, name: &ObjectName) -> Result<Option<u64>>;
 }
 
-/// Open the storage at `location`.
+/// Open the storage at `location`, with the default timeouts, retries and concurrency.
 pub fn open(location: &Location) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(service::OpendalBackend::open(location)?))
+}
+
+/// Open the storage at `location` with explicit limits and credentials overlay.
+pub fn open_with(location: &Location, options: &ServiceOptions) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(service::OpendalBackend::open_with(
+        location, options,
+    )?))
 }
 
 #[cfg(test)]

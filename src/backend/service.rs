@@ -1,32 +1,145 @@
 //! The only file that uses opendal (and tokio, which opendal runs on). It adapts opendal's
 //! async operator to the synchronous `Backend` trait with a private tokio runtime, so no
 //! async leaks into the layers above.
+//!
+//! Every operator is wrapped, innermost first, in a timeout (a dead server gives an error,
+//! not a hang), a concurrency limit (bounded requests per region) and a retry with
+//! exponential backoff and jitter. Retrying any operation is safe here: objects are
+//! immutable and named by their content, so a repeated put writes the same bytes.
+//! Listings are the exception: they are retried whole, here, not by opendal (see `list_op`).
+//!
+//! SFTP has three extras: uploads go through `tmp/` and a rename (its writes are not
+//! atomic), a login check that reports ssh's own reason (`ssh_check.rs`), and a runtime of
+//! its own so that no `ssh` process outlives the backend.
 
+use super::location::{AzblobLocation, KnownHosts, S3Location, SftpLocation};
+use super::ssh_check::SshCheck;
 use super::{Backend, Bytes, Location, ObjectKind, ObjectName};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{services, ErrorKind as OdKind, Operator};
+use std::fmt;
+use std::future::IntoFuture;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 use tokio::runtime::Runtime;
 
-/// One runtime per process, shared by all operators: created on first use.
-fn runtime() -> &'static Runtime {
+fn new_runtime(threads: usize) -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("coffer-io")
+        .enable_all()
+        .build()
+}
+
+/// One runtime per process, shared by the operators that need no cleanup: created on
+/// first use, never shut down.
+fn shared_runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("coffer-io")
-            .enable_all()
-            .build()
-            .expect("cannot start the I/O runtime")
-    })
+    RT.get_or_init(|| new_runtime(2).expect("cannot start the I/O runtime"))
+}
+
+/// First pause before a retry; each next one doubles (with jitter, for opendal's retries).
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+
+/// How a service is reached: limits, and an optional overlay on the environment.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    /// Limit for one request without a body (stat, delete, a page of a listing).
+    pub timeout: Duration,
+    /// Limit for one transfer of data (reading a chunk, uploading an object). Generous,
+    /// because a whole pack goes up in one request on object stores.
+    pub io_timeout: Duration,
+    /// Attempts per operation, the first included (1 = no retry).
+    pub attempts: usize,
+    /// Requests in flight at once to this service.
+    pub concurrency: usize,
+    /// Variables read before the process environment for credentials and settings
+    /// (`AWS_*`, `AZURE_STORAGE_*`, `COFFER_SFTP_KEY`): lets a caller, or a test, point
+    /// one backend at its own credentials without changing the process's environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(120),
+            attempts: 3,
+            concurrency: 16,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Values in `env` may be secrets: only the names are shown.
+impl fmt::Debug for ServiceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceOptions")
+            .field("timeout", &self.timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("attempts", &self.attempts)
+            .field("concurrency", &self.concurrency)
+            .field(
+                "env",
+                &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ServiceOptions {
+    /// A variable from the overlay, else from the process environment; empty = unset.
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+    }
+    fn first_var(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| self.var(n))
+    }
 }
 
 pub struct OpendalBackend {
+    /// With retries, for everything but listings.
     op: Operator,
+    /// Without the retry layer: opendal retries a failed step of a recursive listing
+    /// without its lost state and can then end the listing early, silently. `list`
+    /// restarts a failed listing from the beginning instead.
+    list_op: Operator,
+    attempts: usize,
     description: String,
+    ssh_check: Option<SshCheck>,
+    /// Services whose writes are not atomic (SFTP) write to `tmp/` and rename into place,
+    /// so an interrupted upload never leaves a partial object under its real name.
+    write_via_tmp: bool,
+    /// SFTP runs on a runtime of its own, shut down on drop: each SSH connection is an
+    /// `ssh` master process (ControlPersist=yes) that only exits when the task holding its
+    /// session is dropped, and tasks on the shared runtime are never dropped before the
+    /// process exits, which would leave the masters running forever.
+    own_runtime: Option<Runtime>,
 }
 
-fn map_err(what: impl std::fmt::Display, e: opendal::Error) -> Error {
+impl Drop for OpendalBackend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.own_runtime.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Dropped inside some async context, where blocking would panic.
+                rt.shutdown_background();
+            } else {
+                // Drops every task, so each session sends `ssh -O exit` to its master.
+                rt.shutdown_timeout(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn map_err(what: impl fmt::Display, e: opendal::Error) -> Error {
     match e.kind() {
         OdKind::NotFound => Error::not_found(format!("{what}: not found")),
         OdKind::PermissionDenied => Error::backend(format!("{what}: permission denied"), false),
@@ -34,8 +147,33 @@ fn map_err(what: impl std::fmt::Display, e: opendal::Error) -> Error {
     }
 }
 
+/// Errors from building an operator: a bad setting is the user's to fix.
+fn config_err(what: &str, e: opendal::Error) -> Error {
+    let kind = match e.kind() {
+        OdKind::ConfigInvalid => ErrorKind::InvalidInput,
+        OdKind::Unsupported => ErrorKind::Unsupported,
+        _ => ErrorKind::Backend,
+    };
+    Error::new(kind, format!("{what}: {e}"))
+}
+
+/// opendal roots are absolute folders: `"a/b"` -> `"/a/b/"`.
+fn root_of(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{}/", prefix.trim_matches('/'))
+    }
+}
+
 impl OpendalBackend {
     pub fn open(location: &Location) -> Result<Self> {
+        Self::open_with(location, &ServiceOptions::default())
+    }
+
+    pub fn open_with(location: &Location, opts: &ServiceOptions) -> Result<Self> {
+        let description = location.to_string();
+        let mut ssh_check = None;
         let op = match location {
             Location::Local(path) => {
                 let root = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
@@ -47,37 +185,238 @@ impl OpendalBackend {
                     .root(&root_str)
                     .atomic_write_dir(&tmp.to_string_lossy());
                 Operator::new(builder)
-                    .map_err(|e| map_err(&root_str, e))?
+                    .map_err(|e| config_err(&root_str, e))?
                     .finish()
             }
             Location::Memory => Operator::new(services::Memory::default())
-                .map_err(|e| map_err("memory", e))?
+                .map_err(|e| config_err("memory:", e))?
                 .finish(),
+            Location::S3(s3) => s3_operator(s3, opts, &description)?,
+            Location::Azblob(az) => azblob_operator(az, opts, &description)?,
+            Location::Sftp(sftp) => {
+                let (op, check) = sftp_operator(sftp, opts, &description)?;
+                ssh_check = Some(check);
+                op
+            }
+        };
+        let list_op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(opts.timeout)
+                    .with_io_timeout(opts.io_timeout),
+            )
+            .layer(ConcurrentLimitLayer::new(opts.concurrency.max(1)));
+        let op = list_op.clone().layer(
+            RetryLayer::new()
+                .with_jitter()
+                .with_factor(2.0)
+                .with_min_delay(BACKOFF_MIN)
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(opts.attempts.saturating_sub(1)),
+        );
+        let own_runtime = match location {
+            Location::Sftp(_) => Some(new_runtime(1).map_err(|e| Error::io("I/O runtime", e))?),
+            _ => None,
         };
         Ok(OpendalBackend {
             op,
-            description: location.to_string(),
+            list_op,
+            attempts: opts.attempts.max(1),
+            description,
+            ssh_check,
+            write_via_tmp: matches!(location, Location::Sftp(_)),
+            own_runtime,
         })
     }
 }
 
+/// Credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or what
+/// the AWS SDKs read (profiles, web identity, instance metadata unless
+/// `AWS_EC2_METADATA_DISABLED=true`). Region: `?region=`, `AWS_REGION`,
+/// `AWS_DEFAULT_REGION`, else us-east-1 (what S3-compatible services expect).
+fn s3_operator(s3: &S3Location, opts: &ServiceOptions, what: &str) -> Result<Operator> {
+    let region = s3
+        .region
+        .clone()
+        .or_else(|| opts.first_var(&["AWS_REGION", "AWS_DEFAULT_REGION"]))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    // opendal addresses buckets path-style (`endpoint/bucket/key`) unless virtual-host style
+    // is enabled, which is what moto, MinIO and most S3-compatible servers need.
+    let mut b = services::S3::default()
+        .bucket(&s3.bucket)
+        .root(&root_of(&s3.prefix))
+        .region(&region);
+    if let Some(endpoint) = s3.endpoint.clone().or_else(|| opts.var("AWS_ENDPOINT_URL")) {
+        b = b.endpoint(&endpoint);
+    }
+    if let Some(v) = opts.var("AWS_ACCESS_KEY_ID") {
+        b = b.access_key_id(&v);
+    }
+    if let Some(v) = opts.var("AWS_SECRET_ACCESS_KEY") {
+        b = b.secret_access_key(&v);
+    }
+    if let Some(v) = opts.var("AWS_SESSION_TOKEN") {
+        b = b.session_token(&v);
+    }
+    if opts
+        .var("AWS_EC2_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        b = b.disable_ec2_metadata();
+    }
+    Ok(Operator::new(b).map_err(|e| config_err(what, e))?.finish())
+}
+
+/// Credentials: `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT` with
+/// `AZURE_STORAGE_KEY` (or `AZURE_STORAGE_SAS_TOKEN`). The endpoint defaults to the
+/// account's `https://ACCOUNT.blob.core.windows.net`.
+fn azblob_operator(az: &AzblobLocation, opts: &ServiceOptions, what: &str) -> Result<Operator> {
+    let account = opts.first_var(&["AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME"]);
+    let mut b = match opts.var("AZURE_STORAGE_CONNECTION_STRING") {
+        // The string holds the account key: its content never goes into a message.
+        Some(cs) => services::Azblob::from_connection_string(&cs).map_err(|_| {
+            Error::invalid(format!(
+                "{what}: AZURE_STORAGE_CONNECTION_STRING is not a valid connection string"
+            ))
+        })?,
+        None => services::Azblob::default(),
+    };
+    let endpoint = az.endpoint.clone().or_else(|| {
+        account
+            .as_ref()
+            .map(|a| format!("https://{a}.blob.core.windows.net"))
+    });
+    if let Some(e) = &endpoint {
+        b = b.endpoint(e);
+    } else if opts.var("AZURE_STORAGE_CONNECTION_STRING").is_none() {
+        return Err(Error::invalid(format!(
+            "{what}: no endpoint: add ?endpoint=URL or set AZURE_STORAGE_ACCOUNT \
+             (or AZURE_STORAGE_CONNECTION_STRING)"
+        )));
+    }
+    b = b.container(&az.container).root(&root_of(&az.prefix));
+    if let Some(a) = &account {
+        b = b.account_name(a);
+    }
+    if let Some(k) = opts.first_var(&["AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"]) {
+        b = b.account_key(&k);
+    }
+    if let Some(s) = opts.var("AZURE_STORAGE_SAS_TOKEN") {
+        b = b.sas_token(&s);
+    }
+    Ok(Operator::new(b).map_err(|e| config_err(what, e))?.finish())
+}
+
+/// opendal's SFTP service drives the system's `ssh` binary (through the openssh crate,
+/// with BatchMode, so it never prompts). Keys: `?key=`, `COFFER_SFTP_KEY`, else ssh's own
+/// (`~/.ssh/id_*`, ssh-agent, `~/.ssh/config`).
+fn sftp_operator(
+    s: &SftpLocation,
+    opts: &ServiceOptions,
+    what: &str,
+) -> Result<(Operator, SshCheck)> {
+    if !on_path("ssh") {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{what}: sftp:// needs the OpenSSH client `ssh` on PATH \
+                 (Debian: apt-get install openssh-client)"
+            ),
+        ));
+    }
+    // The openssh crate reads the port from an `ssh://host:port` endpoint (taking the text
+    // after the last `:`), so an IPv6 host always gets its port spelled out.
+    let endpoint = match (s.port, s.host.contains(':')) {
+        (Some(p), _) => format!("ssh://{}:{p}", s.host),
+        (None, true) => format!("ssh://{}:22", s.host),
+        (None, false) => format!("ssh://{}", s.host),
+    };
+    let mut b = services::Sftp::default()
+        .endpoint(&endpoint)
+        .root(&s.path)
+        .known_hosts_strategy(match s.known_hosts {
+            KnownHosts::Strict => "strict",
+            KnownHosts::Add => "add",
+            KnownHosts::Accept => "accept",
+        });
+    if let Some(u) = &s.user {
+        b = b.user(u);
+    }
+    let key = s
+        .key
+        .as_ref()
+        .map(|k| k.to_string_lossy().into_owned())
+        .or_else(|| opts.var("COFFER_SFTP_KEY"));
+    if let Some(k) = &key {
+        if !std::path::Path::new(k).is_file() {
+            return Err(Error::invalid(format!(
+                "{what}: SSH key file {k} does not exist"
+            )));
+        }
+        b = b.key(k);
+    }
+    let check = SshCheck::new(s, key.as_deref(), opts.timeout);
+    Ok((
+        Operator::new(b).map_err(|e| config_err(what, e))?.finish(),
+        check,
+    ))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// A name for an upload in progress: unique per process and call, never parsed as an object.
+fn tmp_name(name: &ObjectName) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "tmp/{}.{}.{}",
+        hex::encode(name.hash),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl OpendalBackend {
+    fn runtime(&self) -> &Runtime {
+        self.own_runtime
+            .as_ref()
+            .unwrap_or_else(|| shared_runtime())
+    }
+    /// For SFTP: a login that works, checked once (see `ssh_check.rs`).
+    fn ready(&self) -> Result<()> {
+        match &self.ssh_check {
+            Some(c) => c.ensure(&self.description),
+            None => Ok(()),
+        }
+    }
+    /// Run one operation to completion; errors name the service and the object.
+    fn run<T>(
+        &self,
+        what: impl fmt::Display,
+        f: impl std::future::Future<Output = opendal::Result<T>>,
+    ) -> Result<T> {
+        self.ready()?;
+        self.runtime()
+            .block_on(f)
+            .map_err(|e| map_err(format!("{}: {what}", self.description), e))
+    }
+
     /// Read `len` bytes at `offset` (all of the object when `len` is `None`) into one Vec
     /// of the right size, piece by piece as opendal delivers them: collecting opendal's
     /// pieces first and joining them would hold every pack twice at the peak.
     fn read_exact(&self, name: &ObjectName, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
         let path = name.path();
-        runtime()
-            .block_on(async {
-                let reader = self.op.reader(&path).await?;
-                let mut out = Vec::with_capacity(len.unwrap_or(0) as usize);
-                match len {
-                    Some(len) => reader.read_into(&mut out, offset..offset + len).await?,
-                    None => reader.read_into(&mut out, offset..).await?,
-                };
-                Ok(out)
-            })
-            .map_err(|e| map_err(name, e))
+        self.run(name, async {
+            let reader = self.op.reader(&path).await?;
+            let mut out = Vec::with_capacity(len.unwrap_or(0) as usize);
+            match len {
+                Some(len) => reader.read_into(&mut out, offset..offset + len).await?,
+                None => reader.read_into(&mut out, offset..).await?,
+            };
+            Ok(out)
+        })
     }
 }
 
@@ -94,7 +433,8 @@ impl Backend for OpendalBackend {
         let buf = self.read_exact(name, offset, Some(len))?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(format!(
-                "{name}: asked for {len} bytes at {offset}, got {} (object truncated?)",
+                "{}: {name}: asked for {len} bytes at {offset}, got {} (object truncated?)",
+                self.description,
                 buf.len()
             )));
         }
@@ -102,26 +442,48 @@ impl Backend for OpendalBackend {
     }
 
     fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()> {
-        runtime()
-            .block_on(self.op.write(&name.path(), bytes))
-            .map(|_| ())
-            .map_err(|e| map_err(name, e))
+        let path = name.path();
+        if !self.write_via_tmp {
+            return self.run(name, self.op.write(&path, bytes)).map(|_| ());
+        }
+        let tmp = tmp_name(name);
+        let result = self.run(name, async {
+            self.op.write(&tmp, bytes).await?;
+            // OpenSSH's sftp-server renames with the posix-rename extension, which
+            // replaces an existing (possibly bad) copy atomically.
+            self.op.rename(&tmp, &path).await
+        });
+        if result.is_err() {
+            // Best effort: a leftover in tmp/ is never listed as an object.
+            let _ = self.run(&tmp, self.op.delete(&tmp));
+        }
+        result
     }
 
     fn delete(&self, name: &ObjectName) -> Result<()> {
-        runtime()
-            .block_on(self.op.delete(&name.path()))
-            .map_err(|e| map_err(name, e))
+        self.run(name, self.op.delete(&name.path()))
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>> {
+        self.ready()?;
         let dir = format!("{}/", kind.dir());
-        let entries =
-            match runtime().block_on(async { self.op.list_with(&dir).recursive(true).await }) {
-                Ok(e) => e,
+        let mut delay = BACKOFF_MIN;
+        let mut attempt = 1;
+        let entries = loop {
+            let listed = self
+                .runtime()
+                .block_on(self.list_op.list_with(&dir).recursive(true).into_future());
+            match listed {
+                Ok(e) => break e,
                 Err(e) if e.kind() == OdKind::NotFound => return Ok(vec![]),
-                Err(e) => return Err(map_err(&dir, e)),
-            };
+                Err(e) if e.is_temporary() && attempt < self.attempts => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(map_err(format!("{}: {dir}", self.description), e)),
+            }
+        };
         let mut out = Vec::new();
         for entry in entries {
             let Some(name) = ObjectName::parse(entry.path()) else {
@@ -147,10 +509,11 @@ impl Backend for OpendalBackend {
     }
 
     fn stat(&self, name: &ObjectName) -> Result<Option<u64>> {
-        match runtime().block_on(self.op.stat(&name.path())) {
+        self.ready()?;
+        match self.runtime().block_on(self.op.stat(&name.path())) {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == OdKind::NotFound => Ok(None),
-            Err(e) => Err(map_err(name, e)),
+            Err(e) => Err(map_err(format!("{}: {name}", self.description), e)),
         }
     }
 }

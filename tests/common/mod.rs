@@ -2,6 +2,8 @@
 //! throwaway repository folder, with its own cache folder and password.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
