@@ -468,15 +468,15 @@ cmd_borg() {
   esac
 }
 
-# Not exercised on the reference machine (rustic is not installed there); syntax from the
-# rustic book (`rustic backup --stdin-filename NAME -`, `rustic dump SNAP:PATH`).
+# rustic 0.11 (cargo install rustic-rs --locked). Its stdin backup needs --force: with a
+# parent snapshot it otherwise records the stream as "unchanged" without reading it.
 cmd_rustic() {
   local c=(rustic -r "$REPO" --cache-dir "$CACHE")
   case $1 in
     init) CMD=("${c[@]}" init) ;;
     backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
     restore_tree) CMD=("${c[@]}" restore latest "$3") ;;
-    backup_stdin) CMD=("${c[@]}" backup --stdin-filename dump.sql -) ;;
+    backup_stdin) CMD=("${c[@]}" backup --force --stdin-filename dump.sql -) ;;
     dump) CMD=("${c[@]}" dump latest:dump.sql) ;;
     check) CMD=("${c[@]}" check --read-data) ;;
   esac

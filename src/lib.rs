@@ -21,5 +21,6 @@ pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod stats;
+pub mod sync;
 
 pub use error::{Error, ErrorKind, Result};

@@ -130,6 +130,12 @@ pub trait Backend: Send + Sync {
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>>;
     /// The size of an object, or `None` if it does not exist.
     fn stat(&self, name: &ObjectName) -> Result<Option<u64>>;
+    /// Called by a reader whose ranged read of `name` failed authentication: where there is
+    /// another copy (other regions), check every copy and rewrite the bad ones. Returns how
+    /// many copies were rewritten; a single store has nothing to repair from.
+    fn repair(&self, _name: &ObjectName) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Open the storage at `location`, with the default timeouts, retries and concurrency.

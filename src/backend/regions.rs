@@ -309,6 +309,10 @@ impl Regions {
 }
 
 impl Backend for Regions {
+    fn repair(&self, name: &ObjectName) -> Result<usize> {
+        Regions::repair(self, name)
+    }
+
     fn describe(&self) -> String {
         self.regions
             .iter()

@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
-    let repo = common::open(g)?;
+    let (repo, store) = common::open_store(g)?;
     let parent = match &a.parent {
         Some(p) => Some(find_snapshot(&repo, p)?.0),
         None => None,
@@ -65,6 +65,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let bar = Bar::new(g.quiet, g.json);
     let out = backup(&repo, source, &opts, &bar, common::cancel_flag())?;
     let s = &out.snapshot.summary;
+    let behind = store.behind();
     let code = if s.read_errors > 0 {
         EXIT_PARTIAL
     } else {
@@ -76,6 +77,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "time": coffer::browse::format_time_rfc3339(out.snapshot.time_ns),
             "parent": out.snapshot.parent.map(|p| p.to_hex()),
             "summary": s,
+            "regions_behind": behind
+                .iter()
+                .map(|(r, e)| serde_json::json!({"region": r, "error": e}))
+                .collect::<Vec<_>>(),
             "exit_code": code,
         }));
     } else if !g.quiet {
@@ -95,6 +100,12 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "snapshot {} saved at {}",
             out.id.short(),
             format_time(out.snapshot.time_ns)
+        );
+    }
+    for (region, _) in &behind {
+        eprintln!(
+            "coffer: warning: region {region} did not take every object of this snapshot; \
+             it is behind until `coffer sync` catches it up"
         );
     }
     if s.read_errors > 0 {

@@ -4,6 +4,7 @@ use super::common::{self, print_json};
 use super::progress::Bar;
 use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::check::{check, CheckOptions};
+use coffer::sync::{sync, SyncOptions};
 use coffer::{Error, Result};
 
 #[derive(clap::Args)]
@@ -31,17 +32,49 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         }
         None => None,
     };
-    let repo = common::open(g)?;
+    let (repo, store) = common::open_store(g)?;
     let opts = CheckOptions {
         read_data: a.read_data || subset.is_some(),
         read_data_subset: subset,
     };
     let bar = Bar::new(g.quiet, g.json);
+    // With several regions: the same objects everywhere, and with --read-data every copy's
+    // bytes (a report only: `coffer sync` repairs).
+    let regions = match &store.regions {
+        Some(_) => Some(sync(
+            &store.each_region(),
+            SyncOptions {
+                verify: a.read_data && subset.is_none(),
+                dry_run: true,
+            },
+            &bar,
+        )?),
+        None => None,
+    };
     let report = check(&repo, &opts, &bar)?;
-    let code = if report.ok() { EXIT_OK } else { EXIT_FAILURE };
+    let regions_ok = regions.as_ref().map_or(true, |r| r.in_sync(true));
+    let ok = report.ok() && regions_ok;
+    let code = if ok { EXIT_OK } else { EXIT_FAILURE };
     if g.json {
-        print_json(&serde_json::json!({"ok": report.ok(), "report": report, "exit_code": code}));
+        print_json(&serde_json::json!({
+            "ok": ok, "report": report, "regions": regions, "exit_code": code
+        }));
         return Ok(code);
+    }
+    if let Some(r) = &regions {
+        for region in &r.regions {
+            if let Some(why) = &region.unreachable {
+                println!("region {}: unreachable: {why}", region.region);
+            } else if region.missing + region.damaged > 0 {
+                println!(
+                    "region {}: {} object(s) missing, {} damaged copies (run `coffer sync`)",
+                    region.region, region.missing, region.damaged
+                );
+            }
+        }
+        for lost in &r.lost {
+            println!("damaged: {lost}: no region holds a good copy");
+        }
     }
     for p in &report.problems {
         println!("damaged: {}: {}", p.object, p.problem);
@@ -64,8 +97,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             report.packs,
             report.packs_read,
             report.blobs,
-            if report.ok() {
+            if ok {
                 "no problems found".to_string()
+            } else if report.ok() {
+                "regions differ".to_string()
             } else {
                 format!(
                     "{} problem(s), {} affected path(s)",

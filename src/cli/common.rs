@@ -2,6 +2,7 @@
 //! host and user names, JSON output.
 
 use super::Global;
+use coffer::backend::regions::Regions;
 use coffer::backend::{self, Backend, Location};
 use coffer::clock::SystemClock;
 use coffer::repo::{default_cache_dir, OpenOptions, Repository};
@@ -38,36 +39,99 @@ pub fn print_json(v: &impl serde::Serialize) {
     );
 }
 
-/// The single region this build supports, from `--repo` / `COFFER_REPOSITORY`.
-pub fn backend(g: &Global) -> Result<Arc<dyn Backend>> {
-    let urls: Vec<&String> = g.repo.iter().filter(|r| !r.trim().is_empty()).collect();
-    let url = match urls.as_slice() {
-        [] => {
+/// The repository's regions from `--repo` / `COFFER_REPOSITORY`, each `[NAME=]URL`, in read
+/// order. A region without a name is called after its place: region1, region2...
+pub fn region_locations(g: &Global) -> Result<Vec<(String, Location)>> {
+    let specs: Vec<&str> = g
+        .repo
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if specs.is_empty() {
+        return Err(Error::invalid(
+            "no repository given: use --repo [NAME=]URL (once per region) or set COFFER_REPOSITORY",
+        ));
+    }
+    let mut out: Vec<(String, Location)> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        // `NAME=URL`: a name is a plain word before the first '='.
+        let (name, url) = match spec.split_once('=') {
+            Some((name, rest))
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
+                (name.to_string(), rest)
+            }
+            _ => (format!("region{}", i + 1), *spec),
+        };
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(Error::invalid(format!("region name {name} is given twice")));
+        }
+        let loc = Location::parse(url).map_err(|e| e.context(format!("region {name}")))?;
+        out.push((name, loc));
+    }
+    Ok(out)
+}
+
+/// The repository's storage: one region as it is, several behind the replicating wrapper.
+pub struct Store {
+    pub backend: Arc<dyn Backend>,
+    /// Set when there are several regions.
+    pub regions: Option<Arc<Regions>>,
+}
+
+impl Store {
+    /// Each region's name and backend (one entry for a single region).
+    pub fn each_region(&self) -> Vec<(String, Arc<dyn Backend>)> {
+        match &self.regions {
+            Some(r) => r.regions().to_vec(),
+            None => vec![("region1".to_string(), self.backend.clone())],
+        }
+    }
+
+    /// Regions that missed writes in this run, with the first error.
+    pub fn behind(&self) -> Vec<(String, String)> {
+        self.regions
+            .as_ref()
+            .map(|r| r.behind())
+            .unwrap_or_default()
+    }
+}
+
+pub fn store(g: &Global) -> Result<Store> {
+    let locations = region_locations(g)?;
+    if let [(_, loc)] = locations.as_slice() {
+        if g.min_regions > 1 {
             return Err(Error::invalid(
-                "no repository given: use --repo PATH or set COFFER_REPOSITORY",
-            ))
+                "--min-regions is larger than the number of regions given",
+            ));
         }
-        [one] => one.as_str(),
-        _ => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "several regions were given; this build writes to one region per repository",
-            ))
-        }
-    };
-    // `NAME=URL`: a name is a plain word before the first '='.
-    let url = match url.split_once('=') {
-        Some((name, rest))
-            if !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-        {
-            rest
-        }
-        _ => url,
-    };
-    backend::open(&Location::parse(url)?)
+        return Ok(Store {
+            backend: backend::open(loc)?,
+            regions: None,
+        });
+    }
+    let mut opened = Vec::with_capacity(locations.len());
+    for (name, loc) in &locations {
+        let b = backend::open(loc).map_err(|e| e.context(format!("region {name}")))?;
+        opened.push((name.clone(), b));
+    }
+    let regions = Arc::new(
+        Regions::new(opened, g.min_regions)?
+            .with_warning(Arc::new(|m: &str| eprintln!("coffer: warning: {m}"))),
+    );
+    Ok(Store {
+        backend: regions.clone(),
+        regions: Some(regions),
+    })
+}
+
+/// The repository's storage as one backend (all regions behind it).
+pub fn backend(g: &Global) -> Result<Arc<dyn Backend>> {
+    Ok(store(g)?.backend)
 }
 
 pub fn open_options(g: &Global) -> OpenOptions {
@@ -86,9 +150,15 @@ pub fn open_options(g: &Global) -> OpenOptions {
 
 /// Open the repository with the user's password.
 pub fn open(g: &Global) -> Result<Repository> {
-    let backend = backend(g)?;
+    Ok(open_store(g)?.0)
+}
+
+/// Open the repository, keeping hold of its regions (for commands that report on them).
+pub fn open_store(g: &Global) -> Result<(Repository, Store)> {
+    let store = store(g)?;
     let password = password(g, "Repository password: ")?;
-    Repository::open(backend, password.as_bytes(), open_options(g))
+    let repo = Repository::open(store.backend.clone(), password.as_bytes(), open_options(g))?;
+    Ok((repo, store))
 }
 
 fn read_password_file(path: &std::path::Path) -> Result<Zeroizing<String>> {

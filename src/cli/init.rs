@@ -18,7 +18,12 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
-    let backend = common::backend(g)?;
+    // A new repository must start complete in every region: all of them must take it.
+    let regions = common::region_locations(g)?.len();
+    let backend = common::backend(&Global {
+        min_regions: regions,
+        ..g.clone()
+    })?;
     let password = common::new_password(g, a.new_password_file.as_deref(), true)?;
     let kdf = KdfParams {
         memory_kib: a.kdf_memory_kib,

@@ -22,6 +22,7 @@ mod progress;
 mod restore;
 mod snapshots;
 mod stats;
+mod sync;
 
 use clap::{Parser, Subcommand};
 use coffer::{Error, ErrorKind};
@@ -43,7 +44,9 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 Exit status: 0 success; 1 failure (including `check` finding damage); 2 usage error;\n\
 3 backup saved but some source files could not be read; 130 interrupted.",
     after_help = "Password: --password-file, COFFER_PASSWORD_FILE, COFFER_PASSWORD, or a prompt on the terminal.\n\
-Repository: --repo or COFFER_REPOSITORY (a folder path, file://PATH or memory:)."
+Repository: --repo [NAME=]URL, once per region, or COFFER_REPOSITORY (comma-separated).\n\
+URL: a folder path, file://PATH, s3://BUCKET/PREFIX?endpoint=..&region=.., azblob://CONTAINER/PREFIX?endpoint=..,\n\
+sftp://USER@HOST[:PORT]/PATH or memory:."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -54,7 +57,7 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct Global {
-    /// Repository location, `[NAME=]URL` (a folder path, file://PATH or memory:).
+    /// Repository region, `[NAME=]URL`; repeat for several regions (every write goes to all).
     #[arg(
         short = 'r',
         long = "repo",
@@ -81,6 +84,9 @@ pub struct Global {
     /// Print only errors and warnings.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// With several regions: how many must take every write for a backup to succeed.
+    #[arg(long, global = true, env = "COFFER_MIN_REGIONS", default_value_t = 1)]
+    pub min_regions: usize,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +112,8 @@ pub enum Command {
     Key(key::KeyCommand),
     /// Show repository size, deduplication and compression.
     Stats(stats::Args),
+    /// Bring every region up to date: copy missing objects, replace damaged copies (no password needed).
+    Sync(sync::Args),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
@@ -134,6 +142,7 @@ pub fn run() -> i32 {
         Command::Check(a) => check::run(g, a),
         Command::Key(k) => key::run(g, k),
         Command::Stats(a) => stats::run(g, a),
+        Command::Sync(a) => sync::run(g, a),
     };
     let code = match result {
         Ok(code) => code,

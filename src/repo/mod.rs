@@ -268,11 +268,26 @@ impl Repository {
             )));
         }
         let frame = self
-            .frame(&loc)
+            .with_repair(&loc, || self.frame(&loc))
             .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
         let plain = blob_in_frame(&frame, &loc)?;
         pack::verify_blob(&self.keys, blob_type, id, plain)?;
         Ok(plain.to_vec())
+    }
+
+    /// Run a read of `loc`'s pack; if it finds damaged bytes and the backend holds other
+    /// copies (regions), have it repair the pack from a verified copy and read once more.
+    fn with_repair<T>(&self, loc: &BlobLocation, read: impl Fn() -> Result<T>) -> Result<T> {
+        match read() {
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                let name = ObjectName::new(ObjectKind::Pack, loc.pack.0);
+                match self.backend.repair(&name) {
+                    Ok(n) if n > 0 => read(),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// The opened plaintext of a blob's frame, from the small cache of recent frames: walking
@@ -307,10 +322,56 @@ impl Repository {
     /// Read a run of blobs in one pack (see `index::fetch_runs`: sorted by frame and offset)
     /// with one ranged read, open each frame once, and call `each` with every item and its
     /// verified plaintext, or the error that made it unreadable.
+    /// A run whose bytes fail authentication is repaired from another region where there
+    /// is one, and read again.
     pub fn open_run<T>(
         &self,
         run: &[T],
         blob: impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
+        mut each: impl FnMut(&T, std::result::Result<&[u8], &Error>),
+    ) {
+        // Items are handed over as soon as they verify; failures wait, in case a repair
+        // from another region lets a second read serve them.
+        let mut failed: Vec<(usize, Error)> = Vec::new();
+        let mut k = 0;
+        self.open_run_once(run, &blob, |t, r| {
+            match r {
+                Ok(p) => each(t, Ok(p)),
+                Err(e) => failed.push((k, e.clone())),
+            }
+            k += 1;
+        });
+        if failed.is_empty() {
+            return;
+        }
+        let damaged = failed.iter().any(|(_, e)| e.kind() == ErrorKind::Corrupt);
+        let repaired = damaged && {
+            let name = ObjectName::new(ObjectKind::Pack, blob(&run[0]).2.pack.0);
+            matches!(self.backend.repair(&name), Ok(n) if n > 0)
+        };
+        if repaired {
+            let retry: std::collections::HashSet<usize> = failed.iter().map(|(k, _)| *k).collect();
+            failed.clear();
+            let mut k = 0;
+            self.open_run_once(run, &blob, |t, r| {
+                if retry.contains(&k) {
+                    match r {
+                        Ok(p) => each(t, Ok(p)),
+                        Err(e) => failed.push((k, e.clone())),
+                    }
+                }
+                k += 1;
+            });
+        }
+        for (k, e) in failed {
+            each(&run[k], Err(&e));
+        }
+    }
+
+    fn open_run_once<T>(
+        &self,
+        run: &[T],
+        blob: &impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
         mut each: impl FnMut(&T, std::result::Result<&[u8], &Error>),
     ) {
         let Some(first) = run.first() else { return };

@@ -1,0 +1,224 @@
+//! Bring every region of a repository up to date, or compare them, without the key: every
+//! object is named by the hash of its bytes, so any process can tell a good copy from a bad
+//! one and copy it (format-spec §11).
+//!
+//! Objects are copied in write order (config and keys, then packs, then index files, then
+//! snapshots), so a region being caught up never holds a snapshot whose data it lacks.
+
+use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};
+use crate::error::{ErrorKind, Result};
+use crate::progress::Progress;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// The order in which objects are copied (§8 write order).
+const ORDER: [ObjectKind; 5] = [
+    ObjectKind::Config,
+    ObjectKind::Key,
+    ObjectKind::Pack,
+    ObjectKind::Index,
+    ObjectKind::Snapshot,
+];
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Read every copy in every region and check it against its name (else only copies
+    /// whose listed size disagrees with another region's are read).
+    pub verify: bool,
+    /// Only report: copy nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RegionReport {
+    pub region: String,
+    /// Objects this region holds after the run (or held, with `dry_run`).
+    pub objects: u64,
+    /// Objects other regions have and this one lacked.
+    pub missing: u64,
+    /// Copies that failed their name check (or had the wrong size).
+    pub damaged: u64,
+    /// Copies written to this region (missing ones and replacements).
+    pub copied: u64,
+    pub bytes_copied: u64,
+    /// Why this region could not be listed, if it could not.
+    pub unreachable: Option<String>,
+    /// Objects that could not be written here, with the error.
+    pub failed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SyncReport {
+    pub regions: Vec<RegionReport>,
+    /// Objects listed somewhere but with no good copy in any region.
+    pub lost: Vec<String>,
+    /// Objects compared (the union over regions).
+    pub objects: u64,
+    /// Copies read and checked against their names.
+    pub copies_verified: u64,
+}
+
+impl SyncReport {
+    /// Every region reachable, holding every object, with no bad copy left and nothing lost.
+    pub fn in_sync(&self, dry_run: bool) -> bool {
+        self.lost.is_empty()
+            && self.regions.iter().all(|r| {
+                r.unreachable.is_none()
+                    && r.failed.is_empty()
+                    && (!dry_run || (r.missing == 0 && r.damaged == 0))
+            })
+    }
+}
+
+/// What happened to one object, per region.
+#[derive(Default)]
+struct Outcome {
+    missing: Vec<usize>,
+    damaged: Vec<usize>,
+    copied: Vec<(usize, u64)>,
+    failed: Vec<(usize, String)>,
+    verified: u64,
+    lost: bool,
+}
+
+/// Compare `regions` object by object and (unless `dry_run`) copy what is missing or bad.
+pub fn sync(
+    regions: &[(String, Arc<dyn Backend>)],
+    opts: SyncOptions,
+    progress: &dyn Progress,
+) -> Result<SyncReport> {
+    let mut report = SyncReport {
+        regions: regions
+            .iter()
+            .map(|(name, _)| RegionReport {
+                region: name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for kind in ORDER {
+        // Each reachable region's listing of this kind.
+        let mut listings: Vec<Option<HashMap<ObjectName, u64>>> = Vec::new();
+        for (i, (_, b)) in regions.iter().enumerate() {
+            if report.regions[i].unreachable.is_some() {
+                listings.push(None);
+                continue;
+            }
+            match b.list(kind) {
+                Ok(l) => listings.push(Some(l.into_iter().collect())),
+                Err(e) => {
+                    report.regions[i].unreachable = Some(e.to_string());
+                    listings.push(None);
+                }
+            }
+        }
+        let mut union: BTreeMap<ObjectName, u64> = BTreeMap::new();
+        for l in listings.iter().flatten() {
+            for (n, size) in l {
+                let s = union.entry(*n).or_insert(*size);
+                *s = (*s).max(*size);
+            }
+        }
+        let total: u64 = union.values().sum();
+        progress.start(&format!("sync {}", kind.dir()), Some(total));
+        let outcomes: Mutex<Vec<(ObjectName, Outcome)>> = Mutex::new(Vec::new());
+        union.par_iter().for_each(|(name, size)| {
+            let outcome = sync_object(regions, &listings, name, opts);
+            progress.advance(*size);
+            outcomes.lock().expect("outcomes").push((*name, outcome));
+        });
+        progress.finish();
+        report.objects += union.len() as u64;
+        for (name, o) in outcomes.into_inner().expect("outcomes") {
+            report.copies_verified += o.verified;
+            if o.lost {
+                report.lost.push(name.to_string());
+            }
+            for &i in &o.missing {
+                report.regions[i].missing += 1;
+            }
+            for i in o.damaged {
+                report.regions[i].damaged += 1;
+            }
+            for (i, bytes) in o.copied {
+                let r = &mut report.regions[i];
+                r.copied += 1;
+                r.bytes_copied += bytes;
+                if o.missing.contains(&i) {
+                    r.objects += 1;
+                }
+            }
+            for (i, why) in o.failed {
+                report.regions[i].failed.push(format!("{name}: {why}"));
+            }
+        }
+        for (i, l) in listings.iter().enumerate() {
+            if let Some(l) = l {
+                report.regions[i].objects += l.len() as u64;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Bring one object into every reachable region.
+fn sync_object(
+    regions: &[(String, Arc<dyn Backend>)],
+    listings: &[Option<HashMap<ObjectName, u64>>],
+    name: &ObjectName,
+    opts: SyncOptions,
+) -> Outcome {
+    let mut o = Outcome::default();
+    let holders: Vec<(usize, u64)> = listings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.as_ref()?.get(name).map(|s| (i, *s)))
+        .collect();
+    o.missing = listings
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().is_some_and(|l| !l.contains_key(name)))
+        .map(|(i, _)| i)
+        .collect();
+    let sizes_agree = holders.windows(2).all(|w| w[0].1 == w[1].1);
+    // Which copies to read: all of them when verifying or when sizes disagree; otherwise
+    // only one, and only if some region needs a copy.
+    let read_all = opts.verify || !sizes_agree;
+    let mut good: Option<Vec<u8>> = None;
+    for &(i, _) in &holders {
+        if !read_all && (good.is_some() || o.missing.is_empty()) {
+            break;
+        }
+        match regions[i].1.get(name) {
+            Ok(bytes) if name.verify(&bytes) => {
+                o.verified += 1;
+                good.get_or_insert(bytes);
+            }
+            Ok(_) => {
+                o.verified += 1;
+                o.damaged.push(i);
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => o.missing.push(i),
+            Err(e) => o.failed.push((i, format!("cannot be read: {e}"))),
+        }
+    }
+    let targets: Vec<usize> = o.missing.iter().chain(&o.damaged).copied().collect();
+    if targets.is_empty() || opts.dry_run {
+        o.lost = good.is_none() && !holders.is_empty() && (read_all || !targets.is_empty());
+        return o;
+    }
+    let Some(good) = good else {
+        o.lost = true;
+        return o;
+    };
+    let bytes = Bytes::from(good);
+    for i in targets {
+        match regions[i].1.put(name, bytes.clone()) {
+            Ok(()) => o.copied.push((i, bytes.len() as u64)),
+            Err(e) => o.failed.push((i, format!("cannot be written: {e}"))),
+        }
+    }
+    o
+}
