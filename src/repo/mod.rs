@@ -1,11 +1,13 @@
 //! An open repository: its backend, keys, config and index. Reads verify everything: object
 //! names against their bytes, blobs against their IDs, all structure through authentication.
 
+mod frames;
 mod open;
 mod packer;
 mod uploader;
 mod writer;
 
+pub use frames::FrameCache;
 pub use open::{default_cache_dir, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
 pub use writer::{BlobSaver, SaverStats};
@@ -26,8 +28,8 @@ use crate::index::cache::Cache;
 use crate::index::{BlobLocation, FrameKey, Index, IndexBuilder};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// Frames kept opened by `Repository::frame`.
-const RECENT_FRAMES: usize = 4;
+/// Bytes of opened frames kept by `Repository::frame`.
+const RECENT_FRAMES_BYTES: usize = 4 << 20;
 
 /// A blob's plaintext inside its opened frame, bounds-checked (the index may be forged).
 fn blob_in_frame<'f>(frame: &'f [u8], loc: &BlobLocation) -> Result<&'f [u8]> {
@@ -43,7 +45,7 @@ pub struct Repository {
     key_id: KeyId,
     cache: Option<Mutex<Cache>>,
     index: RwLock<Option<Arc<Index>>>,
-    recent_frames: Mutex<Vec<(FrameKey, Arc<Vec<u8>>)>>,
+    recent_frames: FrameCache,
     clock: Arc<dyn Clock>,
     warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
@@ -294,14 +296,8 @@ impl Repository {
     /// a snapshot reads many trees from the same few frames.
     fn frame(&self, loc: &BlobLocation) -> Result<Arc<Vec<u8>>> {
         let key = loc.frame_key();
-        {
-            let mut recent = self.recent_frames.lock().expect("frame cache");
-            if let Some(k) = recent.iter().position(|(f, _)| *f == key) {
-                let hit = recent.remove(k);
-                let plain = hit.1.clone();
-                recent.insert(0, hit);
-                return Ok(plain);
-            }
+        if let Some(plain) = self.recent_frames.get(&key) {
+            return Ok(plain);
         }
         let name = ObjectName::new(ObjectKind::Pack, loc.pack.0);
         let sealed =
@@ -313,9 +309,7 @@ impl Repository {
             &sealed,
             loc.frame_raw_length as u64,
         )?);
-        let mut recent = self.recent_frames.lock().expect("frame cache");
-        recent.insert(0, (key, plain.clone()));
-        recent.truncate(RECENT_FRAMES);
+        self.recent_frames.insert(key, plain.clone());
         Ok(plain)
     }
 
@@ -324,22 +318,21 @@ impl Repository {
     /// verified plaintext, or the error that made it unreadable.
     /// A run whose bytes fail authentication is repaired from another region where there
     /// is one, and read again.
+    ///
+    /// With `cache`, frames found there are not read again, and frames opened here are kept.
     pub fn open_run<T>(
         &self,
         run: &[T],
         blob: impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
+        cache: Option<&FrameCache>,
         mut each: impl FnMut(&T, std::result::Result<&[u8], &Error>),
     ) {
         // Items are handed over as soon as they verify; failures wait, in case a repair
         // from another region lets a second read serve them.
         let mut failed: Vec<(usize, Error)> = Vec::new();
-        let mut k = 0;
-        self.open_run_once(run, &blob, |t, r| {
-            match r {
-                Ok(p) => each(t, Ok(p)),
-                Err(e) => failed.push((k, e.clone())),
-            }
-            k += 1;
+        self.open_run_once(run, &blob, cache, |k, t, r| match r {
+            Ok(p) => each(t, Ok(p)),
+            Err(e) => failed.push((k, e.clone())),
         });
         if failed.is_empty() {
             return;
@@ -352,15 +345,13 @@ impl Repository {
         if repaired {
             let retry: std::collections::HashSet<usize> = failed.iter().map(|(k, _)| *k).collect();
             failed.clear();
-            let mut k = 0;
-            self.open_run_once(run, &blob, |t, r| {
+            self.open_run_once(run, &blob, None, |k, t, r| {
                 if retry.contains(&k) {
                     match r {
                         Ok(p) => each(t, Ok(p)),
                         Err(e) => failed.push((k, e.clone())),
                     }
                 }
-                k += 1;
             });
         }
         for (k, e) in failed {
@@ -368,57 +359,17 @@ impl Repository {
         }
     }
 
+    /// One pass of `open_run`: `each` gets every item's position in `run`, the item, and
+    /// its verified plaintext or the error that made it unreadable.
     fn open_run_once<T>(
         &self,
         run: &[T],
         blob: &impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
-        mut each: impl FnMut(&T, std::result::Result<&[u8], &Error>),
+        cache: Option<&FrameCache>,
+        mut each: impl FnMut(usize, &T, std::result::Result<&[u8], &Error>),
     ) {
-        let Some(first) = run.first() else { return };
-        let pack_id = blob(first).2.pack;
-        // The smallest offset, not the first: a run out of order must not underflow below.
-        let start = run
-            .iter()
-            .map(|t| blob(t).2.frame_offset as u64)
-            .min()
-            .unwrap_or(0);
-        let end = run
-            .iter()
-            .map(|t| {
-                let l = blob(t).2;
-                l.frame_offset as u64 + l.frame_length as u64
-            })
-            .max()
-            .unwrap_or(start);
-        let name = ObjectName::new(ObjectKind::Pack, pack_id.0);
-        let bytes = match self.backend.get_range(&name, start, end - start) {
-            Ok(b) => b,
-            Err(e) => {
-                let e = e.context(format!("pack {}", pack_id.short()));
-                run.iter().for_each(|t| each(t, Err(&e)));
-                return;
-            }
-        };
-        let mut opened: Option<(FrameKey, Result<Vec<u8>>)> = None;
-        for t in run {
+        let mut serve = |k: usize, t: &T, frame: &Result<Arc<Vec<u8>>>| {
             let (blob_type, id, loc) = blob(t);
-            if opened.as_ref().map(|(k, _)| *k) != Some(loc.frame_key()) {
-                let at = (loc.frame_offset as u64 - start) as usize;
-                let plain = bytes
-                    .get(at..at + loc.frame_length as usize)
-                    .ok_or_else(|| Error::corrupt("frame lies beyond the bytes read"))
-                    .and_then(|sealed| {
-                        pack::open_frame(
-                            &self.keys,
-                            loc.blob_type,
-                            sealed,
-                            loc.frame_raw_length as u64,
-                        )
-                    })
-                    .map_err(|e| e.context(format!("pack {}", pack_id.short())));
-                opened = Some((loc.frame_key(), plain));
-            }
-            let frame = &opened.as_ref().expect("opened above").1;
             let result = frame.as_ref().map_err(Error::clone).and_then(|f| {
                 let plain = blob_in_frame(f, loc)?;
                 if loc.blob_type != blob_type {
@@ -433,9 +384,71 @@ impl Repository {
                 Ok(plain)
             });
             match result {
-                Ok(p) => each(t, Ok(p)),
-                Err(e) => each(t, Err(&e)),
+                Ok(p) => each(k, t, Ok(p)),
+                Err(e) => each(k, t, Err(&e)),
             }
+        };
+        // Items whose frame is already open are served first; the rest are fetched.
+        let mut to_fetch: Vec<usize> = Vec::with_capacity(run.len());
+        for (k, t) in run.iter().enumerate() {
+            match cache.and_then(|c| c.get(&blob(t).2.frame_key())) {
+                Some(frame) => serve(k, t, &Ok(frame)),
+                None => to_fetch.push(k),
+            }
+        }
+        let Some(&first) = to_fetch.first() else {
+            return;
+        };
+        let pack_id = blob(&run[first]).2.pack;
+        // The smallest offset, not the first: a run out of order must not underflow below.
+        let start = to_fetch
+            .iter()
+            .map(|&k| blob(&run[k]).2.frame_offset as u64)
+            .min()
+            .unwrap_or(0);
+        let end = to_fetch
+            .iter()
+            .map(|&k| {
+                let l = blob(&run[k]).2;
+                l.frame_offset as u64 + l.frame_length as u64
+            })
+            .max()
+            .unwrap_or(start);
+        let name = ObjectName::new(ObjectKind::Pack, pack_id.0);
+        let bytes = match self.backend.get_range(&name, start, end - start) {
+            Ok(b) => b,
+            Err(e) => {
+                let e = Err(e.context(format!("pack {}", pack_id.short())));
+                for k in to_fetch {
+                    serve(k, &run[k], &e);
+                }
+                return;
+            }
+        };
+        let mut opened: Option<(FrameKey, Result<Arc<Vec<u8>>>)> = None;
+        for k in to_fetch {
+            let loc = blob(&run[k]).2;
+            if opened.as_ref().map(|(key, _)| *key) != Some(loc.frame_key()) {
+                let at = (loc.frame_offset as u64 - start) as usize;
+                let plain = bytes
+                    .get(at..at + loc.frame_length as usize)
+                    .ok_or_else(|| Error::corrupt("frame lies beyond the bytes read"))
+                    .and_then(|sealed| {
+                        pack::open_frame(
+                            &self.keys,
+                            loc.blob_type,
+                            sealed,
+                            loc.frame_raw_length as u64,
+                        )
+                    })
+                    .map(Arc::new)
+                    .map_err(|e| e.context(format!("pack {}", pack_id.short())));
+                if let (Some(c), Ok(p)) = (cache, &plain) {
+                    c.insert(loc.frame_key(), p.clone());
+                }
+                opened = Some((loc.frame_key(), plain));
+            }
+            serve(k, &run[k], &opened.as_ref().expect("opened above").1);
         }
     }
 

@@ -156,7 +156,7 @@ impl Repository {
             key_id,
             cache,
             index: RwLock::new(None),
-            recent_frames: Mutex::new(Vec::new()),
+            recent_frames: super::FrameCache::new(super::RECENT_FRAMES_BYTES),
             clock: opts.clock,
             warn: opts.warn,
         })
