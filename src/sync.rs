@@ -2,8 +2,8 @@
 //! object is named by the hash of its bytes, so any process can tell a good copy from a bad
 //! one and copy it (format-spec §11).
 //!
-//! Objects are copied in write order (config and keys, then packs, then index files, then
-//! snapshots), so a region being caught up never holds a snapshot whose data it lacks.
+//! Objects are copied in the order of format-spec §11 (packs, index files, keys and config,
+//! then snapshots), so a region being caught up never holds a snapshot whose data it lacks.
 
 use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};
 use crate::error::{ErrorKind, Result};
@@ -12,12 +12,12 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// The order in which objects are copied (§8 write order).
+/// The order in which objects are copied (format-spec §11).
 const ORDER: [ObjectKind; 5] = [
-    ObjectKind::Config,
-    ObjectKind::Key,
     ObjectKind::Pack,
     ObjectKind::Index,
+    ObjectKind::Key,
+    ObjectKind::Config,
     ObjectKind::Snapshot,
 ];
 
