@@ -12,6 +12,7 @@ pub mod check;
 pub mod chunker;
 pub mod clock;
 pub mod compress;
+pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod format;

@@ -1235,3 +1235,77 @@ fn diff_type_and_metadata_changes_and_partial_backup() {
     assert_eq!(v["summary"]["read_errors"], 1, "{v}");
     assert!(ok_bytes(&env, &["dump", "latest", s(&src.join("meta"))]) == b"same bytes");
 }
+
+/// `coffer.toml`'s [repository] section gives the regions and password file when neither
+/// flags nor environment do; two folder regions then get the same objects. A mistake in
+/// the file is a usage error naming the line and the field.
+#[test]
+fn config_file_gives_regions_and_password() {
+    let env = Env::new();
+    let (a, b) = (env.path("region-a"), env.path("region-b"));
+    let pw = env.path("password");
+    std::fs::write(&pw, "from-the-config-file\n").unwrap();
+    let cfg = env.path("coffer.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[repository]\nregions = [\"a={}\", \"b={}\"]\npassword_file = \"{}\"\n\n[[job]]\nname = \"app\"\n",
+            a.display(),
+            b.display(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let coffer = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", env.dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--cache-dir")
+            .arg(env.cache())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = coffer(&["init", "--kdf-memory-kib", "1024"]);
+    assert_eq!(code, Some(0), "{err}");
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), pseudo_random(3, 100_000)).unwrap();
+    let (code, _, err) = coffer(&["backup", src.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let relative = |root: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        common::repo_listing(root)
+            .into_iter()
+            .map(|(p, bytes)| (p.strip_prefix(root).unwrap().to_path_buf(), bytes))
+            .collect()
+    };
+    assert!(
+        relative(&a) == relative(&b),
+        "both regions hold the same objects"
+    );
+    assert!(!common::packs(&a).is_empty());
+    // The structural region check needs no password, and finds them in sync.
+    let (code, out, err) = coffer(&["sync", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // A typo in the file: exit 2, with the line and the field.
+    std::fs::write(
+        &cfg,
+        "[repository]\nregions = [\"/x\"]\npasword_file = \"/p\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = coffer(&["snapshots"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("pasword_file"),
+        "{err}"
+    );
+}

@@ -69,7 +69,8 @@ pub struct Global {
     /// Read the password from this file (first line).
     #[arg(long, global = true, env = "COFFER_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
-    /// Job configuration file (default ./coffer.toml; used by job commands).
+    /// Job file (default ./coffer.toml if present): its [repository] section gives regions,
+    /// password_file and min_regions when neither flags nor environment do.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete.
@@ -130,7 +131,11 @@ pub fn run() -> i32 {
             };
         }
     };
-    let g = &cli.global;
+    let g = match with_config_file(cli.global.clone()) {
+        Ok(g) => g,
+        Err(e) => return report_error(&cli.global, &e),
+    };
+    let g = &g;
     let result = match &cli.command {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, a),
@@ -156,6 +161,34 @@ pub fn run() -> i32 {
         }
         _ => code,
     }
+}
+
+/// Fill in from the job file what the command line and environment left out: regions,
+/// password file, minimum regions. `--config F` must exist; `./coffer.toml` is read if present.
+fn with_config_file(mut g: Global) -> coffer::Result<Global> {
+    let path = match &g.config {
+        Some(p) => p.clone(),
+        None => PathBuf::from("coffer.toml"),
+    };
+    if g.config.is_none() && !path.is_file() {
+        return Ok(g);
+    }
+    let Some(repo) = coffer::config::ConfigFile::load(&path)?.repository else {
+        return Ok(g);
+    };
+    if g.repo.iter().all(|r| r.trim().is_empty()) {
+        g.repo = repo.regions;
+    }
+    if g.password_file.is_none() && std::env::var_os("COFFER_PASSWORD").is_none() {
+        g.password_file = repo.password_file;
+    }
+    let min_regions_given = std::env::args_os()
+        .any(|a| a.to_string_lossy().starts_with("--min-regions"))
+        || std::env::var_os("COFFER_MIN_REGIONS").is_some();
+    if let (false, Some(n)) = (min_regions_given, repo.min_regions) {
+        g.min_regions = n;
+    }
+    Ok(g)
 }
 
 fn report_error(g: &Global, e: &Error) -> i32 {
