@@ -42,6 +42,9 @@ pub struct RegionReport {
     /// Copies written to this region (missing ones and replacements).
     pub copied: u64,
     pub bytes_copied: u64,
+    /// Listed size of the missing and damaged copies: what the run copies (or, with
+    /// `dry_run`, would copy).
+    pub bytes_to_copy: u64,
     /// Why this region could not be listed, if it could not.
     pub unreachable: Option<String>,
     /// Objects that could not be written here, with the error.
@@ -136,11 +139,14 @@ pub fn sync(
             if o.lost {
                 report.lost.push(name.to_string());
             }
+            let size = union.get(&name).copied().unwrap_or(0);
             for &i in &o.missing {
                 report.regions[i].missing += 1;
+                report.regions[i].bytes_to_copy += size;
             }
             for i in o.damaged {
                 report.regions[i].damaged += 1;
+                report.regions[i].bytes_to_copy += size;
             }
             for (i, bytes) in o.copied {
                 let r = &mut report.regions[i];
@@ -184,13 +190,16 @@ fn sync_object(
         .collect();
     let sizes_agree = holders.windows(2).all(|w| w[0].1 == w[1].1);
     // Which copies to read: all of them when verifying or when sizes disagree; otherwise
-    // only one, and only if some region needs a copy.
+    // only one, and only if some region needs a copy and this is not a dry run (a dry run
+    // compares listings: it must not download everything a region lacks).
     let read_all = opts.verify || !sizes_agree;
     let mut good: Option<Vec<u8>> = None;
+    let mut read = 0;
     for &(i, _) in &holders {
-        if !read_all && (good.is_some() || o.missing.is_empty()) {
+        if !read_all && (good.is_some() || o.missing.is_empty() || opts.dry_run) {
             break;
         }
+        read += 1;
         match regions[i].1.get(name) {
             Ok(bytes) if name.verify(&bytes) => {
                 o.verified += 1;
@@ -206,7 +215,8 @@ fn sync_object(
     }
     let targets: Vec<usize> = o.missing.iter().chain(&o.damaged).copied().collect();
     if targets.is_empty() || opts.dry_run {
-        o.lost = good.is_none() && !holders.is_empty() && (read_all || !targets.is_empty());
+        // Lost: copies were read and none was good (unknown when nothing was read).
+        o.lost = good.is_none() && read > 0;
         return o;
     }
     let Some(good) = good else {

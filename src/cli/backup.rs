@@ -5,6 +5,8 @@ use super::progress::Bar;
 use super::{Global, EXIT_OK, EXIT_PARTIAL};
 use coffer::backup::{backup, BackupOptions, Source};
 use coffer::browse::{find_snapshot, format_time, parse_time};
+use coffer::progress::NoProgress;
+use coffer::sync::{sync, SyncOptions};
 use coffer::{Error, Result};
 use std::path::PathBuf;
 
@@ -65,7 +67,36 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let bar = Bar::new(g.quiet, g.json);
     let out = backup(&repo, source, &opts, &bar, common::cancel_flag())?;
     let s = &out.snapshot.summary;
-    let behind = store.behind();
+    let mut behind = store.behind();
+    let written = behind.len();
+    // Writes that reached a region now do not make it whole if it lacked objects before
+    // (it was down in an earlier run, or lost its data): the new snapshot there may refer to
+    // packs it does not hold. Compare the listings (no data is read) of the regions that
+    // took this run's writes (one that failed them may hang again) to say so.
+    let took_writes: Vec<_> = store
+        .each_region()
+        .into_iter()
+        .filter(|(name, _)| !behind.iter().any(|(b, _)| b == name))
+        .collect();
+    if store.regions.is_some() && took_writes.len() > 1 {
+        let opts = SyncOptions {
+            verify: false,
+            dry_run: true,
+        };
+        match sync(&took_writes, opts, &NoProgress) {
+            Ok(report) => {
+                for r in report.regions {
+                    if let Some(why) = r.unreachable {
+                        behind.push((r.region, format!("cannot be listed: {why}")));
+                    } else if r.missing > 0 {
+                        let why = format!("lacks {} objects that other regions hold", r.missing);
+                        behind.push((r.region, why));
+                    }
+                }
+            }
+            Err(e) => eprintln!("coffer: warning: the regions could not be compared: {e}"),
+        }
+    }
     let code = if s.read_errors > 0 {
         EXIT_PARTIAL
     } else {
@@ -102,11 +133,18 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             format_time(out.snapshot.time_ns)
         );
     }
-    for (region, _) in &behind {
-        eprintln!(
-            "coffer: warning: region {region} did not take every object of this snapshot; \
-             it is behind until `coffer sync` catches it up"
-        );
+    for (i, (region, why)) in behind.iter().enumerate() {
+        if i < written {
+            eprintln!(
+                "coffer: warning: region {region} did not take every object of this snapshot; \
+                 it is behind until `coffer sync` catches it up"
+            );
+        } else {
+            eprintln!(
+                "coffer: warning: region {region} is behind ({why}); \
+                 `coffer sync` will catch it up"
+            );
+        }
     }
     if s.read_errors > 0 {
         eprintln!(

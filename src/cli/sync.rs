@@ -47,7 +47,11 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             r.missing,
             r.damaged,
             if a.dry_run { todo } else { r.copied },
-            common::human_bytes(r.bytes_copied),
+            common::human_bytes(if a.dry_run {
+                r.bytes_to_copy
+            } else {
+                r.bytes_copied
+            }),
         );
         for f in &r.failed {
             println!("  failed: {f}");
