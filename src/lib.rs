@@ -3,7 +3,8 @@
 //!
 //! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
 //! `error id clock progress` → `crypto chunker compress` → `format` → `backend` →
-//! `index` → `repo` → use cases (`backup restore check browse keys stats`) → `cli` (binary).
+//! `index` → `repo` → use cases (`backup restore check browse keys stats retention`) →
+//! `cli` (binary).
 
 pub mod backend;
 pub mod backup;
@@ -21,6 +22,7 @@ pub mod index;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod stats;
 pub mod sync;
 

@@ -899,7 +899,7 @@ fn stats_json_reports_snapshots_and_sizes() {
     assert!(text.contains("snapshots:") && text.contains('2'), "{text}");
 }
 
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "init",
     "backup",
     "snapshots",
@@ -908,6 +908,7 @@ const COMMANDS: [&str; 10] = [
     "dump",
     "diff",
     "check",
+    "forget",
     "key",
     "stats",
 ];

@@ -15,6 +15,7 @@ mod check;
 mod common;
 mod diff;
 mod dump;
+mod forget;
 mod init;
 mod key;
 mod ls;
@@ -108,6 +109,8 @@ pub enum Command {
     Diff(diff::Args),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(check::Args),
+    /// Remove snapshots by a retention policy (--keep-*); their data stays until prune.
+    Forget(forget::Args),
     /// Manage the passwords (key files) that open the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -145,6 +148,7 @@ pub fn run() -> i32 {
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Check(a) => check::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
         Command::Key(k) => key::run(g, k),
         Command::Stats(a) => stats::run(g, a),
         Command::Sync(a) => sync::run(g, a),

@@ -1,0 +1,246 @@
+//! `coffer forget`: apply a retention policy (restic's rules, see `coffer::retention`) and
+//! delete the snapshot objects it removes. The data they referred to stays until prune.
+
+use super::common::{self, print_json};
+use super::{Global, EXIT_FAILURE, EXIT_OK};
+use coffer::backend::{ObjectKind, ObjectName};
+use coffer::browse::{format_time, format_time_rfc3339};
+use coffer::retention::{self, Candidate, Policy, Within, UNLIMITED};
+use coffer::{Error, Result};
+use std::collections::HashMap;
+
+const DATA_NOTE: &str = "forget deletes snapshot objects only: the data they referred to stays \
+in the repository until prune, which is not implemented yet";
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "The rules are restic's. Snapshots are grouped by host and paths and each group is evaluated on its own, newest first. \
+--keep-last N keeps the N newest; --keep-hourly/daily/weekly/monthly/yearly N keep the newest \
+snapshot of each of the N newest hours, days, ISO weeks, months or years that have one (in the \
+local time zone), and the group's oldest snapshot too while a count is left; --keep-within \
+DURATION keeps every snapshot newer than DURATION before the group's newest one; --keep-tag T \
+keeps every snapshot tagged T. A snapshot is kept if any rule keeps it.\n\n\
+A policy with no rule, or one that would remove every snapshot of a group, is refused unless \
+--force is given.\n\n\
+forget deletes snapshot objects only: the data they referred to stays in the repository until \
+prune, which is not implemented yet (so --prune is refused)."
+)]
+pub struct Args {
+    /// Keep the N newest snapshots ('unlimited' or -1: all).
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours that have one.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days that have one.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks that have one.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months that have one.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years that have one.
+    #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
+    pub keep_yearly: Option<u32>,
+    /// Keep snapshots newer than DURATION (e.g. 30d, 1y6m, 2y5m7d3h) before the group's
+    /// newest snapshot.
+    #[arg(long, value_name = "DURATION", value_parser = parse_within)]
+    pub keep_within: Option<Within>,
+    /// Keep every snapshot with this tag (repeatable: any of the tags).
+    #[arg(long = "keep-tag", value_name = "T", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub keep_tags: Vec<String>,
+    /// Not implemented yet: refused. Run forget without --prune.
+    #[arg(long)]
+    pub prune: bool,
+    /// Show what would be kept and removed, and why; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Allow a policy that keeps nothing, or that removes every snapshot of a group.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_count(s: &str) -> std::result::Result<u32, String> {
+    match s {
+        "unlimited" | "-1" => Ok(UNLIMITED),
+        _ => s
+            .parse::<u32>()
+            .map_err(|_| "expected a number of snapshots, or 'unlimited'".to_string()),
+    }
+}
+
+fn parse_within(s: &str) -> std::result::Result<Within, String> {
+    Within::parse(s).map_err(|e| e.to_string())
+}
+
+fn count_json(c: Option<u32>) -> serde_json::Value {
+    match c {
+        None | Some(0) => serde_json::Value::Null,
+        Some(UNLIMITED) => "unlimited".into(),
+        Some(n) => n.into(),
+    }
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    if a.prune {
+        return Err(Error::invalid(
+            "prune is not implemented yet; run forget without --prune",
+        ));
+    }
+    let policy = Policy {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: a.keep_within,
+        keep_tags: a.keep_tags.clone(),
+    };
+    if policy.is_empty() && !a.force {
+        return Err(Error::invalid(
+            "no retention policy given, so every snapshot would be removed: give at least one \
+             --keep-* option with a value above 0 (or --force to remove every snapshot)",
+        ));
+    }
+    let repo = common::open(g)?;
+    // A damaged snapshot object is left alone (its host and paths are unknown) and reported.
+    let (snaps, damaged) = repo.readable_snapshots()?;
+    for (id, e) in &damaged {
+        eprintln!(
+            "coffer: warning: snapshot {} is damaged and was left in place: {e} (run `coffer check`)",
+            id.short()
+        );
+    }
+    let candidates: Vec<Candidate> = snaps.iter().map(|(id, s)| Candidate::new(*id, s)).collect();
+    let now = repo.clock().now();
+    let tz = jiff::tz::TimeZone::system();
+    let plan = retention::plan(&candidates, &policy, now, &tz, a.force).map_err(|e| {
+        if policy.is_empty() {
+            e
+        } else {
+            Error::invalid(format!("{}: use --force to allow it", e.message()))
+        }
+    })?;
+
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut deleted = 0usize;
+    if !a.dry_run {
+        for d in plan.removed() {
+            let name = ObjectName::new(ObjectKind::Snapshot, d.id.0);
+            match repo.backend().delete(&name) {
+                Ok(()) => deleted += 1,
+                Err(e) => failed.push((d.id.to_hex(), e.to_string())),
+            }
+        }
+    }
+    let code = if failed.is_empty() && damaged.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    };
+    let kept = plan.kept().count();
+    let removed = plan.removed().count();
+    let by_id: HashMap<_, _> = snaps.iter().map(|(id, s)| (*id, s)).collect();
+
+    if g.json {
+        let groups: Vec<_> = plan
+            .groups
+            .iter()
+            .map(|grp| {
+                serde_json::json!({
+                    "host": grp.host,
+                    "paths": grp.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+                    "snapshots": grp.snapshots.iter().map(|d| serde_json::json!({
+                        "id": d.id.to_hex(),
+                        "short_id": d.id.short(),
+                        "time": format_time_rfc3339(d.time_ns),
+                        "time_ns": d.time_ns,
+                        "tags": by_id.get(&d.id).map(|s| s.tags.clone()).unwrap_or_default(),
+                        "keep": d.keep,
+                        "reasons": d.reasons,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "dry_run": a.dry_run,
+            "policy": {
+                "keep_last": count_json(policy.keep_last),
+                "keep_hourly": count_json(policy.keep_hourly),
+                "keep_daily": count_json(policy.keep_daily),
+                "keep_weekly": count_json(policy.keep_weekly),
+                "keep_monthly": count_json(policy.keep_monthly),
+                "keep_yearly": count_json(policy.keep_yearly),
+                "keep_within": policy.keep_within.filter(|w| !w.is_zero()).map(|w| w.to_string()),
+                "keep_tags": policy.keep_tags,
+                "description": policy.describe(),
+            },
+            "groups": groups,
+            "kept": kept,
+            "removed": removed,
+            "deleted": deleted,
+            "failed": failed.iter().map(|(id, e)| serde_json::json!({"id": id, "error": e})).collect::<Vec<_>>(),
+            "damaged_left": damaged.iter().map(|(id, _)| id.to_hex()).collect::<Vec<_>>(),
+            "note": DATA_NOTE,
+            "exit_code": code,
+        }));
+    } else {
+        if !g.quiet {
+            println!("policy: {}", policy.describe());
+            for grp in &plan.groups {
+                let paths: Vec<_> = grp
+                    .paths
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p))
+                    .collect();
+                let k = grp.snapshots.iter().filter(|d| d.keep).count();
+                println!(
+                    "\nhost {}, paths {}: keep {k}, remove {}",
+                    grp.host,
+                    paths.join(" "),
+                    grp.snapshots.len() - k
+                );
+                for d in &grp.snapshots {
+                    let tags = by_id
+                        .get(&d.id)
+                        .map(|s| s.tags.join(","))
+                        .unwrap_or_default();
+                    let line = format!(
+                        "  {:<6}  {}  {}  {:<12}  {}",
+                        if d.keep { "keep" } else { "remove" },
+                        d.id.short(),
+                        format_time(d.time_ns),
+                        tags,
+                        d.reasons.join(", ")
+                    );
+                    println!("{}", line.trim_end());
+                }
+            }
+            println!("");
+        }
+        for (id, e) in &failed {
+            eprintln!("coffer: error: could not delete snapshot {id}: {e}");
+        }
+        if a.dry_run {
+            println!(
+                "dry run: would remove {removed} snapshot(s) and keep {kept}; nothing was changed"
+            );
+        } else if !g.quiet || !failed.is_empty() {
+            println!(
+                "removed {deleted} of {removed} snapshot(s), kept {kept}{}",
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} could not be deleted", failed.len())
+                }
+            );
+        }
+        if !g.quiet && removed > 0 {
+            println!("{DATA_NOTE}");
+        }
+    }
+    Ok(code)
+}
