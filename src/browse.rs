@@ -274,7 +274,6 @@ fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<HashMap<BlobId, 
             repo.open_run(
                 run,
                 |(id, l)| (BlobType::Data, id, l),
-                None,
                 |(id, _), plain| match plain {
                     Ok(p) => out.push((*id, p.to_vec())),
                     Err(e) => {

@@ -7,7 +7,7 @@ mod packer;
 mod uploader;
 mod writer;
 
-pub use frames::FrameCache;
+use frames::FrameCache;
 pub use open::{default_cache_dir, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
 pub use writer::{BlobSaver, SaverStats};
@@ -31,11 +31,17 @@ use std::sync::{Arc, Mutex, RwLock};
 /// Bytes of opened frames kept by `Repository::frame`.
 const RECENT_FRAMES_BYTES: usize = 4 << 20;
 
-/// A blob's plaintext inside its opened frame, bounds-checked (the index may be forged).
-fn blob_in_frame<'f>(frame: &'f [u8], loc: &BlobLocation) -> Result<&'f [u8]> {
-    frame
-        .get(loc.offset as usize..loc.offset as usize + loc.raw_length as usize)
-        .ok_or_else(|| Error::corrupt("blob lies beyond the end of its frame"))
+/// The index must place a blob in a frame of the type the reader asks for.
+fn expect_type(loc: &BlobLocation, blob_type: BlobType, id: &BlobId) -> Result<()> {
+    if loc.blob_type != blob_type {
+        return Err(Error::corrupt(format!(
+            "blob {} is a {} blob, expected {}",
+            id.short(),
+            loc.blob_type.name(),
+            blob_type.name()
+        )));
+    }
+    Ok(())
 }
 
 pub struct Repository {
@@ -261,20 +267,29 @@ impl Repository {
                 id.short()
             ))
         })?;
-        if loc.blob_type != blob_type {
-            return Err(Error::corrupt(format!(
-                "blob {} is a {} blob, expected {}",
-                id.short(),
-                loc.blob_type.name(),
-                blob_type.name()
-            )));
-        }
+        // Checked before any I/O: a blob of the wrong type is not worth a read.
+        expect_type(&loc, blob_type, id)?;
         let frame = self
             .with_repair(&loc, || self.frame(&loc))
             .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
-        let plain = blob_in_frame(&frame, &loc)?;
+        Ok(self.blob_in_frame(&frame, blob_type, id, &loc)?.to_vec())
+    }
+
+    /// A blob's plaintext inside its opened frame: of the type asked for, bounds-checked (the
+    /// index may be forged), and hashing to its ID.
+    fn blob_in_frame<'f>(
+        &self,
+        frame: &'f [u8],
+        blob_type: BlobType,
+        id: &BlobId,
+        loc: &BlobLocation,
+    ) -> Result<&'f [u8]> {
+        expect_type(loc, blob_type, id)?;
+        let plain = frame
+            .get(loc.offset as usize..loc.offset as usize + loc.raw_length as usize)
+            .ok_or_else(|| Error::corrupt("blob lies beyond the end of its frame"))?;
         pack::verify_blob(&self.keys, blob_type, id, plain)?;
-        Ok(plain.to_vec())
+        Ok(plain)
     }
 
     /// Run a read of `loc`'s pack; if it finds damaged bytes and the backend holds other
@@ -318,19 +333,16 @@ impl Repository {
     /// verified plaintext, or the error that made it unreadable.
     /// A run whose bytes fail authentication is repaired from another region where there
     /// is one, and read again.
-    ///
-    /// With `cache`, frames found there are not read again, and frames opened here are kept.
     pub fn open_run<T>(
         &self,
         run: &[T],
         blob: impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
-        cache: Option<&FrameCache>,
         mut each: impl FnMut(&T, std::result::Result<&[u8], &Error>),
     ) {
         // Items are handed over as soon as they verify; failures wait, in case a repair
         // from another region lets a second read serve them.
         let mut failed: Vec<(usize, Error)> = Vec::new();
-        self.open_run_once(run, &blob, cache, |k, t, r| match r {
+        self.open_run_once(run, &blob, |k, t, r| match r {
             Ok(p) => each(t, Ok(p)),
             Err(e) => failed.push((k, e.clone())),
         });
@@ -345,7 +357,7 @@ impl Repository {
         if repaired {
             let retry: std::collections::HashSet<usize> = failed.iter().map(|(k, _)| *k).collect();
             failed.clear();
-            self.open_run_once(run, &blob, None, |k, t, r| {
+            self.open_run_once(run, &blob, |k, t, r| {
                 if retry.contains(&k) {
                     match r {
                         Ok(p) => each(t, Ok(p)),
@@ -365,51 +377,20 @@ impl Repository {
         &self,
         run: &[T],
         blob: &impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
-        cache: Option<&FrameCache>,
         mut each: impl FnMut(usize, &T, std::result::Result<&[u8], &Error>),
     ) {
-        let mut serve = |k: usize, t: &T, frame: &Result<Arc<Vec<u8>>>| {
-            let (blob_type, id, loc) = blob(t);
-            let result = frame.as_ref().map_err(Error::clone).and_then(|f| {
-                let plain = blob_in_frame(f, loc)?;
-                if loc.blob_type != blob_type {
-                    return Err(Error::corrupt(format!(
-                        "blob {} is a {} blob, expected {}",
-                        id.short(),
-                        loc.blob_type.name(),
-                        blob_type.name()
-                    )));
-                }
-                pack::verify_blob(&self.keys, blob_type, id, plain)?;
-                Ok(plain)
-            });
-            match result {
-                Ok(p) => each(k, t, Ok(p)),
-                Err(e) => each(k, t, Err(&e)),
-            }
-        };
-        // Items whose frame is already open are served first; the rest are fetched.
-        let mut to_fetch: Vec<usize> = Vec::with_capacity(run.len());
-        for (k, t) in run.iter().enumerate() {
-            match cache.and_then(|c| c.get(&blob(t).2.frame_key())) {
-                Some(frame) => serve(k, t, &Ok(frame)),
-                None => to_fetch.push(k),
-            }
-        }
-        let Some(&first) = to_fetch.first() else {
-            return;
-        };
-        let pack_id = blob(&run[first]).2.pack;
+        let Some(first) = run.first() else { return };
+        let pack_id = blob(first).2.pack;
         // The smallest offset, not the first: a run out of order must not underflow below.
-        let start = to_fetch
+        let start = run
             .iter()
-            .map(|&k| blob(&run[k]).2.frame_offset as u64)
+            .map(|t| blob(t).2.frame_offset as u64)
             .min()
             .unwrap_or(0);
-        let end = to_fetch
+        let end = run
             .iter()
-            .map(|&k| {
-                let l = blob(&run[k]).2;
+            .map(|t| {
+                let l = blob(t).2;
                 l.frame_offset as u64 + l.frame_length as u64
             })
             .max()
@@ -418,16 +399,16 @@ impl Repository {
         let bytes = match self.backend.get_range(&name, start, end - start) {
             Ok(b) => b,
             Err(e) => {
-                let e = Err(e.context(format!("pack {}", pack_id.short())));
-                for k in to_fetch {
-                    serve(k, &run[k], &e);
+                let e = e.context(format!("pack {}", pack_id.short()));
+                for (k, t) in run.iter().enumerate() {
+                    each(k, t, Err(&e));
                 }
                 return;
             }
         };
-        let mut opened: Option<(FrameKey, Result<Arc<Vec<u8>>>)> = None;
-        for k in to_fetch {
-            let loc = blob(&run[k]).2;
+        let mut opened: Option<(FrameKey, Result<Vec<u8>>)> = None;
+        for (k, t) in run.iter().enumerate() {
+            let (blob_type, id, loc) = blob(t);
             if opened.as_ref().map(|(key, _)| *key) != Some(loc.frame_key()) {
                 let at = (loc.frame_offset as u64 - start) as usize;
                 let plain = bytes
@@ -441,14 +422,18 @@ impl Repository {
                             loc.frame_raw_length as u64,
                         )
                     })
-                    .map(Arc::new)
                     .map_err(|e| e.context(format!("pack {}", pack_id.short())));
-                if let (Some(c), Ok(p)) = (cache, &plain) {
-                    c.insert(loc.frame_key(), p.clone());
-                }
                 opened = Some((loc.frame_key(), plain));
             }
-            serve(k, &run[k], &opened.as_ref().expect("opened above").1);
+            let frame = &opened.as_ref().expect("opened above").1;
+            let result = frame
+                .as_ref()
+                .map_err(Error::clone)
+                .and_then(|f| self.blob_in_frame(f, blob_type, id, loc));
+            match result {
+                Ok(p) => each(k, t, Ok(p)),
+                Err(e) => each(k, t, Err(&e)),
+            }
         }
     }
 

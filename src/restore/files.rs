@@ -148,7 +148,6 @@ fn restore_segment(
     repo.open_run(
         uses,
         |u| (BlobType::Data, &u.id, &u.loc),
-        None,
         |u, plain| {
             for (file, offset) in &u.targets {
                 let written = match plain {
