@@ -305,32 +305,17 @@ impl Checker<'_> {
             Err(e) => problems.push(format!("pack header: {e}")),
         }
         let mut bad = Vec::new();
-        let mut opened: Option<(u32, Result<Vec<u8>>)> = None;
-        for (id, l) in &p.blobs {
-            if opened.as_ref().map(|(at, _)| *at) != Some(l.frame_offset) {
-                let range =
-                    l.frame_offset as usize..l.frame_offset as usize + l.frame_length as usize;
-                let plain = match bytes.get(range) {
-                    Some(sealed) => {
-                        pack::open_frame(keys, l.blob_type, sealed, l.frame_raw_length as u64)
-                    }
-                    None => Err(crate::Error::corrupt(
-                        "frame lies beyond the end of the pack",
-                    )),
-                };
-                opened = Some((l.frame_offset, plain));
-            }
-            let result = match &opened.as_ref().expect("opened above").1 {
-                Ok(frame) => frame
-                    .get(l.offset as usize..l.offset as usize + l.raw_length as usize)
-                    .ok_or_else(|| crate::Error::corrupt("blob lies beyond the end of its frame"))
-                    .and_then(|plain| pack::verify_blob(keys, l.blob_type, id, plain)),
-                Err(e) => Err(e.clone()),
-            };
-            if let Err(e) = result {
-                bad.push((*id, format!("{} blob is damaged: {e}", l.blob_type.name())));
-            }
-        }
+        self.repo.open_blobs(
+            &bytes,
+            0,
+            &p.blobs,
+            &|(id, l)| (l.blob_type, id, l),
+            |_, (id, l), result| {
+                if let Err(e) = result {
+                    bad.push((*id, format!("{} blob is damaged: {e}", l.blob_type.name())));
+                }
+            },
+        );
         (problems, bad)
     }
 

@@ -406,13 +406,27 @@ impl Repository {
                 return;
             }
         };
+        self.open_blobs(&bytes, start, run, blob, each);
+    }
+
+    /// Open the blobs of `items` (sorted by frame) from `bytes`, which hold their pack from
+    /// offset `base` on: each frame is opened once, each blob checked (type, bounds, hash).
+    /// `each` gets every item's position, the item, and its plaintext or the error.
+    pub fn open_blobs<T>(
+        &self,
+        bytes: &[u8],
+        base: u64,
+        items: &[T],
+        blob: &impl Fn(&T) -> (BlobType, &BlobId, &BlobLocation),
+        mut each: impl FnMut(usize, &T, std::result::Result<&[u8], &Error>),
+    ) {
         let mut opened: Option<(FrameKey, Result<Vec<u8>>)> = None;
-        for (k, t) in run.iter().enumerate() {
+        for (k, t) in items.iter().enumerate() {
             let (blob_type, id, loc) = blob(t);
             if opened.as_ref().map(|(key, _)| *key) != Some(loc.frame_key()) {
-                let at = (loc.frame_offset as u64 - start) as usize;
-                let plain = bytes
-                    .get(at..at + loc.frame_length as usize)
+                let at = (loc.frame_offset as u64).checked_sub(base);
+                let plain = at
+                    .and_then(|at| bytes.get(at as usize..at as usize + loc.frame_length as usize))
                     .ok_or_else(|| Error::corrupt("frame lies beyond the bytes read"))
                     .and_then(|sealed| {
                         pack::open_frame(
@@ -422,7 +436,7 @@ impl Repository {
                             loc.frame_raw_length as u64,
                         )
                     })
-                    .map_err(|e| e.context(format!("pack {}", pack_id.short())));
+                    .map_err(|e| e.context(format!("pack {}", loc.pack.short())));
                 opened = Some((loc.frame_key(), plain));
             }
             let frame = &opened.as_ref().expect("opened above").1;
