@@ -100,7 +100,9 @@ fn build(count: u64) -> (Index, tempfile::TempDir) {
     );
     let (before, _) = rss_kb();
     let started = Instant::now();
-    let index = cache.load_index().expect("load");
+    let index = cache
+        .load_index(&Default::default(), &Default::default())
+        .expect("load");
     let load = started.elapsed().as_secs_f64();
     let (after, peak) = rss_kb();
     eprintln!(

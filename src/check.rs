@@ -8,7 +8,8 @@
 //! every file and directory that depends on a damaged or missing blob.
 
 use crate::backend::{ObjectKind, ObjectName};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
+use crate::format::gc::{Lock, Plan, Wait};
 use crate::format::keyfile::KeyFile;
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
@@ -78,6 +79,9 @@ struct Checker<'a> {
     /// Trees whose whole subtree is known to be sound: shared by every snapshot, so each
     /// unchanged subtree is walked once per check, not once per snapshot.
     clean: HashSet<BlobId>,
+    /// Deletion plans found, and the packs they name (format-spec §12).
+    plans: usize,
+    planned: HashSet<PackId>,
     report: CheckReport,
 }
 
@@ -91,6 +95,8 @@ pub fn check(
         index: Index::new(),
         bad: HashMap::new(),
         clean: HashSet::new(),
+        plans: 0,
+        planned: HashSet::new(),
         report: CheckReport::default(),
     };
     c.check_small_objects()?;
@@ -119,21 +125,41 @@ impl Checker<'_> {
     fn check_small_objects(&mut self) -> Result<()> {
         let backend = self.repo.backend().clone();
         let mut builder = IndexBuilder::new();
-        for kind in [ObjectKind::Config, ObjectKind::Key, ObjectKind::Index] {
+        let kinds = [
+            ObjectKind::Config,
+            ObjectKind::Key,
+            ObjectKind::Index,
+            ObjectKind::Lock,
+            ObjectKind::Plan,
+            ObjectKind::Wait,
+        ];
+        for kind in kinds {
             for (name, _) in backend.list(kind)? {
                 let bytes = match self.repo.read_object(&name) {
                     Ok(b) => b,
+                    // A lock is replaced on every refresh and deleted at the end: one that
+                    // vanished between the listing and the read is not damage.
+                    Err(e) if kind == ObjectKind::Lock && e.kind() == ErrorKind::NotFound => {
+                        continue
+                    }
                     Err(e) => {
                         self.problem(name, e);
                         continue;
                     }
                 };
+                let keys = self.repo.keys();
                 let decoded = match kind {
                     ObjectKind::Key => KeyFile::decode(&bytes).map(|_| ()),
                     ObjectKind::Index => self
                         .repo
                         .read_index_file(&IndexId(name.hash))
                         .map(|f| builder.add_file(&f)),
+                    ObjectKind::Lock => Lock::decode(keys, &bytes).map(|_| ()),
+                    ObjectKind::Plan => Plan::decode(keys, &bytes).map(|p| {
+                        self.plans += 1;
+                        self.planned.extend(p.packs);
+                    }),
+                    ObjectKind::Wait => Wait::decode(keys, &bytes).map(|_| ()),
                     _ => Ok(()),
                 };
                 if let Err(e) = decoded {
@@ -186,6 +212,14 @@ impl Checker<'_> {
         for (id, size) in self.index.packs().to_vec() {
             let name = ObjectName::new(ObjectKind::Pack, id.0);
             match listed.get(&id) {
+                // A prune deleted it after this check read the index files. Only a snapshot
+                // that needs one of its blobs makes that a problem (the walk reports it).
+                None if self.planned.contains(&id) => {
+                    self.mark_pack_bad(
+                        &id,
+                        &format!("its pack {} was deleted by a prune", id.short()),
+                    );
+                }
                 None => {
                     self.problem(name, "pack is missing");
                     self.mark_pack_bad(&id, &format!("its pack {} is missing", id.short()));
@@ -197,7 +231,19 @@ impl Checker<'_> {
                 Some(_) => {}
             }
         }
-        let unindexed = listed.keys().filter(|id| !self.index.has_pack(id)).count();
+        let (planned, unindexed): (Vec<&PackId>, Vec<&PackId>) = listed
+            .keys()
+            .filter(|id| !self.index.has_pack(id))
+            .partition(|id| self.planned.contains(*id));
+        let unindexed = unindexed.len();
+        if self.plans > 0 {
+            self.report.notes.push(format!(
+                "{} prune plan(s) pending: {} pack(s) to delete, {} of them no longer indexed (the next `coffer prune` finishes the job)",
+                self.plans,
+                self.planned.len(),
+                planned.len()
+            ));
+        }
         if unindexed > 0 {
             self.report.notes.push(format!(
                 "{unindexed} pack(s) are not in any index (left by an interrupted backup; the next backup adopts them, and garbage collection will remove unused ones)"

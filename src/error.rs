@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Interrupted,
     /// A feature this build does not provide.
     Unsupported,
+    /// Another operation holds what this one needs (a second prune); try again later.
+    Locked,
 }
 
 /// The crate's error: kind + human message (+ retryability).

@@ -3,7 +3,7 @@
 //!
 //! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
 //! `error id clock progress` → `crypto chunker compress` → `format` → `backend` →
-//! `index` → `repo` → use cases (`backup restore check browse keys stats retention`) →
+//! `index` → `repo` → use cases (`backup restore check browse keys stats retention gc sync`) →
 //! `cli` (binary).
 
 pub mod backend;
@@ -17,6 +17,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod gc;
 pub mod id;
 pub mod index;
 pub mod progress;

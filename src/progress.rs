@@ -6,6 +6,10 @@
 pub trait Progress: Send + Sync {
     /// A new phase starts ("backup", "restore", "read data"); `total` in bytes if known.
     fn start(&self, _phase: &str, _total: Option<u64>) {}
+    /// Like `start`, for a phase that counts items (snapshots, packs), not bytes.
+    fn start_items(&self, phase: &str, total: Option<u64>) {
+        self.start(phase, total)
+    }
     /// `bytes` more were processed in the current phase.
     fn advance(&self, _bytes: u64) {}
     /// The item being worked on (a path), for display only.

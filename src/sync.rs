@@ -2,8 +2,10 @@
 //! object is named by the hash of its bytes, so any process can tell a good copy from a bad
 //! one and copy it (format-spec §11).
 //!
-//! Objects are copied in the order of format-spec §11 (packs, index files, keys and config,
-//! then snapshots), so a region being caught up never holds a snapshot whose data it lacks.
+//! Objects are copied in the order of format-spec §11 (deletion plans and their wait records,
+//! packs, index files, keys and config, then snapshots), so a region being caught up never
+//! holds a snapshot whose data it lacks, and never an index entry for a pack that a plan
+//! deletes without the plan. Locks are not copied: they belong to running processes.
 
 use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};
 use crate::error::{ErrorKind, Result};
@@ -13,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The order in which objects are copied (format-spec §11).
-const ORDER: [ObjectKind; 5] = [
+const ORDER: [ObjectKind; 7] = [
+    ObjectKind::Plan,
+    ObjectKind::Wait,
     ObjectKind::Pack,
     ObjectKind::Index,
     ObjectKind::Key,

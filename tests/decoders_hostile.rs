@@ -14,16 +14,23 @@
 //! panic or wrong data.
 //!
 //! The inputs are the vectors in `format-spec/vectors/` (see `tests/vectors.rs`).
+//!
+//! A counting allocator (this test binary's global allocator) records the largest allocation
+//! each thread makes, so the tests can show that a forged count is refused *before* anything
+//! is allocated for it.
 
 use coffer::crypto::{Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
+use coffer::format::gc::{Lock, LockKind, Plan, Wait, LOCK_MAGIC, PLAN_MAGIC, WAIT_MAGIC};
 use coffer::format::index::IndexFile;
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::snapshot::Snapshot;
 use coffer::format::tree::{ChunkList, NodeKind, Tree};
 use coffer::format::BlobType;
-use coffer::Result;
+use coffer::{ErrorKind, Result};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
@@ -44,6 +51,48 @@ fn read(name: &str) -> Vec<u8> {
         .join("format-spec/vectors")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The system allocator, noting the largest allocation (or reallocation) of each thread.
+struct Counting;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    // `try_with`: an allocation during thread teardown must not panic.
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+// SAFETY: every call goes straight to `System` with the caller's arguments; the bookkeeping
+// touches a thread-local `Cell` only, and never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Run `f` on this thread and return its result with the largest single allocation it made.
+fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LARGEST.with(|l| l.set(0));
+    let out = f();
+    (out, LARGEST.with(Cell::get))
 }
 
 /// xorshift64: reproducible, no dependencies.
@@ -283,7 +332,7 @@ fn pack_trailer_refuses_hostile_input() {
     }
     // Header lengths outside what a header can be.
     for len in [0u32, 43, pack::MAX_HEADER_LEN + 1, u32::MAX] {
-        let b = [&b"CFFP\x02"[..], &len.to_le_bytes()].concat();
+        let b = [&b"CFFP\x03"[..], &len.to_le_bytes()].concat();
         assert!(pack::decode_trailer(&b).is_err(), "header length {len}");
     }
 }
@@ -394,6 +443,87 @@ fn snapshot_refuses_hostile_input() {
         &|b| Snapshot::decode(&keys, b),
         &never_ok,
     );
+}
+
+#[test]
+fn lock_refuses_hostile_input() {
+    let keys = keys();
+    hammer(
+        "lock",
+        &read("lock.bin"),
+        Expect::Err,
+        13,
+        &|b| Lock::decode(&keys, b),
+        &never_ok,
+    );
+}
+
+#[test]
+fn plan_refuses_hostile_input() {
+    let keys = keys();
+    hammer(
+        "plan",
+        &read("plan.bin"),
+        Expect::Err,
+        14,
+        &|b| Plan::decode(&keys, b),
+        &never_ok,
+    );
+}
+
+#[test]
+fn wait_refuses_hostile_input() {
+    let keys = keys();
+    hammer(
+        "wait record",
+        &read("wait.bin"),
+        Expect::Err,
+        15,
+        &|b| Wait::decode(&keys, b),
+        &never_ok,
+    );
+}
+
+/// The magic of a lock, a plan or a wait record is checked first, and the box authenticates
+/// it: no stored object of one kind reads as another, with its own magic or a forged one.
+#[test]
+fn gc_objects_refuse_the_wrong_magic() {
+    let keys = keys();
+    let files = [
+        ("lock.bin", LOCK_MAGIC),
+        ("plan.bin", PLAN_MAGIC),
+        ("wait.bin", WAIT_MAGIC),
+    ];
+    let decode = |magic: &[u8; 4], b: &[u8]| match magic {
+        b"CFFL" => Lock::decode(&keys, b).map(drop),
+        b"CFFG" => Plan::decode(&keys, b).map(drop),
+        _ => Wait::decode(&keys, b).map(drop),
+    };
+    let others: [&[u8; 4]; 6] = [b"CFFS", b"CFFI", b"CFFC", b"cffl", b"\0\0\0\0", b"CFFX"];
+    for (file, own) in files {
+        let valid = read(file);
+        decode(own, &valid).unwrap();
+        for (_, magic) in files.iter().filter(|(_, m)| *m != own) {
+            let mut b = valid.clone();
+            let r = catch_unwind(AssertUnwindSafe(|| decode(magic, &b))).expect("no panic");
+            let err = r.expect_err("another kind's object");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{file}: {err}");
+            assert!(err.message().contains("wrong magic"), "{file}: {err}");
+            b[..4].copy_from_slice(*magic);
+            let err = decode(magic, &b).expect_err("a forged magic");
+            assert!(
+                err.message().contains("fails authentication"),
+                "{file}: {err}"
+            );
+        }
+        for magic in others {
+            let mut b = valid.clone();
+            b[..4].copy_from_slice(magic);
+            let err = decode(own, &b).expect_err("a foreign magic");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{file}: {err}");
+            assert!(err.message().contains("wrong magic"), "{file}: {err}");
+        }
+    }
 }
 
 #[test]
@@ -613,7 +743,7 @@ fn forged_frame_tables_are_refused() {
         )
     };
     let index = |body: &[u8]| {
-        let public = b"CFFI\x02";
+        let public = b"CFFI\x03";
         let direct = IndexFile::decode_body(body);
         let sealed = IndexFile::decode(&keys, &reseal(&keys, public, body));
         assert_eq!(
@@ -717,6 +847,224 @@ fn snapshot_body_survives_hostile_input() {
         &decode,
         &|_, _| {},
     );
+}
+
+#[test]
+fn lock_body_survives_hostile_input() {
+    let keys = keys();
+    let (public, body) = open_envelope(&keys, &read("lock.bin"), 5);
+    let decode = |b: &[u8]| Lock::decode(&keys, &reseal(&keys, &public, b));
+    // Whatever decodes is canonical: encoding it again gives the same stored bytes.
+    let canonical = |b: &[u8], lock: Lock| {
+        lock.validate().expect("a decoded lock is valid");
+        assert_eq!(lock.encode(&keys, Some(nonce())), reseal(&keys, &public, b));
+    };
+    hammer("lock body", &body, Expect::NoPanic, 26, &decode, &canonical);
+}
+
+#[test]
+fn plan_body_survives_hostile_input() {
+    let keys = keys();
+    let (public, body) = open_envelope(&keys, &read("plan.bin"), 5);
+    let decode = |b: &[u8]| Plan::decode(&keys, &reseal(&keys, &public, b));
+    let canonical = |b: &[u8], plan: Plan| {
+        assert_eq!(plan.encode(&keys, Some(nonce())), reseal(&keys, &public, b));
+    };
+    hammer("plan body", &body, Expect::NoPanic, 27, &decode, &canonical);
+}
+
+#[test]
+fn wait_body_survives_hostile_input() {
+    let keys = keys();
+    let (public, body) = open_envelope(&keys, &read("wait.bin"), 5);
+    let decode = |b: &[u8]| Wait::decode(&keys, &reseal(&keys, &public, b));
+    let canonical = |b: &[u8], wait: Wait| {
+        assert_eq!(wait.encode(&keys, Some(nonce())), reseal(&keys, &public, b));
+    };
+    hammer(
+        "wait record body",
+        &body,
+        Expect::NoPanic,
+        28,
+        &decode,
+        &canonical,
+    );
+}
+
+/// Decode `bytes` (built beforehand) and expect a `Corrupt` error whose message contains
+/// `says`, with no panic and no allocation over 4 KiB: the vector bodies are at most 120
+/// bytes, so only an allocation sized by a forged count could be larger.
+fn refused_small<T>(what: &str, says: &str, decode: impl FnOnce() -> Result<T>) {
+    let (r, largest) = largest_allocation(|| catch_unwind(AssertUnwindSafe(decode)));
+    let err = r
+        .unwrap_or_else(|_| panic!("{what}: decoder panicked"))
+        .err()
+        .unwrap_or_else(|| panic!("{what}: accepted"));
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+    assert!(err.message().contains(says), "{what}: {err}");
+    assert!(largest <= 4096, "{what}: allocated {largest} bytes");
+}
+
+/// Bodies that authenticate (sealed with the right key, as a buggy writer or a key holder
+/// could) but claim more entries than they hold, from one too many up to 2^32 - 1, are
+/// refused before anything is allocated for the entries.
+#[test]
+fn gc_objects_refuse_forged_counts() {
+    // The counter sees what a decoder that trusted a count would do.
+    let (v, largest) = largest_allocation(|| Vec::<[u8; 32]>::with_capacity(1 << 15));
+    assert!(v.capacity() >= 1 << 15 && largest >= 1 << 20, "{largest}");
+    let keys = keys();
+    let (plan_public, plan) = open_envelope(&keys, &read("plan.bin"), 5);
+    let (wait_public, wait) = open_envelope(&keys, &read("wait.bin"), 5);
+    // The vector bodies: plan = operation[16] 2 packs[64] 1 index[32]; wait = plan[32]
+    // 2 operations[32].
+    assert_eq!(plan.len(), 16 + 4 + 64 + 4 + 32);
+    assert_eq!(&plan[16..20], &2u32.to_le_bytes());
+    assert_eq!(&plan[84..88], &1u32.to_le_bytes());
+    assert_eq!(wait.len(), 32 + 4 + 32);
+    assert_eq!(&wait[32..36], &2u32.to_le_bytes());
+    for count in [3u32, 4, 1 << 16, 1 << 24, u32::MAX - 1, u32::MAX] {
+        let n = count.to_le_bytes();
+        // The plan's pack count: 100 bytes follow it, room for 3 IDs. With 3, the third
+        // swallows the index count, which is then read from the index ID (d1d1d1d1) and
+        // claims too many in its turn.
+        let mut b = plan.clone();
+        b[16..20].copy_from_slice(&n);
+        let sealed = reseal(&keys, &plan_public, &b);
+        refused_small(&format!("plan with {count} packs"), "claims", || {
+            Plan::decode(&keys, &sealed)
+        });
+        // The plan's index count: 32 bytes follow it.
+        let mut b = plan.clone();
+        b[84..88].copy_from_slice(&n);
+        let sealed = reseal(&keys, &plan_public, &b);
+        refused_small(&format!("plan with {count} index files"), "claims", || {
+            Plan::decode(&keys, &sealed)
+        });
+        // The wait record's operation count: 32 bytes follow it, room for 2.
+        let mut b = wait.clone();
+        b[32..36].copy_from_slice(&n);
+        let sealed = reseal(&keys, &wait_public, &b);
+        refused_small(&format!("wait with {count} operations"), "claims", || {
+            Wait::decode(&keys, &sealed)
+        });
+    }
+    // Bodies that stop right after a count of 2^32 - 1: nothing behind the count at all.
+    let max = u32::MAX.to_le_bytes();
+    let sealed = reseal(&keys, &plan_public, &[&[0x11; 16][..], &max].concat());
+    refused_small("plan: a bare pack count", "claims", || {
+        Plan::decode(&keys, &sealed)
+    });
+    let sealed = reseal(
+        &keys,
+        &plan_public,
+        &[&[0x11; 16][..], &0u32.to_le_bytes(), &max].concat(),
+    );
+    refused_small("plan: a bare index count", "claims", || {
+        Plan::decode(&keys, &sealed)
+    });
+    let sealed = reseal(&keys, &wait_public, &[&[0x33; 32][..], &max].concat());
+    refused_small("wait: a bare operation count", "claims", || {
+        Wait::decode(&keys, &sealed)
+    });
+    // The lock's host claims 65,535 bytes and holds 11.
+    let (lock_public, lock) = open_envelope(&keys, &read("lock.bin"), 5);
+    let mut b = lock.clone();
+    b[29..31].copy_from_slice(&u16::MAX.to_le_bytes());
+    let sealed = reseal(&keys, &lock_public, &b);
+    refused_small("lock: a long host", "truncated", || {
+        Lock::decode(&keys, &sealed)
+    });
+    // The honest counts still decode, with small allocations.
+    let plan_sealed = reseal(&keys, &plan_public, &plan);
+    let wait_sealed = reseal(&keys, &wait_public, &wait);
+    let (r, largest) = largest_allocation(|| {
+        Plan::decode(&keys, &plan_sealed)?;
+        Wait::decode(&keys, &wait_sealed)
+    });
+    assert_eq!(r.unwrap().operations.len(), 2);
+    assert!(largest <= 4096, "{largest}");
+}
+
+/// The fields behind the counts, in bodies that authenticate: an unknown lock kind, a host
+/// that is not UTF-8, a byte too many, a byte too few.
+#[test]
+fn gc_object_fields_are_checked() {
+    let keys = keys();
+    let (public, lock) = open_envelope(&keys, &read("lock.bin"), 5);
+    assert_eq!(lock[16], LockKind::Prune as u8);
+    let decode = |b: &[u8]| {
+        let sealed = reseal(&keys, &public, b);
+        catch_unwind(AssertUnwindSafe(|| Lock::decode(&keys, &sealed))).expect("no panic")
+    };
+    for kind in [1u8, 2] {
+        let mut b = lock.clone();
+        b[16] = kind;
+        assert_eq!(decode(&b).unwrap().kind as u8, kind);
+    }
+    for kind in [0u8, 3, 4, 0x7f, 0x80, 0xfe, 0xff] {
+        let mut b = lock.clone();
+        b[16] = kind;
+        let err = decode(&b).expect_err("an unknown lock kind");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "kind {kind}: {err}");
+        assert_eq!(err.message(), format!("lock has unknown kind {kind}"));
+    }
+    // The host: "vector-host" at 31..42; a Latin-1 byte makes it not UTF-8.
+    assert_eq!(&lock[31..], b"vector-host");
+    let mut b = lock.clone();
+    b[31] = 0xe9;
+    let err = decode(&b).expect_err("a host that is not UTF-8");
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.message().contains("not UTF-8"), "{err}");
+    // Trailing bytes after a complete body, and bodies one byte short, for all three.
+    let bodies = [
+        ("lock.bin", "lock"),
+        ("plan.bin", "plan"),
+        ("wait.bin", "wait record"),
+    ];
+    for (file, what) in bodies {
+        let (public, body) = open_envelope(&keys, &read(file), 5);
+        let decode = |b: &[u8]| {
+            let sealed = reseal(&keys, &public, b);
+            catch_unwind(AssertUnwindSafe(|| match file {
+                "lock.bin" => Lock::decode(&keys, &sealed).map(drop),
+                "plan.bin" => Plan::decode(&keys, &sealed).map(drop),
+                _ => Wait::decode(&keys, &sealed).map(drop),
+            }))
+            .expect("no panic")
+        };
+        decode(&body).unwrap();
+        for extra in [&[0u8][..], &[0; 16], &[0xff; 32], &body] {
+            let err = decode(&[&body[..], extra].concat()).expect_err("trailing bytes");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+            assert_eq!(
+                err.message(),
+                format!("{what} has {} unexpected trailing bytes", extra.len())
+            );
+        }
+        for n in 0..body.len() {
+            let err = decode(&body[..n]).expect_err("a short body");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{what} cut at {n}: {err}");
+        }
+        // And the stored object with a byte appended or removed: the box does not open.
+        let stored = read(file);
+        for b in [
+            [&stored[..], &[0]].concat(),
+            stored[..stored.len() - 1].to_vec(),
+        ] {
+            let r = catch_unwind(AssertUnwindSafe(|| match file {
+                "lock.bin" => Lock::decode(&keys, &b).map(drop),
+                "plan.bin" => Plan::decode(&keys, &b).map(drop),
+                _ => Wait::decode(&keys, &b).map(drop),
+            }))
+            .expect("no panic");
+            let err = r.expect_err("a stored object one byte off");
+            assert!(
+                err.message().contains("fails authentication"),
+                "{what}: {err}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -1417,26 +1765,26 @@ mod repository {
         }
     }
 
-    /// Version 1 was never released; a v1 repository is refused by name, before any key is
-    /// tried.
+    /// Versions 1 and 2 were never released; an older repository (here: version 2) is
+    /// refused by name, before any key is tried.
     #[test]
-    fn a_version_1_repository_is_refused() {
+    fn an_older_version_repository_is_refused() {
         let f = fixture(false);
         let (config, _) = f.backend.list(ObjectKind::Config).unwrap()[0];
         let mut bytes = f.backend.get(&config).unwrap();
-        assert_eq!(&bytes[..5], b"CFFC\x02");
-        bytes[4] = 1;
+        assert_eq!(&bytes[..5], b"CFFC\x03");
+        bytes[4] = 2;
         f.backend.delete(&config).unwrap();
-        let v1 = ObjectName::for_bytes(ObjectKind::Config, &bytes);
-        f.backend.put(&v1, bytes.into()).unwrap();
+        let older = ObjectName::for_bytes(ObjectKind::Config, &bytes);
+        f.backend.put(&older, bytes.into()).unwrap();
         let warnings = Arc::new(Mutex::new(vec![]));
         let err = Repository::open(f.backend.clone(), b"any password", options(None, &warnings))
             .err()
-            .expect("a v1 repository opens");
+            .expect("a version 2 repository opens");
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(
             err.to_string()
-                .contains("format version 1; this coffer reads version 2"),
+                .contains("format version 2; this coffer reads version 3"),
             "{err}"
         );
     }

@@ -2,7 +2,7 @@
 //! (built with `backup --time`), a dry run that matches both hand-worked expectations and
 //! the library's pure retention function, a real forget that removes exactly those
 //! snapshots and nothing else, and refusals (empty policy, a policy that would empty a
-//! group, bad values, --prune) that leave the repository byte for byte as it was.
+//! group, bad values, bad prune values) that leave the repository byte for byte as it was.
 
 mod common;
 use coffer::id::SnapshotId;
@@ -218,8 +218,14 @@ fn forget_keeps_what_the_policy_says_and_removes_the_rest() {
         (&["forget", "--keep-last", "-5"], "--keep-last"),
         (&["forget", "--keep-tag", ""], "--keep-tag"),
         (
-            &["forget", "--keep-last", "1", "--prune"],
-            "prune is not implemented yet",
+            &["prune", "--repack-threshold", "150"],
+            "--repack-threshold",
+        ),
+        (&["prune", "--repack-threshold", "x"], "--repack-threshold"),
+        (&["prune", "--stale-lock-after", "5x"], "--stale-lock-after"),
+        (
+            &["forget", "--keep-last", "1", "--prune", "--keep-daily", "z"],
+            "--keep-daily",
         ),
         // A misspelt tag would remove both groups; `keep` alone would empty beta.
         (&["forget", "--keep-tag", "kepe"], "--force"),
@@ -287,7 +293,7 @@ fn forget_keeps_what_the_policy_says_and_removes_the_rest() {
         out.contains("would remove 18 snapshot(s) and keep 12"),
         "{out}"
     );
-    assert!(out.contains("until prune"), "{out}");
+    assert!(out.contains("until `coffer prune`"), "{out}");
     assert!(out.contains("host beta"), "{out}");
     assert!(repo_listing(&env.repo()) == before);
 

@@ -18,6 +18,7 @@ use coffer::chunker::{chunk_stream, ChunkerParams};
 use coffer::compress::Codec;
 use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
+use coffer::format::gc::{Lock, LockKind, OperationId, Plan, Wait};
 use coffer::format::index::{IndexFile, IndexPack};
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
@@ -56,6 +57,9 @@ const N_FRAME2: u8 = 5;
 const N_HEADER: u8 = 6;
 const N_INDEX: u8 = 7;
 const N_SNAPSHOT: u8 = 8;
+const N_LOCK: u8 = 9;
+const N_PLAN: u8 = 10;
+const N_WAIT: u8 = 11;
 const KDF: KdfParams = KdfParams {
     memory_kib: 64,
     iterations: 1,
@@ -63,6 +67,14 @@ const KDF: KdfParams = KdfParams {
 };
 /// 2026-11-18T17:46:40.123456789Z in nanoseconds since the Unix epoch.
 const T0: i64 = 1_795_000_000_123_456_789;
+
+/// The operation of the lock and the plan (a prune): 16 bytes 0x11.
+const PRUNE_OP: OperationId = [0x11; 16];
+/// The two operations (backups) the wait record names: 16 bytes 0x21, 16 bytes 0x22.
+const BACKUP_OPS: [OperationId; 2] = [[0x21; 16], [0x22; 16]];
+/// The plan's packs (32 bytes 0xc1, 32 bytes 0xc2) and index file (32 bytes 0xd1).
+const PLAN_PACKS: [[u8; 32]; 2] = [[0xc1; 32], [0xc2; 32]];
+const PLAN_INDEX: [u8; 32] = [0xd1; 32];
 
 /// The data chunk stored first in the pack's data frame (frame 0, zstd).
 fn chunk_a() -> Vec<u8> {
@@ -91,7 +103,15 @@ const FRAME2_LEN: u32 = 111;
 /// The sealed header: 24 + 4 + 3 × 9 (frames) + 5 × 36 (blobs) + 16.
 const HEADER_LEN: u32 = 251;
 const PACK_LEN: u64 = 1446;
-const PACK_ID: &str = "677c2c33ce09217efef4c6f18f9014aee3d01361f96d3d6b91f019fb09fd0769";
+const PACK_ID: &str = "eb3ff87153c287fc4d83e38e36df4368d3044812a038a90bc0b901f44c36f771";
+/// The garbage-collection objects' lengths: 5 public bytes + 24 nonce + body + 16 tag, with
+/// bodies of 16 + 1 + 8 + 4 + 2 + 11 (lock), 16 + 4 + 2 × 32 + 4 + 32 (plan) and
+/// 32 + 4 + 2 × 16 (wait record).
+const LOCK_LEN: usize = 87;
+const PLAN_LEN: usize = 165;
+const WAIT_LEN: usize = 113;
+/// The name of `plan.bin` (the BLAKE3 of its bytes), which `wait.bin` names.
+const PLAN_HASH: &str = "296203b7adc7f74e6dbf27864c1c43a45ea73b9f7b97b54b2d03334cf8da40b2";
 /// Chunk lengths of `chunker_input()` with the stream parameters and the fixed key's seed.
 const CHUNKER_SEED: u64 = 0x2e1f_bb69_b110_b297;
 const CHUNK_LENGTHS: &[usize] = &[
@@ -397,10 +417,39 @@ fn expected_snapshot(keys: &Keys) -> Snapshot {
     }
 }
 
+/// A prune's lock: the fields every lock has, none of them zero.
+fn expected_lock() -> Lock {
+    Lock {
+        operation: PRUNE_OP,
+        kind: LockKind::Prune,
+        counter: 7,
+        pid: 4242,
+        host: "vector-host".into(),
+    }
+}
+
+/// The prune's deletion plan: two packs and one index file.
+fn expected_plan() -> Plan {
+    Plan {
+        operation: PRUNE_OP,
+        packs: PLAN_PACKS.map(PackId).to_vec(),
+        indexes: vec![IndexId(PLAN_INDEX)],
+    }
+}
+
+/// The wait record of `plan.bin`: it names the plan by its object hash, and two backups.
+fn expected_wait(plan_bytes: &[u8]) -> Wait {
+    Wait {
+        plan: object_hash(plan_bytes),
+        operations: BACKUP_OPS.to_vec(),
+    }
+}
+
 /// Every vector file, encoded from the expected values with the fixed nonces.
 fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
     let keys = keys();
     let pack_bytes = encode_pack(&keys);
+    let plan_bytes = expected_plan().encode(&keys, Some(nonce(N_PLAN)));
     vec![
         (
             "config.bin",
@@ -418,6 +467,15 @@ fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("tree.bin", expected_tree(&keys).encode()),
         ("chunklist.bin", expected_chunk_list(&keys).encode()),
+        (
+            "lock.bin",
+            expected_lock().encode(&keys, Some(nonce(N_LOCK))),
+        ),
+        ("plan.bin", plan_bytes.clone()),
+        (
+            "wait.bin",
+            expected_wait(&plan_bytes).encode(&keys, Some(nonce(N_WAIT))),
+        ),
     ]
 }
 
@@ -448,6 +506,9 @@ fn stored_as(file: &str) -> Stored {
         "snapshot.bin" => Stored::Object(ObjectKind::Snapshot),
         "tree.bin" => Stored::Blob(BlobType::Tree),
         "chunklist.bin" => Stored::Blob(BlobType::ChunkList),
+        "lock.bin" => Stored::Object(ObjectKind::Lock),
+        "plan.bin" => Stored::Object(ObjectKind::Plan),
+        "wait.bin" => Stored::Object(ObjectKind::Wait),
         other => panic!("unknown vector {other}"),
     }
 }
@@ -592,7 +653,7 @@ fn pack_vector() {
     assert_eq!(header_len as usize, 24 + 4 + 3 * 9 + 5 * 36 + 16);
     assert_eq!(
         trailer,
-        [&b"CFFP\x02"[..], &HEADER_LEN.to_le_bytes()].concat()
+        [&b"CFFP\x03"[..], &HEADER_LEN.to_le_bytes()].concat()
     );
     assert_eq!(pack::decode_pack(&keys, &bytes).unwrap(), literal_frames());
     let offsets: Vec<u32> = pack::frame_offsets(&literal_frames())
@@ -657,7 +718,7 @@ fn index_vector() {
     assert_eq!(index.encode(&keys, Some(nonce(N_INDEX))), bytes);
     // The body is the pack's header body behind the pack's ID and size: both list frames
     // the same way.
-    let body = keys.open(b"CFFI\x02", &bytes[5..]).unwrap();
+    let body = keys.open(b"CFFI\x03", &bytes[5..]).unwrap();
     let pack_bytes = read("pack.bin");
     let header = keys
         .open(
@@ -787,6 +848,116 @@ fn chunk_list_vector() {
     assert_eq!(list.encode(), bytes);
 }
 
+#[test]
+fn lock_vector() {
+    let keys = keys();
+    let bytes = read("lock.bin");
+    assert_eq!(bytes.len(), LOCK_LEN);
+    assert_eq!(&bytes[..5], b"CFFL\x03");
+    assert_eq!(&bytes[5..5 + NONCE_LEN], &nonce(N_LOCK), "the lock's nonce");
+    let lock = Lock::decode(&keys, &bytes).unwrap();
+    assert_eq!(lock.operation, [0x11; 16]);
+    assert_eq!(lock.kind, LockKind::Prune);
+    assert_eq!(lock.kind as u8, 2);
+    assert_eq!(lock.counter, 7);
+    assert_eq!(lock.pid, 4242);
+    assert_eq!(lock.host, "vector-host");
+    assert_eq!(lock, expected_lock());
+    lock.validate().unwrap();
+    assert_eq!(lock.encode(&keys, Some(nonce(N_LOCK))), bytes);
+    // A refresh is the same operation with the next counter: a new object, a new name.
+    let refreshed = Lock {
+        counter: 8,
+        ..lock.clone()
+    }
+    .encode(&keys, Some(nonce(N_LOCK)));
+    assert_eq!(refreshed.len(), bytes.len());
+    assert_ne!(
+        ObjectName::for_bytes(ObjectKind::Lock, &refreshed),
+        ObjectName::for_bytes(ObjectKind::Lock, &bytes)
+    );
+}
+
+#[test]
+fn plan_vector() {
+    let keys = keys();
+    let bytes = read("plan.bin");
+    assert_eq!(bytes.len(), PLAN_LEN);
+    assert_eq!(&bytes[..5], b"CFFG\x03");
+    assert_eq!(&bytes[5..5 + NONCE_LEN], &nonce(N_PLAN), "the plan's nonce");
+    assert_eq!(hex::encode(object_hash(&bytes)), PLAN_HASH);
+    let plan = Plan::decode(&keys, &bytes).unwrap();
+    assert_eq!(plan.operation, [0x11; 16]);
+    assert_eq!(plan.packs, [PackId([0xc1; 32]), PackId([0xc2; 32])]);
+    assert_eq!(plan.indexes, [IndexId([0xd1; 32])]);
+    assert_eq!(plan, expected_plan());
+    assert_eq!(plan.encode(&keys, Some(nonce(N_PLAN))), bytes);
+}
+
+#[test]
+fn wait_vector() {
+    let keys = keys();
+    let bytes = read("wait.bin");
+    assert_eq!(bytes.len(), WAIT_LEN);
+    assert_eq!(&bytes[..5], b"CFFW\x03");
+    assert_eq!(&bytes[5..5 + NONCE_LEN], &nonce(N_WAIT), "the wait's nonce");
+    let wait = Wait::decode(&keys, &bytes).unwrap();
+    // The plan is named by the hash of its stored bytes: `plans/<PLAN_HASH>`.
+    assert_eq!(hex::encode(wait.plan), PLAN_HASH);
+    assert_eq!(
+        ObjectName::new(ObjectKind::Plan, wait.plan).path(),
+        format!("plans/{PLAN_HASH}")
+    );
+    assert!(ObjectName::new(ObjectKind::Plan, wait.plan).verify(&read("plan.bin")));
+    assert_eq!(wait.operations, [[0x21; 16], [0x22; 16]]);
+    assert_eq!(wait, expected_wait(&read("plan.bin")));
+    assert_eq!(wait.encode(&keys, Some(nonce(N_WAIT))), bytes);
+}
+
+/// The three garbage-collection objects share one envelope; the magic, which the box
+/// authenticates, is what keeps one from being read as another.
+#[test]
+fn gc_objects_cannot_stand_in_for_each_other() {
+    let keys = keys();
+    type Decode<'a> = Box<dyn Fn(&[u8]) -> Result<()> + 'a>;
+    let kinds: Vec<(&str, &[u8; 4], Decode)> = vec![
+        (
+            "lock.bin",
+            b"CFFL",
+            Box::new(|b| Lock::decode(&keys, b).map(drop)),
+        ),
+        (
+            "plan.bin",
+            b"CFFG",
+            Box::new(|b| Plan::decode(&keys, b).map(drop)),
+        ),
+        (
+            "wait.bin",
+            b"CFFW",
+            Box::new(|b| Wait::decode(&keys, b).map(drop)),
+        ),
+    ];
+    for (file, _, _) in &kinds {
+        let bytes = read(file);
+        for (other, magic, decode) in &kinds {
+            if other == file {
+                decode(&bytes).unwrap();
+                continue;
+            }
+            // As it is: the wrong magic.
+            let err = decode(&bytes).expect_err("another kind's object");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{file} as {other}: {err}");
+            assert!(err.message().contains("wrong magic"), "{err}");
+            // With the other magic written in: the box no longer opens.
+            let mut forged = bytes.clone();
+            forged[..4].copy_from_slice(*magic);
+            let err = decode(&forged).expect_err("a forged magic");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{file} as {other}: {err}");
+            assert!(err.message().contains("fails authentication"), "{err}");
+        }
+    }
+}
+
 /// Blob IDs are typed (spec §5.9): equal plaintexts stored as different types get different
 /// IDs, so a data chunk can never stand in for a tree or a chunk list, or the other way round.
 #[test]
@@ -909,6 +1080,18 @@ fn flipped_bytes_are_detected() {
     for (i, b) in flips(&snapshot) {
         assert_kind("snapshot", i, Snapshot::decode(&keys, &b), kind_for(i, 4));
     }
+    let lock = read("lock.bin");
+    for (i, b) in flips(&lock) {
+        assert_kind("lock", i, Lock::decode(&keys, &b), kind_for(i, 4));
+    }
+    let plan = read("plan.bin");
+    for (i, b) in flips(&plan) {
+        assert_kind("plan", i, Plan::decode(&keys, &b), kind_for(i, 4));
+    }
+    let wait = read("wait.bin");
+    for (i, b) in flips(&wait) {
+        assert_kind("wait", i, Wait::decode(&keys, &b), kind_for(i, 4));
+    }
     let pack_bytes = read("pack.bin");
     let version_at = pack_bytes.len() - 5;
     for (i, b) in flips(&pack_bytes) {
@@ -925,12 +1108,13 @@ fn flipped_bytes_are_detected() {
     }
 }
 
-/// Version 1 was never released: a v1 object (or a future one) is refused as unsupported,
-/// saying which version it is and which this coffer reads, before anything else is checked.
+/// Versions 1 and 2 were never released: such an object (or a future one) is refused as
+/// unsupported, saying which version it is and which this coffer reads, before anything else
+/// is checked.
 #[test]
 fn other_versions_are_refused_by_name() {
     let keys = keys();
-    assert_eq!(coffer::format::FORMAT_VERSION, 2);
+    assert_eq!(coffer::format::FORMAT_VERSION, 3);
     let pack_bytes = read("pack.bin");
     let trailer = pack_bytes[pack_bytes.len() - pack::TRAILER_LEN..].to_vec();
     type Decode<'a> = Box<dyn Fn(&[u8]) -> Result<()> + 'a>;
@@ -966,6 +1150,24 @@ fn other_versions_are_refused_by_name() {
             Box::new(|b| Snapshot::decode(&keys, b).map(drop)),
         ),
         (
+            "lock",
+            read("lock.bin"),
+            4,
+            Box::new(|b| Lock::decode(&keys, b).map(drop)),
+        ),
+        (
+            "plan",
+            read("plan.bin"),
+            4,
+            Box::new(|b| Plan::decode(&keys, b).map(drop)),
+        ),
+        (
+            "wait record",
+            read("wait.bin"),
+            4,
+            Box::new(|b| Wait::decode(&keys, b).map(drop)),
+        ),
+        (
             "pack trailer",
             trailer,
             4,
@@ -979,16 +1181,16 @@ fn other_versions_are_refused_by_name() {
         ),
     ];
     for (what, bytes, at, decode) in &objects {
-        assert_eq!(bytes[*at], 2, "{what}: the vector's version byte");
+        assert_eq!(bytes[*at], 3, "{what}: the vector's version byte");
         decode(bytes).unwrap();
-        for v in [0u8, 1, 3, 0xff] {
+        for v in [0u8, 1, 2, 4, 0xff] {
             let mut b = bytes.clone();
             b[*at] = v;
             let err = decode(&b).expect_err("another version");
             assert_eq!(err.kind(), ErrorKind::Unsupported, "{what} v{v}: {err}");
             assert_eq!(
                 err.message(),
-                format!("{what} has format version {v}; this coffer reads version 2"),
+                format!("{what} has format version {v}; this coffer reads version 3"),
             );
         }
     }
@@ -1069,6 +1271,33 @@ fn truncated_vectors_are_refused() {
             ErrorKind::Corrupt,
         );
     }
+    let lock = read("lock.bin");
+    for n in 0..lock.len() {
+        assert_kind(
+            "lock",
+            n,
+            Lock::decode(&keys, &lock[..n]),
+            ErrorKind::Corrupt,
+        );
+    }
+    let plan = read("plan.bin");
+    for n in 0..plan.len() {
+        assert_kind(
+            "plan",
+            n,
+            Plan::decode(&keys, &plan[..n]),
+            ErrorKind::Corrupt,
+        );
+    }
+    let wait = read("wait.bin");
+    for n in 0..wait.len() {
+        assert_kind(
+            "wait",
+            n,
+            Wait::decode(&keys, &wait[..n]),
+            ErrorKind::Corrupt,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1110,7 +1339,10 @@ fn object_names_match_the_readme() {
             "index.bin",
             "snapshot.bin",
             "tree.bin",
-            "chunklist.bin"
+            "chunklist.bin",
+            "lock.bin",
+            "plan.bin",
+            "wait.bin"
         ]
     );
     for (file, _, name) in &rows {
@@ -1136,12 +1368,14 @@ fn object_names_match_the_readme() {
             }
         }
     }
-    // The IDs and the seed the README quotes under "Fixed inputs" are the literals here.
+    // The IDs and the seed the README quotes (under "Fixed inputs", and the plan's name under
+    // `wait.bin`) are the literals here.
     let readme = std::fs::read_to_string(vectors_dir().join("README.md")).unwrap();
     for literal in [
         CHUNK_A_ID,
         EMPTY_TREE_ID,
         EMPTY_TREE_AS_DATA_ID,
+        PLAN_HASH,
         &format!("{CHUNKER_SEED:#018x}"),
     ] {
         assert!(
@@ -1149,6 +1383,11 @@ fn object_names_match_the_readme() {
             "the vectors README lacks {literal}"
         );
     }
+    // The wait record names the plan by the name the table gives it.
+    assert_eq!(
+        ObjectName::for_bytes(ObjectKind::Plan, &read("plan.bin")).path(),
+        format!("plans/{PLAN_HASH}")
+    );
     // The pack is stored under data/<first two hex digits>/<hash>.
     assert_eq!(
         ObjectName::for_bytes(ObjectKind::Pack, &read("pack.bin")).path(),
@@ -1160,8 +1399,17 @@ fn object_names_match_the_readme() {
 fn object_names_are_canonical() {
     let hex = "ab".repeat(32);
     let upper = hex.to_uppercase();
-    assert!(ObjectName::parse(&format!("snapshots/{hex}")).is_some());
-    assert!(ObjectName::parse(&format!("data/ab/{hex}")).is_some());
+    for (good, kind) in [
+        (format!("snapshots/{hex}"), ObjectKind::Snapshot),
+        (format!("data/ab/{hex}"), ObjectKind::Pack),
+        (format!("locks/{hex}"), ObjectKind::Lock),
+        (format!("plans/{hex}"), ObjectKind::Plan),
+        (format!("waits/{hex}"), ObjectKind::Wait),
+    ] {
+        let name = ObjectName::parse(&good).unwrap_or_else(|| panic!("{good}"));
+        assert_eq!(name.kind, kind, "{good}");
+        assert_eq!(name.path(), good);
+    }
     for bad in [
         format!("snapshots/{upper}"),
         format!("data/AB/{upper}"),
@@ -1170,7 +1418,11 @@ fn object_names_are_canonical() {
         format!("tmp/{hex}"),
         format!("snapshots/{}", &hex[..62]),
         format!("snapshots/{hex}.tmp"),
-        format!("locks/{hex}"),
+        format!("locks/{upper}"),
+        format!("lock/{hex}"),
+        format!("plans/{hex}.tmp"),
+        format!("waits/ab/{hex}"),
+        format!("gc/{hex}"),
     ] {
         assert_eq!(ObjectName::parse(&bad), None, "{bad}");
     }
@@ -1183,6 +1435,10 @@ mod from_the_spec {
     use super::*;
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+    /// §7: the version byte after every stored object's magic. (The associated data of
+    /// frames and pack headers still spells "v2": format version 3 did not change them.)
+    const VERSION: u8 = 3;
 
     fn seal(key: &[u8; 32], nonce: u8, aad: &[u8], msg: &[u8]) -> Vec<u8> {
         let n = [nonce; 24];
@@ -1275,7 +1531,7 @@ mod from_the_spec {
     #[test]
     fn config() {
         let d = derived();
-        let public = w().raw(b"CFFC").u8(2).raw(&repo_id().0).0.clone();
+        let public = w().raw(b"CFFC").u8(VERSION).raw(&repo_id().0).0.clone();
         let mut body = w();
         for v in [
             512 << 10,
@@ -1297,7 +1553,7 @@ mod from_the_spec {
     fn key_file() {
         let public = w()
             .raw(b"CFFK")
-            .u8(2)
+            .u8(VERSION)
             .u8(1)
             .u32(64)
             .u32(1)
@@ -1557,7 +1813,12 @@ mod from_the_spec {
             b"coffer pack header v2",
             &frame_table(d, &sealed),
         );
-        let trailer = w().raw(b"CFFP").u8(2).u32(header.len() as u32).0.clone();
+        let trailer = w()
+            .raw(b"CFFP")
+            .u8(VERSION)
+            .u32(header.len() as u32)
+            .0
+            .clone();
         [sealed.concat(), header, trailer].concat()
     }
 
@@ -1576,7 +1837,7 @@ mod from_the_spec {
     fn index() {
         let d = derived();
         let pack = pack_bytes(&d);
-        let public = w().raw(b"CFFI").u8(2).0.clone();
+        let public = w().raw(b"CFFI").u8(VERSION).0.clone();
         let mut body = w();
         body.u32(2).raw(&[0xe1; 32]).raw(&[0xe2; 32]);
         body.u32(1)
@@ -1590,7 +1851,7 @@ mod from_the_spec {
     #[test]
     fn snapshot() {
         let d = derived();
-        let public = w().raw(b"CFFS").u8(2).0.clone();
+        let public = w().raw(b"CFFS").u8(VERSION).0.clone();
         let mut body = w();
         body.i64(T0).s16(b"vector-host").s16(b"vector-user");
         body.u16(2).s16(b"nightly").s16(b"vector");
@@ -1610,6 +1871,63 @@ mod from_the_spec {
         body.u64(u64::MAX);
         let want = [public.clone(), seal(&d.aead, N_SNAPSHOT, &public, &body.0)].concat();
         assert_eq!(want, read("snapshot.bin"));
+    }
+
+    /// §12: `"CFFL" version`, sealed `operation[16] kind:u8 counter:u64 pid:u32 host:str16`.
+    fn lock_bytes(d: &Derived) -> Vec<u8> {
+        let public = w().raw(b"CFFL").u8(VERSION).0.clone();
+        let mut body = w();
+        body.raw(&[0x11; 16]).u8(2).u64(7).u32(4242);
+        body.s16(b"vector-host");
+        assert_eq!(body.0.len(), 42);
+        [public.clone(), seal(&d.aead, N_LOCK, &public, &body.0)].concat()
+    }
+
+    /// §12: `"CFFG" version`, sealed `operation[16] count pack_id[32]* count index_id[32]*`.
+    fn plan_bytes(d: &Derived) -> Vec<u8> {
+        let public = w().raw(b"CFFG").u8(VERSION).0.clone();
+        let mut body = w();
+        body.raw(&[0x11; 16]);
+        body.u32(2).raw(&[0xc1; 32]).raw(&[0xc2; 32]);
+        body.u32(1).raw(&[0xd1; 32]);
+        assert_eq!(body.0.len(), 120);
+        [public.clone(), seal(&d.aead, N_PLAN, &public, &body.0)].concat()
+    }
+
+    /// §12: `"CFFW" version`, sealed `plan[32] count operation[16]*`, where `plan` is the
+    /// plan object's name: the BLAKE3 of its stored bytes.
+    fn wait_bytes(d: &Derived) -> Vec<u8> {
+        let public = w().raw(b"CFFW").u8(VERSION).0.clone();
+        let mut body = w();
+        body.raw(blake3::hash(&plan_bytes(d)).as_bytes());
+        body.u32(2).raw(&[0x21; 16]).raw(&[0x22; 16]);
+        assert_eq!(body.0.len(), 68);
+        [public.clone(), seal(&d.aead, N_WAIT, &public, &body.0)].concat()
+    }
+
+    #[test]
+    fn lock() {
+        let d = derived();
+        assert_eq!(lock_bytes(&d).len(), 5 + 24 + 42 + 16);
+        assert_eq!(lock_bytes(&d), read("lock.bin"));
+    }
+
+    #[test]
+    fn plan() {
+        let d = derived();
+        assert_eq!(plan_bytes(&d).len(), 5 + 24 + 120 + 16);
+        assert_eq!(plan_bytes(&d), read("plan.bin"));
+        assert_eq!(
+            hex::encode(blake3::hash(&plan_bytes(&d)).as_bytes()),
+            PLAN_HASH
+        );
+    }
+
+    #[test]
+    fn wait() {
+        let d = derived();
+        assert_eq!(wait_bytes(&d).len(), 5 + 24 + 68 + 16);
+        assert_eq!(wait_bytes(&d), read("wait.bin"));
     }
 }
 
@@ -1690,6 +2008,13 @@ fn regenerate_vectors() {
     println!(
         "const PACK_ID: &str = \"{}\";",
         hex::encode(object_hash(&pack_bytes))
+    );
+    println!("const LOCK_LEN: usize = {};", read("lock.bin").len());
+    println!("const PLAN_LEN: usize = {};", read("plan.bin").len());
+    println!("const WAIT_LEN: usize = {};", read("wait.bin").len());
+    println!(
+        "const PLAN_HASH: &str = \"{}\";",
+        hex::encode(object_hash(&read("plan.bin")))
     );
     println!("const CHUNKER_SEED: u64 = {:#018x};", keys.chunker_seed());
     println!(

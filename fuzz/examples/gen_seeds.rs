@@ -9,6 +9,7 @@
 
 use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
+use coffer::format::gc::{Lock, LockKind, Plan, Wait};
 use coffer::format::index::{IndexFile, IndexPack};
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
@@ -182,6 +183,24 @@ fn main() {
     c.extend_from_slice(b"host");
     c.extend_from_slice(b"user");
     write(&dir, "keyfile", "create", Some(1), &c);
+
+    // lock, plan, wait: public = 5 bytes each.
+    let lock = Lock { operation: [0x11; 16], kind: LockKind::Prune, counter: 7, pid: 4242, host: "host".into() };
+    let l = lock.encode(&keys, Some(NONCE));
+    write(&dir, "lock", "raw", Some(0), &l);
+    write(&dir, "lock", "body", Some(1), &body(&keys, &l, 5));
+    let backup = Lock { kind: LockKind::Backup, counter: 0, host: String::new(), ..lock };
+    write(&dir, "lock", "body-backup", Some(1), &body(&keys, &backup.encode(&keys, Some(NONCE)), 5));
+    let plan = Plan { operation: [0x11; 16], packs: vec![PackId(id(0xc1)), PackId(id(0xc2))], indexes: vec![IndexId(id(0xd1))] };
+    let p = plan.encode(&keys, Some(NONCE));
+    write(&dir, "plan", "raw", Some(0), &p);
+    write(&dir, "plan", "body", Some(1), &body(&keys, &p, 5));
+    write(&dir, "plan", "body-empty", Some(1), &body(&keys, &Plan::default().encode(&keys, Some(NONCE)), 5));
+    let wait = Wait { plan: coffer::id::object_hash(&p), operations: vec![[0x21; 16], [0x22; 16]] };
+    let w = wait.encode(&keys, Some(NONCE));
+    write(&dir, "wait", "raw", Some(0), &w);
+    write(&dir, "wait", "body", Some(1), &body(&keys, &w, 5));
+    write(&dir, "wait", "body-empty", Some(1), &body(&keys, &Wait::default().encode(&keys, Some(NONCE)), 5));
 
     println!("seeds written to {}", dir.display());
 }

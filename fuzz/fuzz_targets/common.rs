@@ -14,15 +14,17 @@ pub fn keys() -> &'static Keys {
 /// and so a successfully decoded object can be re-encoded byte for byte.
 pub const NONCE: [u8; NONCE_LEN] = [0x5a; NONCE_LEN];
 
-/// `public || seal(aad = public, body)`: the envelope of config, index and snapshot files
-/// (see `coffer::format`'s `seal_envelope`, and each module's doc comment for `public`).
+/// `public || seal(aad = public, body)`: the envelope of config, index, snapshot, lock, plan
+/// and wait files (see `coffer::format`'s `seal_envelope`, and each module's doc comment for
+/// `public`).
 pub fn envelope(public: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = public.to_vec();
     out.extend_from_slice(&keys().seal_with_nonce(NONCE, public, body));
     out
 }
 
-/// `magic || FORMAT_VERSION`: the 5-byte public part of index and snapshot files.
+/// `magic || FORMAT_VERSION`: the 5-byte public part of index, snapshot, lock, plan and
+/// wait files.
 pub fn magic_and_version(magic: &[u8; 4]) -> Vec<u8> {
     let mut public = magic.to_vec();
     public.push(coffer::format::FORMAT_VERSION);

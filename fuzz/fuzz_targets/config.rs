@@ -4,6 +4,7 @@
 //! - even: the raw config file bytes (exercises magic/version/length checks and authentication);
 //! - odd: the plaintext *body*, sealed here as a valid envelope (public = "CFFC" version
 //!   repo_id, AAD = those 37 bytes) so the body parser and range checks are fuzzed.
+//!
 //! Whenever decoding succeeds, re-encoding with the same nonce must give the same bytes.
 #![no_main]
 

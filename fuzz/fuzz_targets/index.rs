@@ -5,6 +5,7 @@
 //! - even: the raw index file bytes;
 //! - odd: the plaintext body, sealed here as a valid envelope (public = "CFFI" version,
 //!   AAD = those 5 bytes) so the body parser is fuzzed.
+//!
 //! Whenever decoding succeeds: re-encoding with the same nonce gives the same bytes,
 //! `decode_body` agrees with `decode`, every pack's frames fit inside the pack and 32-bit
 //! offsets, and every blob is found in the in-memory index inside its frame, with its frame

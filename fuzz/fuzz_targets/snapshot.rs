@@ -4,6 +4,7 @@
 //! - even: the raw snapshot file bytes;
 //! - odd: the plaintext body, sealed here as a valid envelope (public = "CFFS" version,
 //!   AAD = those 5 bytes) so the body parser is fuzzed.
+//!
 //! Whenever decoding succeeds, the lengths must validate and re-encoding with the same
 //! nonce must give the same bytes.
 #![no_main]

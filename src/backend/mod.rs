@@ -28,15 +28,24 @@ pub enum ObjectKind {
     Index,
     Snapshot,
     Pack,
+    /// "An operation is running" (garbage collection alongside backups, format-spec §12).
+    Lock,
+    /// A deletion plan of garbage collection.
+    Plan,
+    /// Which operations a plan waits for.
+    Wait,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 8] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Pack,
+        ObjectKind::Lock,
+        ObjectKind::Plan,
+        ObjectKind::Wait,
     ];
     /// The folder holding this kind of object.
     pub fn dir(self) -> &'static str {
@@ -46,6 +55,9 @@ impl ObjectKind {
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Pack => "data",
+            ObjectKind::Lock => "locks",
+            ObjectKind::Plan => "plans",
+            ObjectKind::Wait => "waits",
         }
     }
 }
@@ -135,6 +147,12 @@ pub trait Backend: Send + Sync {
     /// many copies were rewritten; a single store has nothing to repair from.
     fn repair(&self, _name: &ObjectName) -> Result<usize> {
         Ok(0)
+    }
+    /// Fail unless the storage answers now (every region, where there are several).
+    /// Deleting needs every copy reachable: a region that misses a deletion gets the
+    /// object back from another one at the next sync.
+    fn reachable(&self) -> Result<()> {
+        self.list(ObjectKind::Config).map(|_| ())
     }
 }
 

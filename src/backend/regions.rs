@@ -313,6 +313,22 @@ impl Backend for Regions {
         Regions::repair(self, name)
     }
 
+    fn reachable(&self) -> Result<()> {
+        let all: Vec<usize> = (0..self.regions.len()).collect();
+        let down: Vec<String> = self
+            .on_each(&all, |b| b.reachable())
+            .into_iter()
+            .filter_map(|(i, r)| r.err().map(|e| format!("{}: {e}", self.region_name(i))))
+            .collect();
+        if down.is_empty() {
+            return Ok(());
+        }
+        Err(Error::backend(
+            format!("unreachable region(s): {}", down.join("; ")),
+            true,
+        ))
+    }
+
     fn describe(&self) -> String {
         self.regions
             .iter()

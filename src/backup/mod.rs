@@ -10,11 +10,13 @@ mod walk;
 pub use walk::node_from_metadata;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::gc::LockKind;
 use crate::format::snapshot::{Snapshot, Summary};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
 use crate::format::BlobType;
 use crate::id::SnapshotId;
 use crate::progress::Progress;
+use crate::repo::LOCK_REFRESH;
 use crate::repo::{BlobSaver, Repository};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -91,6 +93,10 @@ pub fn backup(
         })
         .collect::<Result<Vec<_>>>()?;
     let counters = Counters::default();
+    // Garbage collection alongside backups (format-spec §12): the lock is stored before
+    // the index is read, and packs that a deletion plan names count as absent.
+    let lock = repo.lock(LockKind::Backup, &opts.host, LOCK_REFRESH)?;
+    repo.exclude_planned_packs()?;
     // Packs left by a backup that was killed are indexed first, so their blobs are reused.
     repo.adopt_orphan_packs()?;
     let saver = BlobSaver::new(repo)?;
@@ -226,7 +232,16 @@ pub fn backup(
             duration_ns: started.elapsed().as_nanos() as u64,
         },
     };
+    // A prune that judged this backup dead deleted its lock and may delete packs it
+    // deduplicated against: then the snapshot must not be written.
+    if !lock.still_held()? {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            "this backup's lock was removed (a prune judged it stale): no snapshot was written; run the backup again",
+        ));
+    }
     let id = repo.save_snapshot(&snapshot)?;
+    lock.release()?;
     Ok(BackupOutcome { id, snapshot })
 }
 

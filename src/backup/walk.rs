@@ -223,7 +223,9 @@ impl Walker<'_, '_> {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => {
-                if let Some(content) = unchanged_content(&node, parent) {
+                if let Some(content) =
+                    unchanged_content(&node, parent).filter(|c| self.still_stored(c))
+                {
                     node.content = content;
                     self.counters
                         .files_unmodified
@@ -281,6 +283,22 @@ impl Walker<'_, '_> {
             _ => {}
         }
         Ok(Some(node))
+    }
+}
+
+impl Walker<'_, '_> {
+    /// May an unchanged file's content be taken from the parent? Only if every blob it
+    /// names is in this backup's index, which leaves out the packs that deletion plans name
+    /// (format-spec §12, B2): otherwise a prune may delete them, and the file is read again.
+    fn still_stored(&self, content: &Content) -> bool {
+        match content {
+            Content::Chunks(ids) => ids.iter().all(|id| self.saver.is_known(id)),
+            Content::ChunkList { .. } => self
+                .repo
+                .content_blobs(content)
+                .is_ok_and(|ids| ids.iter().all(|id| self.saver.is_known(id))),
+            _ => true,
+        }
     }
 }
 

@@ -134,6 +134,13 @@ pub fn backend(g: &Global) -> Result<Arc<dyn Backend>> {
     Ok(store(g)?.backend)
 }
 
+/// `store`, with the crash-test hook applied when it is set (`crash_hook.rs`).
+fn store_for_open(g: &Global) -> Result<Store> {
+    let mut store = store(g)?;
+    store.backend = super::crash_hook::wrap(store.backend);
+    Ok(store)
+}
+
 pub fn open_options(g: &Global) -> OpenOptions {
     OpenOptions {
         cache_dir: if g.no_cache {
@@ -155,7 +162,7 @@ pub fn open(g: &Global) -> Result<Repository> {
 
 /// Open the repository, keeping hold of its regions (for commands that report on them).
 pub fn open_store(g: &Global) -> Result<(Repository, Store)> {
-    let store = store(g)?;
+    let store = store_for_open(g)?;
     let password = password(g, "Repository password: ")?;
     let repo = Repository::open(store.backend.clone(), password.as_bytes(), open_options(g))?;
     Ok((repo, store))

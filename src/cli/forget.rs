@@ -2,15 +2,17 @@
 //! delete the snapshot objects it removes. The data they referred to stays until prune.
 
 use super::common::{self, print_json};
+use super::prune;
 use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::backend::{ObjectKind, ObjectName};
 use coffer::browse::{format_time, format_time_rfc3339};
+use coffer::gc::PruneOptions;
 use coffer::retention::{self, Candidate, Policy, Within, UNLIMITED};
 use coffer::{Error, Result};
 use std::collections::HashMap;
 
 const DATA_NOTE: &str = "forget deletes snapshot objects only: the data they referred to stays \
-in the repository until prune, which is not implemented yet";
+in the repository until `coffer prune` (or `forget --prune`)";
 
 #[derive(clap::Args)]
 #[command(
@@ -23,7 +25,7 @@ keeps every snapshot tagged T. A snapshot is kept if any rule keeps it.\n\n\
 A policy with no rule, or one that would remove every snapshot of a group, is refused unless \
 --force is given.\n\n\
 forget deletes snapshot objects only: the data they referred to stays in the repository until \
-prune, which is not implemented yet (so --prune is refused)."
+prune. --prune runs `coffer prune` (with its defaults) right after; see `coffer prune --help`."
 )]
 pub struct Args {
     /// Keep the N newest snapshots ('unlimited' or -1: all).
@@ -51,7 +53,7 @@ pub struct Args {
     /// Keep every snapshot with this tag (repeatable: any of the tags).
     #[arg(long = "keep-tag", value_name = "T", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub keep_tags: Vec<String>,
-    /// Not implemented yet: refused. Run forget without --prune.
+    /// Run `coffer prune` right after, to delete the data no snapshot uses any more.
     #[arg(long)]
     pub prune: bool,
     /// Show what would be kept and removed, and why; change nothing.
@@ -84,11 +86,6 @@ fn count_json(c: Option<u32>) -> serde_json::Value {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
-    if a.prune {
-        return Err(Error::invalid(
-            "prune is not implemented yet; run forget without --prune",
-        ));
-    }
     let policy = Policy {
         keep_last: a.keep_last,
         keep_hourly: a.keep_hourly,
@@ -136,10 +133,27 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             }
         }
     }
-    let code = if failed.is_empty() && damaged.is_empty() {
+    let mut code = if failed.is_empty() && damaged.is_empty() {
         EXIT_OK
     } else {
         EXIT_FAILURE
+    };
+    // Prune only after a forget that fully worked: a snapshot that could not be deleted
+    // would keep its data anyway, and the user should see that first.
+    let pruned = if a.prune && !a.dry_run && code == EXIT_OK {
+        let opts = PruneOptions {
+            host: common::hostname(),
+            ..PruneOptions::default()
+        };
+        match prune::execute(g, &repo, &opts) {
+            Ok(r) => Some(Ok(r)),
+            Err(e) => {
+                code = EXIT_FAILURE;
+                Some(Err(e))
+            }
+        }
+    } else {
+        None
     };
     let kept = plan.kept().count();
     let removed = plan.removed().count();
@@ -185,6 +199,11 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "failed": failed.iter().map(|(id, e)| serde_json::json!({"id": id, "error": e})).collect::<Vec<_>>(),
             "damaged_left": damaged.iter().map(|(id, _)| id.to_hex()).collect::<Vec<_>>(),
             "note": DATA_NOTE,
+            "prune": match &pruned {
+                Some(Ok(r)) => serde_json::to_value(r).unwrap_or_default(),
+                Some(Err(e)) => serde_json::json!({"error": e.message()}),
+                None => serde_json::Value::Null,
+            },
             "exit_code": code,
         }));
     } else {
@@ -238,8 +257,11 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 }
             );
         }
-        if !g.quiet && removed > 0 {
-            println!("{DATA_NOTE}");
+        match &pruned {
+            Some(Ok(r)) if !g.quiet => prune::print_human(r),
+            Some(Err(e)) => eprintln!("coffer: error: prune failed: {e}"),
+            _ if !g.quiet && removed > 0 && !a.prune => println!("{DATA_NOTE}"),
+            _ => {}
         }
     }
     Ok(code)

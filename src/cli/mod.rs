@@ -13,6 +13,7 @@ macro_rules! println {
 mod backup;
 mod check;
 mod common;
+mod crash_hook;
 mod diff;
 mod dump;
 mod forget;
@@ -20,6 +21,7 @@ mod init;
 mod key;
 mod ls;
 mod progress;
+mod prune;
 mod restore;
 mod snapshots;
 mod stats;
@@ -109,8 +111,10 @@ pub enum Command {
     Diff(diff::Args),
     /// Verify the repository's structure, and with --read-data every byte.
     Check(check::Args),
-    /// Remove snapshots by a retention policy (--keep-*); their data stays until prune.
+    /// Remove snapshots by a retention policy (--keep-*); --prune also deletes their data.
     Forget(forget::Args),
+    /// Delete data no snapshot uses, in every region, safely while backups run.
+    Prune(prune::Args),
     /// Manage the passwords (key files) that open the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -149,6 +153,7 @@ pub fn run() -> i32 {
         Command::Diff(a) => diff::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
         Command::Key(k) => key::run(g, k),
         Command::Stats(a) => stats::run(g, a),
         Command::Sync(a) => sync::run(g, a),

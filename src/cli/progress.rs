@@ -21,8 +21,8 @@ impl Bar {
     }
 }
 
-impl Progress for Bar {
-    fn start(&self, phase: &str, total: Option<u64>) {
+impl Bar {
+    fn begin(&self, phase: &str, total: Option<u64>, items: bool) {
         if !self.visible {
             return;
         }
@@ -30,10 +30,11 @@ impl Progress for Bar {
             Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
         };
-        let template = if total.is_some() {
-            "{msg:10} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-        } else {
-            "{msg:10} [{elapsed_precise}] {spinner} {bytes} {bytes_per_sec}"
+        let template = match (total.is_some(), items) {
+            (true, false) => "{msg:10} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            (false, false) => "{msg:10} [{elapsed_precise}] {spinner} {bytes} {bytes_per_sec}",
+            (true, true) => "{msg:10} [{elapsed_precise}] {wide_bar} {pos}/{len} eta {eta}",
+            (false, true) => "{msg:10} [{elapsed_precise}] {spinner} {pos}",
         };
         bar.set_style(
             ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -41,6 +42,15 @@ impl Progress for Bar {
         bar.set_message(phase.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         *self.bar.lock().expect("bar lock") = Some(bar);
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        self.begin(phase, total, false)
+    }
+    fn start_items(&self, phase: &str, total: Option<u64>) {
+        self.begin(phase, total, true)
     }
     fn advance(&self, bytes: u64) {
         if let Some(b) = self.bar.lock().expect("bar lock").as_ref() {

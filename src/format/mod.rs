@@ -5,6 +5,7 @@
 //! snapshots. Blobs (data chunks, trees, chunk lists) live inside packs.
 
 pub mod config;
+pub mod gc;
 pub mod index;
 pub mod keyfile;
 pub mod pack;
@@ -16,7 +17,7 @@ use crate::crypto::{Keys, NONCE_LEN};
 use crate::error::{Error, Result};
 
 /// The repository format version this code writes and reads.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Kinds of blob stored in packs. The numbers are on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
-use crate::id::{IndexId, RepoId, SnapshotId};
+use crate::id::{IndexId, PackId, RepoId, SnapshotId};
 use crate::index::{Index, IndexBuilder};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -142,27 +142,47 @@ impl Cache {
     }
 
     /// Build the in-memory index from the cache, one index file at a time.
-    pub fn load_index(&self) -> Result<Index> {
+    /// The union of the cached index files, without `excluded` packs (see
+    /// `IndexBuilder::excluding`) and without the index files in `skipped`.
+    pub fn load_index(
+        &self,
+        excluded: &HashSet<PackId>,
+        skipped: &HashSet<IndexId>,
+    ) -> Result<Index> {
         let total: i64 = self
             .conn
             .query_row("SELECT coalesce(sum(blobs), 0) FROM indexes", [], |r| {
                 r.get(0)
             })
             .map_err(db_err)?;
-        let mut builder = IndexBuilder::new();
+        let mut builder = IndexBuilder::new().excluding(excluded);
         builder.reserve(total.max(0) as usize);
+        self.for_each_file(|id, file| {
+            if !skipped.contains(&id) {
+                builder.add_file(&file);
+            }
+            Ok(())
+        })?;
+        Ok(builder.build())
+    }
+
+    /// Decode every cached index file in turn: the whole index is never held decoded.
+    pub fn for_each_file(&self, mut f: impl FnMut(IndexId, IndexFile) -> Result<()>) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare("SELECT body FROM indexes")
+            .prepare("SELECT id, body FROM indexes")
             .map_err(db_err)?;
         let mut rows = stmt.query([]).map_err(db_err)?;
         while let Some(row) = rows.next().map_err(db_err)? {
-            let body = row.get_ref(0).map_err(db_err)?.as_blob().map_err(|e| {
+            let id = IndexId(to_id(row.get_ref(0).map_err(db_err)?.as_blob().map_err(
+                |e| Error::corrupt(format!("cache holds an index ID of the wrong type: {e}")),
+            )?)?);
+            let body = row.get_ref(1).map_err(db_err)?.as_blob().map_err(|e| {
                 Error::corrupt(format!("cache holds an index body of the wrong type: {e}"))
             })?;
-            builder.add_file(&IndexFile::decode_body(body)?);
+            f(id, IndexFile::decode_body(body)?)?;
         }
-        Ok(builder.build())
+        Ok(())
     }
 
     /// Cached snapshot objects (their stored, still encrypted bytes).

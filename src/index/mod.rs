@@ -12,7 +12,7 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::frame_offsets;
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where one blob is stored: its frame (a sealed, compressed range of a pack) and its place
 /// in the frame's plaintext.
@@ -82,6 +82,8 @@ pub struct Index {
 /// Collects packs, then sorts once.
 #[derive(Default)]
 pub struct IndexBuilder {
+    /// Packs to leave out: those a deletion plan will delete (format-spec §12).
+    excluded: HashSet<PackId>,
     packs: Vec<(PackId, u64)>,
     pack_pos: HashMap<PackId, u32>,
     frames: Vec<FrameRecord>,
@@ -98,9 +100,16 @@ impl IndexBuilder {
         self.blobs.reserve_exact(blobs);
     }
 
-    /// Add a pack's frames and blobs. A pack already added is ignored.
+    /// Leave these packs out of the index: a backup must not deduplicate against a pack
+    /// that a deletion plan names, and a prune must not count on one.
+    pub fn excluding(mut self, packs: &HashSet<PackId>) -> Self {
+        self.excluded = packs.clone();
+        self
+    }
+
+    /// Add a pack's frames and blobs. A pack already added, or excluded, is ignored.
     pub fn add_pack(&mut self, pack: &IndexPack) {
-        if self.pack_pos.contains_key(&pack.id) {
+        if self.pack_pos.contains_key(&pack.id) || self.excluded.contains(&pack.id) {
             return;
         }
         let pos = self.packs.len() as u32;
@@ -171,17 +180,29 @@ impl Index {
         Self::default()
     }
 
-    fn find(&self, id: &BlobId) -> Option<&Entry> {
+    /// The blob's position in `blobs`.
+    fn find_position(&self, id: &BlobId) -> Option<usize> {
         let b = bucket_of(&id.0);
-        let bucket = &self.blobs[self.bucket_start[b] as usize..self.bucket_start[b + 1] as usize];
+        let start = self.bucket_start[b] as usize;
+        let bucket = &self.blobs[start..self.bucket_start[b + 1] as usize];
         bucket
             .binary_search_by(|e| e.id.cmp(&id.0))
             .ok()
-            .map(|k| &bucket[k])
+            .map(|k| start + k)
+    }
+
+    fn find(&self, id: &BlobId) -> Option<&Entry> {
+        self.find_position(id).map(|k| &self.blobs[k])
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
         self.find(id).is_some()
+    }
+
+    /// The blob's position in ID order (`0..blob_count()`), as `iter` yields it: lets a
+    /// caller keep one bit per blob instead of a set of IDs.
+    pub fn position(&self, id: &BlobId) -> Option<usize> {
+        self.find_position(id)
     }
 
     pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
@@ -208,6 +229,16 @@ impl Index {
     /// Every pack with the size recorded for it.
     pub fn packs(&self) -> &[(PackId, u64)] {
         &self.packs
+    }
+
+    /// Each pack's plaintext bytes over all its frames, duplicates included: what a prune
+    /// weighs the reachable bytes against.
+    pub fn pack_raw_bytes(&self) -> HashMap<PackId, u64> {
+        let mut out: HashMap<PackId, u64> = HashMap::with_capacity(self.packs.len());
+        for f in &self.frames {
+            *out.entry(self.packs[f.pack as usize].0).or_default() += f.raw_length as u64;
+        }
+        out
     }
 
     pub fn blob_count(&self) -> usize {

@@ -2,12 +2,17 @@
 //! names against their bytes, blobs against their IDs, all structure through authentication.
 
 mod frames;
+mod index_files;
+mod locks;
 mod open;
 mod packer;
+mod plans;
 mod uploader;
 mod writer;
 
 use frames::FrameCache;
+pub use index_files::IndexFilter;
+pub use locks::{LockGuard, REFRESH as LOCK_REFRESH};
 pub use open::{default_cache_dir, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
 pub use writer::{BlobSaver, SaverStats};
@@ -23,9 +28,9 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkList, Content, Tree};
 use crate::format::BlobType;
 use crate::id::PackId;
-use crate::id::{BlobId, IndexId, KeyId, SnapshotId};
+use crate::id::{BlobId, KeyId, SnapshotId};
 use crate::index::cache::Cache;
-use crate::index::{BlobLocation, FrameKey, Index, IndexBuilder};
+use crate::index::{BlobLocation, FrameKey, Index};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Bytes of opened frames kept by `Repository::frame`.
@@ -51,6 +56,7 @@ pub struct Repository {
     key_id: KeyId,
     cache: Option<Mutex<Cache>>,
     index: RwLock<Option<Arc<Index>>>,
+    index_filter: RwLock<IndexFilter>,
     recent_frames: FrameCache,
     clock: Arc<dyn Clock>,
     warn: Arc<dyn Fn(&str) + Send + Sync>,
@@ -72,6 +78,11 @@ impl Repository {
     }
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+    /// This machine's local state folder for the repository (beside the cache), if any.
+    pub fn state_dir(&self) -> Option<std::path::PathBuf> {
+        let cache = self.cache.as_ref()?.lock().expect("cache lock");
+        cache.path().parent().map(|p| p.to_path_buf())
     }
 
     /// Read an object and check that its bytes match its name.
@@ -106,75 +117,6 @@ impl Repository {
     /// Forget the loaded index so the next `index()` reads the backend again.
     pub fn invalidate_index(&self) {
         *self.index.write().expect("index lock") = None;
-    }
-
-    fn load_index(&self) -> Result<Index> {
-        let listed: Vec<IndexId> = self
-            .backend
-            .list(ObjectKind::Index)?
-            .into_iter()
-            .map(|(n, _)| IndexId(n.hash))
-            .collect();
-        let Some(cache) = &self.cache else {
-            let mut index = IndexBuilder::new();
-            for id in &listed {
-                if let Some(file) = self.read_index_file_or_warn(id) {
-                    index.add_file(&file);
-                }
-            }
-            return Ok(index.build());
-        };
-        let mut cache = cache.lock().expect("cache lock");
-        let known = cache.index_ids()?;
-        // An index file the cache knows has gone: garbage collection rewrote the index.
-        for gone in known.iter().filter(|id| !listed.contains(id)) {
-            cache.remove_index(gone)?;
-        }
-        let mut fresh = Vec::new();
-        for id in listed.iter().filter(|id| !known.contains(id)) {
-            if let Some(file) = self.read_index_file_or_warn(id) {
-                fresh.push((*id, file));
-            }
-        }
-        if !fresh.is_empty() {
-            let refs: Vec<(IndexId, &IndexFile)> = fresh.iter().map(|(id, f)| (*id, f)).collect();
-            cache.add_indexes(&refs)?;
-        }
-        cache.load_index()
-    }
-
-    /// A damaged index file must not make the whole repository unusable: its packs are
-    /// still on the backend, the next backup indexes them again (see `adopt_orphan_packs`),
-    /// and `check` reports the damage. Until then, blobs only it describes are unreachable.
-    fn read_index_file_or_warn(&self, id: &IndexId) -> Option<IndexFile> {
-        match self.read_index_file(id) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                (self.warn)(&format!("skipping a damaged index file: {e}"));
-                None
-            }
-        }
-    }
-
-    pub fn read_index_file(&self, id: &IndexId) -> Result<IndexFile> {
-        let bytes = self.read_object(&ObjectName::new(ObjectKind::Index, id.0))?;
-        IndexFile::decode(&self.keys, &bytes)
-            .map_err(|e| e.context(format!("index {}", id.short())))
-    }
-
-    /// Write an index file describing freshly uploaded packs; tell the cache. Returns its
-    /// ID and its stored size.
-    pub fn write_index(&self, file: &IndexFile) -> Result<(IndexId, u64)> {
-        let bytes = file.encode(&self.keys, None);
-        let name = self.write_object(ObjectKind::Index, bytes.clone())?;
-        let id = IndexId(name.hash);
-        if let Some(cache) = &self.cache {
-            cache
-                .lock()
-                .expect("cache lock")
-                .add_indexes(&[(id, file)])?;
-        }
-        Ok((id, bytes.len() as u64))
     }
 
     /// Every snapshot, oldest first. Uses the cache for ones seen before. Fails if any
@@ -469,7 +411,30 @@ impl Repository {
         }
     }
 
+    /// Every blob a file's content names: its chunk lists and its chunks.
+    pub fn content_blobs(&self, content: &Content) -> Result<Vec<BlobId>> {
+        let mut out = Vec::new();
+        if let Content::ChunkList { level, id } = content {
+            out.push(*id);
+            self.expand_list_with(*level, id, &mut out, true)?;
+        } else {
+            out = self.file_chunks(content)?;
+        }
+        Ok(out)
+    }
+
     fn expand_list(&self, level: u8, id: &BlobId, out: &mut Vec<BlobId>) -> Result<()> {
+        self.expand_list_with(level, id, out, false)
+    }
+
+    /// Expand a chunk list into `out`; with `lists`, the inner lists' IDs too.
+    fn expand_list_with(
+        &self,
+        level: u8,
+        id: &BlobId,
+        out: &mut Vec<BlobId>,
+        lists: bool,
+    ) -> Result<()> {
         let list = ChunkList::decode(&self.read_blob(BlobType::ChunkList, id)?)?;
         if list.level != level {
             return Err(Error::corrupt(format!(
@@ -481,7 +446,10 @@ impl Repository {
             out.extend(list.ids);
         } else {
             for child in &list.ids {
-                self.expand_list(level - 1, child, out)?;
+                if lists {
+                    out.push(*child);
+                }
+                self.expand_list_with(level - 1, child, out, lists)?;
             }
         }
         Ok(())
@@ -495,9 +463,13 @@ impl Repository {
     /// Returns how many packs were adopted.
     pub fn adopt_orphan_packs(&self) -> Result<usize> {
         let index = self.index()?;
+        // A pack a deletion plan names is unindexed on purpose once its index files are
+        // deleted: adopting it would index a pack that is about to go.
+        let planned = self.index_filter().packs;
         let mut found = Vec::new();
         for (name, size) in self.backend.list(ObjectKind::Pack)? {
-            if index.has_pack(&crate::id::PackId(name.hash)) {
+            let id = PackId(name.hash);
+            if index.has_pack(&id) || planned.contains(&id) {
                 continue;
             }
             let Ok(bytes) = self.backend.get(&name) else {

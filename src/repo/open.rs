@@ -156,6 +156,7 @@ impl Repository {
             key_id,
             cache,
             index: RwLock::new(None),
+            index_filter: RwLock::new(Default::default()),
             recent_frames: super::FrameCache::new(super::RECENT_FRAMES_BYTES),
             clock: opts.clock,
             warn: opts.warn,

@@ -1,0 +1,163 @@
+//! `coffer prune [--dry-run] [--repack-threshold PERCENT] [--stale-lock-after DURATION]`:
+//! delete what no snapshot reaches, in every region, while backups go on (format-spec §12).
+//! Also run by `coffer forget --prune`.
+
+use super::common::{self, human_bytes, print_json};
+use super::progress::Bar;
+use super::{Global, EXIT_OK};
+use coffer::gc::{prune, PruneOptions, PruneReport};
+use coffer::repo::Repository;
+use coffer::Result;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone)]
+#[command(
+    after_help = "prune marks every blob the snapshots reach, deletes the packs that hold none, \
+copies the reachable blobs out of packs whose unused share is at least --repack-threshold, and \
+rewrites the index files that named the packs it deletes. It deletes in every region, and \
+refuses to start (changing nothing) unless every region answers.\n\n\
+Backups may run meanwhile, from any machine: prune never waits for them and they never wait for \
+prune. Deletions that a running backup might still rely on are stored as a plan and carried out \
+by a later prune, after that backup has ended (then prune reports the plan as pending). No \
+clocks are compared: a backup that died is recognised when its lock object has not changed for \
+--stale-lock-after, measured on this machine between two of its own prune runs.\n\n\
+Exit status: 0 done (also with a pending plan), 1 failure or another prune is running (nothing \
+that a snapshot needs is ever deleted; a later prune finishes the job), 2 bad arguments."
+)]
+pub struct Args {
+    /// Report what would be freed; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Repack a pack when at least this percentage of its contents is unused (0-100;
+    /// 0 repacks every pack with any unused blob, as secure deletion needs).
+    #[arg(long, value_name = "PERCENT", default_value = "20", value_parser = parse_percent)]
+    pub repack_threshold: f64,
+    /// Treat a lock object this observer saw unchanged this long ago as left by a dead
+    /// process (e.g. 30m, 2h, 0s). Locks are refreshed every 5 minutes.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub stale_lock_after: Duration,
+}
+
+fn parse_percent(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0 and 100".into())
+    }
+}
+
+/// `90s`, `30m`, `2h`, `1d`: a whole number and one unit.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m or 2h"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+pub fn options(a: &Args) -> PruneOptions {
+    PruneOptions {
+        dry_run: a.dry_run,
+        repack_threshold: a.repack_threshold,
+        stale_after: a.stale_lock_after,
+        host: common::hostname(),
+    }
+}
+
+/// Run a prune with a progress bar.
+pub fn execute(g: &Global, repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    let bar = Bar::new(g.quiet, g.json);
+    prune(repo, opts, &bar, common::cancel_flag())
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    let repo = common::open(g)?;
+    let report = execute(g, &repo, &options(a))?;
+    if g.json {
+        print_json(&serde_json::json!({"report": report, "exit_code": EXIT_OK}));
+    } else {
+        print_human(&report);
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn print_human(r: &PruneReport) {
+    for l in &r.stale_locks_removed {
+        println!("removed a stale lock: {l}");
+    }
+    if r.plans_completed > 0 {
+        println!(
+            "finished {} deletion plan(s): deleted {} pack(s) and {} index file(s), freed {}{}",
+            r.plans_completed,
+            r.packs_deleted,
+            r.index_files_deleted,
+            human_bytes(r.bytes_freed),
+            if r.packs_rescued > 0 {
+                format!(
+                    "; kept {} planned pack(s) that new snapshots use",
+                    r.packs_rescued
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if r.snapshots > 0 || r.packs_before > 0 {
+        println!(
+            "{} snapshot(s), {} pack(s): {} blob(s) in use, {} unused",
+            r.snapshots, r.packs_before, r.blobs_used, r.blobs_unused
+        );
+        let verb = if r.dry_run {
+            "would delete"
+        } else {
+            "deleting"
+        };
+        println!(
+            "{verb} {} unused pack(s), repacking {} pack(s): frees about {}",
+            r.packs_unused,
+            r.packs_repacked,
+            human_bytes(r.bytes_to_free)
+        );
+        if r.packs_written > 0 {
+            println!(
+                "wrote {} new pack(s) and index files, {}",
+                r.packs_written,
+                human_bytes(r.bytes_written)
+            );
+        }
+    }
+    for p in &r.plans_pending {
+        if p.waiting_for.is_empty() {
+            println!(
+                "plan {} ({} packs) is stored, not yet carried out",
+                p.plan, p.packs
+            );
+        } else {
+            println!(
+                "plan {} ({} packs) waits for: {}; run prune again after they end",
+                p.plan,
+                p.packs,
+                p.waiting_for.join(", ")
+            );
+        }
+    }
+    if r.dry_run {
+        println!("dry run: nothing was changed");
+    } else if r.plans_completed == 0 && r.plans_pending.is_empty() {
+        println!("nothing to delete");
+    }
+}

@@ -1,0 +1,198 @@
+//! The mark-and-plan half of a prune (format-spec §12, M2–M3): find what the snapshots
+//! reach, copy the reachable blobs out of mostly unused packs, rewrite the index files that
+//! name packs to delete, and store the deletion plan. Nothing is deleted here.
+
+use super::mark::{mark, Marks};
+use super::PruneOptions;
+use super::PruneReport;
+use crate::backend::{ObjectKind, ObjectName};
+use crate::crypto::random_bytes;
+use crate::error::{Error, Result};
+use crate::format::gc::Plan;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::id::{BlobId, IndexId, PackId};
+use crate::index::{fetch_runs, BlobLocation};
+use crate::progress::Progress;
+use crate::repo::{BlobSaver, IndexFilter, Repository};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+
+/// Packs per rewritten index file: the index files backups write hold 16 packs; a larger
+/// batch keeps the number of files down without making one file huge.
+pub(super) const PACKS_PER_INDEX: usize = 256;
+
+/// Mark, classify every pack, and (unless a dry run) repack and store the plan. Returns
+/// the stored plan, or `None` when there is nothing to delete (or on a dry run).
+pub(super) fn make(
+    repo: &Repository,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Option<(ObjectName, Plan)>> {
+    repo.set_index_filter(IndexFilter::default());
+    let index = repo.index()?;
+    let snapshots = repo.snapshots()?;
+    report.snapshots = snapshots.len() as u64;
+    report.packs_before = index.packs().len() as u64;
+    let mut marks = Marks::new(&index);
+    mark(repo, &index, &snapshots, &mut marks, progress, cancel)?;
+    if !marks.missing.is_empty() {
+        return Err(Error::corrupt(format!(
+            "snapshots need {} blob(s) that no index file lists (first: {}); prune deletes nothing in a damaged repository: run `coffer check`",
+            marks.missing.len(),
+            marks.missing[0].short()
+        )));
+    }
+
+    let mut used: HashMap<PackId, u64> = HashMap::new();
+    for (pos, (_, loc)) in index.iter().enumerate() {
+        if marks.is_set(pos) {
+            report.blobs_used += 1;
+            *used.entry(loc.pack).or_default() += loc.raw_length as u64;
+        } else {
+            report.blobs_unused += 1;
+        }
+    }
+    let totals = index.pack_raw_bytes();
+    let mut delete = Vec::new();
+    let mut repack = HashSet::new();
+    for (pack, size) in index.packs() {
+        let used = used.get(pack).copied().unwrap_or(0);
+        let total = totals.get(pack).copied().unwrap_or(0).max(used);
+        if used == 0 {
+            delete.push(*pack);
+            report.bytes_to_free += size;
+            continue;
+        }
+        let unused_percent = 100.0 * (total - used) as f64 / total as f64;
+        if total > used && unused_percent >= opts.repack_threshold {
+            repack.insert(*pack);
+            // The pack goes; its reachable share comes back in new packs.
+            report.bytes_to_free += (*size as f64 * unused_percent / 100.0) as u64;
+        }
+    }
+    report.packs_unused = delete.len() as u64;
+    report.packs_repacked = repack.len() as u64;
+    if opts.dry_run || (delete.is_empty() && repack.is_empty()) {
+        return Ok(None);
+    }
+
+    let planned: HashSet<PackId> = delete.iter().chain(&repack).copied().collect();
+    let mut to_copy: Vec<(BlobId, BlobLocation)> = index
+        .iter()
+        .enumerate()
+        .filter(|(pos, (_, loc))| marks.is_set(*pos) && repack.contains(&loc.pack))
+        .map(|(_, e)| e)
+        .collect();
+    drop(marks);
+    drop(index);
+    to_copy.sort_by_key(|(_, l)| (l.pack, l.frame_offset, l.offset));
+    // The saver deduplicates against the packs that stay only: a blob with a copy there is
+    // not copied again.
+    repo.set_index_filter(IndexFilter {
+        packs: planned.clone(),
+        files: HashSet::new(),
+    });
+    copy_blobs(repo, &to_copy, report, progress, cancel)?;
+    super::check_cancel(cancel)?;
+    let superseded = rewrite_index(repo, &planned, report)?;
+
+    let mut packs: Vec<PackId> = planned.into_iter().collect();
+    packs.sort();
+    let plan = Plan {
+        operation: random_bytes(),
+        packs,
+        indexes: superseded,
+    };
+    let name = repo.write_object(ObjectKind::Plan, plan.encode(repo.keys(), None))?;
+    Ok(Some((name, plan)))
+}
+
+/// Copy reachable blobs into new packs, with their index files.
+fn copy_blobs(
+    repo: &Repository,
+    blobs: &[(BlobId, BlobLocation)],
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let saver = BlobSaver::new(repo)?;
+    progress.start(
+        "repacking",
+        Some(blobs.iter().map(|(_, l)| l.raw_length as u64).sum()),
+    );
+    let mut failed: Option<Error> = None;
+    for run in fetch_runs(blobs, |(_, l)| l) {
+        if let Err(e) = super::check_cancel(cancel) {
+            failed = Some(e);
+            break;
+        }
+        repo.open_run(
+            run,
+            |(id, l)| (l.blob_type, id, l),
+            |(_, l), r| {
+                if failed.is_some() {
+                    return;
+                }
+                match r
+                    .map_err(Error::clone)
+                    .and_then(|b| saver.save(l.blob_type, b))
+                {
+                    Ok(_) => progress.advance(l.raw_length as u64),
+                    Err(e) => failed = Some(e),
+                }
+            },
+        );
+        if failed.is_some() {
+            break;
+        }
+    }
+    // Whatever was copied is durable and indexed before anything refers to it.
+    let flushed = saver.flush();
+    progress.finish();
+    if let Some(e) = failed {
+        return Err(e.context("repacking (nothing was deleted)"));
+    }
+    flushed?;
+    let st = saver.stats();
+    report.packs_written += st.packs_added;
+    report.bytes_written += st.bytes_added_stored;
+    Ok(())
+}
+
+/// Write new index files holding every other pack of the index files that name a planned
+/// pack; returns those files, which the plan deletes.
+fn rewrite_index(
+    repo: &Repository,
+    planned: &HashSet<PackId>,
+    report: &mut PruneReport,
+) -> Result<Vec<IndexId>> {
+    let mut superseded = Vec::new();
+    let mut carry: Vec<IndexPack> = Vec::new();
+    let mut carried = HashSet::new();
+    repo.visit_index_files(|id, file| {
+        if file.packs.iter().any(|p| planned.contains(&p.id)) {
+            superseded.push(id);
+            for p in file.packs {
+                if !planned.contains(&p.id) && carried.insert(p.id) {
+                    carry.push(p);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for packs in carry.chunks(PACKS_PER_INDEX) {
+        let (_, size) = repo.write_index(&IndexFile {
+            supersedes: vec![],
+            packs: packs.to_vec(),
+        })?;
+        report.bytes_written += size;
+    }
+    superseded.sort();
+    report.index_files_superseded = superseded.len() as u64;
+    Ok(superseded)
+}

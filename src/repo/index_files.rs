@@ -1,0 +1,189 @@
+//! Loading the index from the index files on the backend (through the local cache when
+//! there is one), and writing new index files.
+//!
+//! Garbage collection deletes index files while other processes read them (format-spec
+//! §12): an index file that vanishes between the listing and the read was superseded by one
+//! stored before it was deleted, so the load starts over from a fresh listing.
+
+use super::Repository;
+use crate::backend::{ObjectKind, ObjectName};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::IndexFile;
+use crate::id::{IndexId, PackId};
+use crate::index::{Index, IndexBuilder};
+use std::collections::HashSet;
+
+/// How often a load starts over because index files vanished under it.
+const LOAD_ATTEMPTS: usize = 5;
+
+/// What the loaded index leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct IndexFilter {
+    /// Packs a deletion plan names: never deduplicate against them.
+    pub packs: HashSet<PackId>,
+    /// Index files to ignore (a prune checking what survives their deletion).
+    pub files: HashSet<IndexId>,
+}
+
+/// An index file listed but gone when read: another process's prune deleted it.
+fn vanished(e: &Error) -> bool {
+    e.kind() == ErrorKind::NotFound
+}
+
+impl Repository {
+    /// Load the index with `filter` from now on (the next `index()` reads it afresh).
+    pub fn set_index_filter(&self, filter: IndexFilter) {
+        *self.index_filter.write().expect("filter lock") = filter;
+        self.invalidate_index();
+    }
+
+    pub fn index_filter(&self) -> IndexFilter {
+        self.index_filter.read().expect("filter lock").clone()
+    }
+
+    pub(super) fn load_index(&self) -> Result<Index> {
+        let filter = self.index_filter();
+        for _ in 0..LOAD_ATTEMPTS {
+            match self.try_load_index(&filter) {
+                Err(e) if vanished(&e) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::backend(
+            "index files kept vanishing while being read (is a prune deleting them?); try again",
+            true,
+        ))
+    }
+
+    fn try_load_index(&self, filter: &IndexFilter) -> Result<Index> {
+        let listed = self.list_index_files()?;
+        let Some(cache) = &self.cache else {
+            let mut index = IndexBuilder::new().excluding(&filter.packs);
+            for id in listed.iter().filter(|id| !filter.files.contains(id)) {
+                if let Some(file) = self.read_index_file_or_warn(id)? {
+                    index.add_file(&file);
+                }
+            }
+            return Ok(index.build());
+        };
+        self.refresh_cache(&listed)?;
+        cache
+            .lock()
+            .expect("cache lock")
+            .load_index(&filter.packs, &filter.files)
+    }
+
+    fn list_index_files(&self) -> Result<Vec<IndexId>> {
+        Ok(self
+            .backend
+            .list(ObjectKind::Index)?
+            .into_iter()
+            .map(|(n, _)| IndexId(n.hash))
+            .collect())
+    }
+
+    /// Make the cache hold exactly the listed index files.
+    fn refresh_cache(&self, listed: &[IndexId]) -> Result<()> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        let mut cache = cache.lock().expect("cache lock");
+        let known = cache.index_ids()?;
+        let listed_set: HashSet<&IndexId> = listed.iter().collect();
+        // An index file the cache knows has gone: garbage collection rewrote the index.
+        for gone in known.iter().filter(|id| !listed_set.contains(id)) {
+            cache.remove_index(gone)?;
+        }
+        let mut fresh = Vec::new();
+        for id in listed.iter().filter(|id| !known.contains(id)) {
+            if let Some(file) = self.read_index_file_or_warn(id)? {
+                fresh.push((*id, file));
+            }
+        }
+        if !fresh.is_empty() {
+            let refs: Vec<(IndexId, &IndexFile)> = fresh.iter().map(|(id, f)| (*id, f)).collect();
+            cache.add_indexes(&refs)?;
+        }
+        Ok(())
+    }
+
+    /// Call `f` with every index file on the backend, one at a time, so a prune can see
+    /// which file lists which pack without holding them all decoded.
+    pub fn visit_index_files(
+        &self,
+        mut f: impl FnMut(IndexId, IndexFile) -> Result<()>,
+    ) -> Result<()> {
+        for _ in 0..LOAD_ATTEMPTS {
+            let listed = self.list_index_files()?;
+            let result = match &self.cache {
+                Some(cache) => self.refresh_cache(&listed).and_then(|()| {
+                    let cache = cache.lock().expect("cache lock");
+                    let mut visit = |id, file| f(id, file);
+                    cache.for_each_file(&mut visit)
+                }),
+                None => (|| {
+                    for id in &listed {
+                        if let Some(file) = self.read_index_file_or_warn(id)? {
+                            f(*id, file)?;
+                        }
+                    }
+                    Ok(())
+                })(),
+            };
+            match result {
+                Err(e) if vanished(&e) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::backend(
+            "index files kept vanishing while being read; try again",
+            true,
+        ))
+    }
+
+    /// A damaged index file must not make the whole repository unusable: its packs are
+    /// still on the backend, the next backup indexes them again (see `adopt_orphan_packs`),
+    /// and `check` reports the damage. Until then, blobs only it describes are unreachable.
+    /// A file that vanished is an error of its own (the caller lists again).
+    fn read_index_file_or_warn(&self, id: &IndexId) -> Result<Option<IndexFile>> {
+        match self.read_index_file(id) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if vanished(&e) => Err(e),
+            Err(e) => {
+                (self.warn)(&format!("skipping a damaged index file: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn read_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+        let bytes = self.read_object(&ObjectName::new(ObjectKind::Index, id.0))?;
+        IndexFile::decode(&self.keys, &bytes)
+            .map_err(|e| e.context(format!("index {}", id.short())))
+    }
+
+    /// Write an index file describing freshly uploaded packs; tell the cache. Returns its
+    /// ID and its stored size.
+    pub fn write_index(&self, file: &IndexFile) -> Result<(IndexId, u64)> {
+        let bytes = file.encode(&self.keys, None);
+        let name = self.write_object(ObjectKind::Index, bytes.clone())?;
+        let id = IndexId(name.hash);
+        if let Some(cache) = &self.cache {
+            cache
+                .lock()
+                .expect("cache lock")
+                .add_indexes(&[(id, file)])?;
+        }
+        Ok((id, bytes.len() as u64))
+    }
+
+    /// Delete an index file in every region and forget it in the cache.
+    pub fn delete_index(&self, id: &IndexId) -> Result<()> {
+        self.backend
+            .delete(&ObjectName::new(ObjectKind::Index, id.0))?;
+        if let Some(cache) = &self.cache {
+            cache.lock().expect("cache lock").remove_index(id)?;
+        }
+        Ok(())
+    }
+}

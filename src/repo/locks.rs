@@ -1,0 +1,152 @@
+//! Locks: the objects that say "an operation is running" (format-spec §12). A backup holds
+//! one from before it reads the index until after its snapshot is stored; a prune holds
+//! one while it plans and deletes. Locks never block a backup: they only tell a prune which
+//! operations a deletion plan has to wait for.
+//!
+//! A held lock is refreshed every `REFRESH` by a thread of its own: the refresh writes the
+//! same operation with the next counter (a new object) and then deletes the old object, so
+//! an observer that sees the same lock object for a long time knows its owner is gone.
+
+use super::Repository;
+use crate::backend::{Backend, ObjectKind, ObjectName};
+use crate::crypto::{random_bytes, Keys};
+use crate::error::{ErrorKind, Result};
+use crate::format::gc::{Lock, LockKind, OperationId};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often a held lock is rewritten. Prune's default staleness margin is six times this.
+pub const REFRESH: Duration = Duration::from_secs(300);
+
+struct Shared {
+    /// The lock object currently stored, and its counter.
+    current: Mutex<(ObjectName, u64)>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// A held lock; dropping it stops the refreshes and deletes the lock object.
+pub struct LockGuard {
+    backend: Arc<dyn Backend>,
+    operation: OperationId,
+    shared: Arc<Shared>,
+    refresher: Option<JoinHandle<()>>,
+    released: bool,
+}
+
+impl Repository {
+    /// Store a lock of `kind` for a new operation and keep it fresh until the guard drops.
+    pub fn lock(&self, kind: LockKind, host: &str, refresh: Duration) -> Result<LockGuard> {
+        let mut lock = Lock {
+            operation: random_bytes(),
+            kind,
+            counter: 0,
+            pid: std::process::id(),
+            host: host.chars().take(255).collect(),
+        };
+        let name = self.write_object(ObjectKind::Lock, lock.encode(&self.keys, None))?;
+        let shared = Arc::new(Shared {
+            current: Mutex::new((name, 0)),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let (backend, keys, state) = (self.backend.clone(), self.keys.clone(), shared.clone());
+        let warn = self.warn.clone();
+        let operation = lock.operation;
+        let refresher = std::thread::Builder::new()
+            .name("coffer-lock".into())
+            .spawn(move || {
+                let mut stopped = state.stop.lock().expect("lock state");
+                loop {
+                    stopped = state
+                        .wake
+                        .wait_timeout(stopped, refresh)
+                        .expect("lock state")
+                        .0;
+                    if *stopped {
+                        return;
+                    }
+                    lock.counter += 1;
+                    if let Err(e) = refresh_once(&*backend, &keys, &lock, &state) {
+                        warn(&format!("could not refresh this operation's lock: {e}"));
+                    }
+                }
+            })
+            .ok();
+        Ok(LockGuard {
+            backend: self.backend.clone(),
+            operation,
+            shared,
+            refresher,
+            released: false,
+        })
+    }
+
+    /// Every lock object that can be read, with its name. A lock that vanishes while it is
+    /// read was refreshed or released; one that does not decode is reported by `check`.
+    pub fn locks(&self) -> Result<Vec<(ObjectName, Lock)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(ObjectKind::Lock)? {
+            match self.read_object(&name) {
+                Ok(bytes) => match Lock::decode(&self.keys, &bytes) {
+                    Ok(lock) => out.push((name, lock)),
+                    Err(e) => (self.warn)(&format!("ignoring a damaged lock {name}: {e}")),
+                },
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn refresh_once(backend: &dyn Backend, keys: &Keys, lock: &Lock, state: &Shared) -> Result<()> {
+    let bytes = lock.encode(keys, None);
+    let name = ObjectName::for_bytes(ObjectKind::Lock, &bytes);
+    backend.put(&name, bytes.into())?;
+    let old = std::mem::replace(
+        &mut *state.current.lock().expect("lock state"),
+        (name, lock.counter),
+    );
+    backend.delete(&old.0)
+}
+
+impl LockGuard {
+    pub fn operation(&self) -> OperationId {
+        self.operation
+    }
+
+    /// Is this lock still stored? A prune that judged it stale deletes it; an operation
+    /// that finds its lock gone must not commit anything that relied on the index it read.
+    pub fn still_held(&self) -> Result<bool> {
+        let name = self.shared.current.lock().expect("lock state").0;
+        Ok(self.backend.stat(&name)?.is_some())
+    }
+
+    fn stop_refreshing(&mut self) {
+        *self.shared.stop.lock().expect("lock state") = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Stop refreshing and delete the lock object.
+    pub fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.stop_refreshing();
+        let name = self.shared.current.lock().expect("lock state").0;
+        self.backend.delete(&name)
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.released {
+            self.stop_refreshing();
+            let name = self.shared.current.lock().expect("lock state").0;
+            let _ = self.backend.delete(&name);
+        }
+    }
+}
