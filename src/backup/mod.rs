@@ -241,7 +241,11 @@ pub fn backup(
         ));
     }
     let id = repo.save_snapshot(&snapshot)?;
-    lock.release()?;
+    // The snapshot is stored: a lock that cannot be deleted (a region went down) only
+    // delays prunes until they judge it stale.
+    if let Err(e) = lock.release() {
+        progress.warn(&format!("could not remove this backup's lock: {e}"));
+    }
     Ok(BackupOutcome { id, snapshot })
 }
 
