@@ -99,23 +99,6 @@ pub fn print_human(r: &PruneReport) {
     for l in &r.stale_locks_removed {
         println!("removed a stale lock: {l}");
     }
-    if r.plans_completed > 0 {
-        println!(
-            "finished {} deletion plan(s): deleted {} pack(s) and {} index file(s), freed {}{}",
-            r.plans_completed,
-            r.packs_deleted,
-            r.index_files_deleted,
-            human_bytes(r.bytes_freed),
-            if r.packs_rescued > 0 {
-                format!(
-                    "; kept {} planned pack(s) that new snapshots use",
-                    r.packs_rescued
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
     if r.snapshots > 0 || r.packs_before > 0 {
         println!(
             "{} snapshot(s), {} pack(s): {} blob(s) in use, {} unused",
@@ -139,6 +122,23 @@ pub fn print_human(r: &PruneReport) {
                 human_bytes(r.bytes_written)
             );
         }
+    }
+    if r.plans_completed > 0 {
+        println!(
+            "finished {} deletion plan(s): deleted {} pack(s) and {} index file(s), freed {}{}",
+            r.plans_completed,
+            r.packs_deleted,
+            r.index_files_deleted,
+            human_bytes(r.bytes_freed),
+            if r.packs_rescued > 0 {
+                format!(
+                    "; kept {} planned pack(s) that new snapshots use",
+                    r.packs_rescued
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     for p in &r.plans_pending {
         if p.waiting_for.is_empty() {

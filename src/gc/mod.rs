@@ -157,7 +157,9 @@ pub fn prune(
         if !report.plans_pending.is_empty() {
             return Ok(());
         }
-        let Some(plan) = plan::make(repo, opts, &mut report, progress, cancel)? else {
+        let Some(plan::Made { plan, marked }) =
+            plan::make(repo, opts, &mut report, progress, cancel)?
+        else {
             return Ok(());
         };
         // §12 M4: the operations running now that the plan is stored.
@@ -168,7 +170,15 @@ pub fn prune(
             .collect();
         let wait = sweep::store_wait(repo, &plan, &waiting)?;
         if waiting.is_empty() {
-            sweep::sweep(repo, &plan, &wait, &mut report, progress, cancel)?;
+            sweep::sweep(
+                repo,
+                &plan,
+                &wait,
+                Some(&marked),
+                &mut report,
+                progress,
+                cancel,
+            )?;
         } else {
             report.plans_pending.push(PendingPlan {
                 plan: plan.0.path(),

@@ -10,7 +10,7 @@ use crate::crypto::random_bytes;
 use crate::error::{Error, Result};
 use crate::format::gc::Plan;
 use crate::format::index::{IndexFile, IndexPack};
-use crate::id::{BlobId, IndexId, PackId};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::index::{fetch_runs, BlobLocation};
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, IndexFilter, Repository};
@@ -21,6 +21,13 @@ use std::sync::atomic::AtomicBool;
 /// batch keeps the number of files down without making one file huge.
 pub(super) const PACKS_PER_INDEX: usize = 256;
 
+/// A stored plan, and the snapshots its marking read: every blob those reach is outside
+/// the plan by construction, so a sweep in the same run only has to read newer snapshots.
+pub(super) struct Made {
+    pub plan: (ObjectName, Plan),
+    pub marked: HashSet<SnapshotId>,
+}
+
 /// Mark, classify every pack, and (unless a dry run) repack and store the plan. Returns
 /// the stored plan, or `None` when there is nothing to delete (or on a dry run).
 pub(super) fn make(
@@ -29,7 +36,7 @@ pub(super) fn make(
     report: &mut PruneReport,
     progress: &dyn Progress,
     cancel: &AtomicBool,
-) -> Result<Option<(ObjectName, Plan)>> {
+) -> Result<Option<Made>> {
     repo.set_index_filter(IndexFilter::default());
     let index = repo.index()?;
     let snapshots = repo.snapshots()?;
@@ -106,7 +113,10 @@ pub(super) fn make(
         indexes: superseded,
     };
     let name = repo.write_object(ObjectKind::Plan, plan.encode(repo.keys(), None))?;
-    Ok(Some((name, plan)))
+    Ok(Some(Made {
+        plan: (name, plan),
+        marked: snapshots.iter().map(|(id, _)| *id).collect(),
+    }))
 }
 
 /// Copy reachable blobs into new packs, with their index files.

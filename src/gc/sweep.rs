@@ -10,7 +10,7 @@ use crate::backend::{ObjectKind, ObjectName};
 use crate::error::{Error, Result};
 use crate::format::gc::{Lock, LockKind, OperationId, Plan, Wait};
 use crate::format::index::{IndexFile, IndexPack};
-use crate::id::{IndexId, PackId};
+use crate::id::{IndexId, PackId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::{IndexFilter, Repository};
 use rayon::prelude::*;
@@ -69,7 +69,7 @@ pub(super) fn sweep_ready(
             .filter_map(|o| running.get(o).copied())
             .collect();
         if blocking.is_empty() {
-            sweep(repo, &plan, &wait, report, progress, cancel)?;
+            sweep(repo, &plan, &wait, None, report, progress, cancel)?;
         } else {
             report.plans_pending.push(PendingPlan {
                 plan: plan.0.path(),
@@ -81,18 +81,21 @@ pub(super) fn sweep_ready(
     Ok(())
 }
 
-/// Carry out one plan whose waited-for operations have all ended.
+/// Carry out one plan whose waited-for operations have all ended. `marked`: snapshots the
+/// plan's own marking read (same run), which need no second look.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn sweep(
     repo: &Repository,
     plan: &(ObjectName, Plan),
     wait: &(ObjectName, Wait),
+    marked: Option<&HashSet<SnapshotId>>,
     report: &mut PruneReport,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<()> {
     let (plan_name, plan) = plan;
     let planned: HashSet<PackId> = plan.packs.iter().copied().collect();
-    let rescued = rescue(repo, plan, &planned, progress, cancel)?;
+    let rescued = rescue(repo, plan, &planned, marked, progress, cancel)?;
     super::check_cancel(cancel)?;
     report.packs_rescued += rescued.len() as u64;
 
@@ -144,6 +147,7 @@ fn rescue(
     repo: &Repository,
     plan: &Plan,
     planned: &HashSet<PackId>,
+    marked: Option<&HashSet<SnapshotId>>,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<HashSet<PackId>> {
@@ -153,7 +157,10 @@ fn rescue(
         files: superseded,
     });
     let surviving = repo.index()?;
-    let snapshots = repo.snapshots()?;
+    let mut snapshots = repo.snapshots()?;
+    if let Some(marked) = marked {
+        snapshots.retain(|(id, _)| !marked.contains(id));
+    }
     let mut marks = Marks::new(&surviving);
     let walked = mark(repo, &surviving, &snapshots, &mut marks, progress, cancel);
     super::check_cancel(cancel)?;
