@@ -45,6 +45,8 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     /// Compare against this snapshot instead of the latest one with the same host and paths.
     pub parent: Option<SnapshotId>,
+    /// How often the backup's lock is rewritten (default `LOCK_REFRESH`, five minutes).
+    pub lock_refresh: Option<std::time::Duration>,
 }
 
 pub struct BackupOutcome {
@@ -95,7 +97,11 @@ pub fn backup(
     let counters = Counters::default();
     // Garbage collection alongside backups (format-spec §12): the lock is stored before
     // the index is read, and packs that a deletion plan names count as absent.
-    let lock = repo.lock(LockKind::Backup, &opts.host, LOCK_REFRESH)?;
+    let lock = repo.lock(
+        LockKind::Backup,
+        &opts.host,
+        opts.lock_refresh.unwrap_or(LOCK_REFRESH),
+    )?;
     repo.exclude_planned_packs()?;
     // Packs left by a backup that was killed are indexed first, so their blobs are reused.
     repo.adopt_orphan_packs()?;

@@ -51,6 +51,11 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         time_ns: a.time.as_deref().map(parse_time).transpose()?,
         excludes: a.excludes.clone(),
         parent,
+        // Tests of stale locks cannot wait five minutes for a refresh.
+        lock_refresh: std::env::var("COFFER_TEST_LOCK_REFRESH_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_secs),
     };
     let source = if a.stdin {
         let name = a

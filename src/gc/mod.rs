@@ -21,11 +21,13 @@ mod sweep;
 pub use mark::{mark, Marks};
 pub use stale::Sightings;
 
+use crate::backend::ObjectName;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::gc::{Lock, LockKind};
+use crate::format::gc::{Lock, LockKind, OperationId};
 use crate::progress::Progress;
 use crate::repo::{Repository, LOCK_REFRESH};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -140,7 +142,7 @@ pub fn prune(
     let lock = repo.lock(LockKind::Prune, &opts.host, LOCK_REFRESH)?;
     let mut sightings = Sightings::load(repo.state_dir());
     let result = (|| {
-        let live = live_locks(repo, &mut sightings, opts, &mut report)?;
+        let live = live_locks(repo, &mut sightings, opts, &mut report, lock.operation())?;
         if let Some((_, other)) = live
             .iter()
             .find(|(_, l)| l.kind == LockKind::Prune && l.operation != lock.operation())
@@ -163,7 +165,7 @@ pub fn prune(
             return Ok(());
         };
         // §12 M4: the operations running now that the plan is stored.
-        let live = live_locks(repo, &mut sightings, opts, &mut report)?;
+        let live = live_locks(repo, &mut sightings, opts, &mut report, lock.operation())?;
         let waiting: Vec<_> = live
             .into_iter()
             .filter(|(_, l)| l.operation != lock.operation())
@@ -196,17 +198,42 @@ pub fn prune(
 }
 
 /// The locks of running operations. Stale ones are deleted (so their owner, if it is in
-/// fact alive, finds its lock gone and commits nothing) and reported.
+/// fact alive, finds its lock gone and commits nothing) and reported. This prune's own lock
+/// is never judged. An operation whose stale lock object was replaced by a refresh just
+/// before the deletion is alive after all: it stays among the running ones (§12.3).
 fn live_locks(
     repo: &Repository,
     sightings: &mut Sightings,
     opts: &PruneOptions,
     report: &mut PruneReport,
-) -> Result<Vec<(crate::backend::ObjectName, Lock)>> {
-    let (live, stale) = sightings.judge(repo.locks()?, opts.stale_after);
-    for (name, lock) in stale {
-        repo.backend().delete(&name)?;
-        report.stale_locks_removed.push(describe(&lock));
+    own: OperationId,
+) -> Result<Vec<(ObjectName, Lock)>> {
+    let (mine, others): (Vec<_>, Vec<_>) = repo
+        .locks()?
+        .into_iter()
+        .partition(|(_, l)| l.operation == own);
+    let (mut live, stale) = sightings.judge(others, opts.stale_after);
+    live.extend(mine);
+    if stale.is_empty() {
+        return Ok(live);
+    }
+    for (name, _) in &stale {
+        repo.backend().delete(name)?;
+    }
+    let deleted: HashSet<ObjectName> = stale.iter().map(|(n, _)| *n).collect();
+    let known: HashSet<ObjectName> = live.iter().map(|(n, _)| *n).collect();
+    let mut revived = HashSet::new();
+    for (name, lock) in repo.locks()? {
+        let was_stale = stale.iter().any(|(_, l)| l.operation == lock.operation);
+        if was_stale && !deleted.contains(&name) && !known.contains(&name) {
+            revived.insert(lock.operation);
+            live.push((name, lock));
+        }
+    }
+    for (_, lock) in stale {
+        if !revived.contains(&lock.operation) {
+            report.stale_locks_removed.push(describe(&lock));
+        }
     }
     Ok(live)
 }

@@ -22,6 +22,9 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 struct Shared {
     /// The lock object currently stored, and its counter.
     current: Mutex<(ObjectName, u64)>,
+    /// A prune removed the lock as stale: the operation must not commit, and the lock is
+    /// not brought back by refreshing.
+    lost: std::sync::atomic::AtomicBool,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -48,6 +51,7 @@ impl Repository {
         let name = self.write_object(ObjectKind::Lock, lock.encode(&self.keys, None))?;
         let shared = Arc::new(Shared {
             current: Mutex::new((name, 0)),
+            lost: Default::default(),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -68,8 +72,13 @@ impl Repository {
                         return;
                     }
                     lock.counter += 1;
-                    if let Err(e) = refresh_once(&*backend, &keys, &lock, &state) {
-                        warn(&format!("could not refresh this operation's lock: {e}"));
+                    match refresh_once(&*backend, &keys, &lock, &state) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn("this operation's lock was removed by a prune that judged it stale: it will not commit");
+                            return;
+                        }
+                        Err(e) => warn(&format!("could not refresh this operation's lock: {e}")),
                     }
                 }
             })
@@ -101,15 +110,23 @@ impl Repository {
     }
 }
 
-fn refresh_once(backend: &dyn Backend, keys: &Keys, lock: &Lock, state: &Shared) -> Result<()> {
+/// Store the next lock object, then retire the previous one. If the previous one is gone,
+/// a prune removed it as stale: the new one is taken back and `false` returned. (A prune
+/// that deleted the old object and then lists the new one counts the operation as alive,
+/// see `gc::live_locks`, so either way the two sides agree.)
+fn refresh_once(backend: &dyn Backend, keys: &Keys, lock: &Lock, state: &Shared) -> Result<bool> {
     let bytes = lock.encode(keys, None);
     let name = ObjectName::for_bytes(ObjectKind::Lock, &bytes);
     backend.put(&name, bytes.into())?;
-    let old = std::mem::replace(
-        &mut *state.current.lock().expect("lock state"),
-        (name, lock.counter),
-    );
-    backend.delete(&old.0)
+    let old = state.current.lock().expect("lock state").0;
+    if backend.stat(&old)?.is_none() {
+        state.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        backend.delete(&name)?;
+        return Ok(false);
+    }
+    *state.current.lock().expect("lock state") = (name, lock.counter);
+    backend.delete(&old)?;
+    Ok(true)
 }
 
 impl LockGuard {
@@ -120,6 +137,9 @@ impl LockGuard {
     /// Is this lock still stored? A prune that judged it stale deletes it; an operation
     /// that finds its lock gone must not commit anything that relied on the index it read.
     pub fn still_held(&self) -> Result<bool> {
+        if self.shared.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(false);
+        }
         let name = self.shared.current.lock().expect("lock state").0;
         Ok(self.backend.stat(&name)?.is_some())
     }
