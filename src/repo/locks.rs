@@ -60,26 +60,31 @@ impl Repository {
         let operation = lock.operation;
         let refresher = std::thread::Builder::new()
             .name("coffer-lock".into())
-            .spawn(move || {
-                let mut stopped = state.stop.lock().expect("lock state");
-                loop {
-                    stopped = state
-                        .wake
-                        .wait_timeout(stopped, refresh)
-                        .expect("lock state")
-                        .0;
+            .spawn(move || loop {
+                {
+                    let stopped = state.stop.lock().expect("lock state");
+                    // Checked before waiting: a release that came before this thread first
+                    // ran must not wait out a whole refresh period in `join`. The flag is
+                    // set under the same mutex, so no wake-up is lost.
                     if *stopped {
                         return;
                     }
-                    lock.counter += 1;
-                    match refresh_once(&*backend, &keys, &lock, &state) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            warn("this operation's lock was removed by a prune that judged it stale: it will not commit");
-                            return;
-                        }
-                        Err(e) => warn(&format!("could not refresh this operation's lock: {e}")),
+                    let (stopped, _) = state
+                        .wake
+                        .wait_timeout(stopped, refresh)
+                        .expect("lock state");
+                    if *stopped {
+                        return;
                     }
+                } // The refresh itself runs without the mutex, so a release never waits on it.
+                lock.counter += 1;
+                match refresh_once(&*backend, &keys, &lock, &state) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn("this operation's lock was removed by a prune that judged it stale: it will not commit");
+                        return;
+                    }
+                    Err(e) => warn(&format!("could not refresh this operation's lock: {e}")),
                 }
             })
             .ok();
