@@ -246,7 +246,7 @@ impl Checker<'_> {
         }
         if unindexed > 0 {
             self.report.notes.push(format!(
-                "{unindexed} pack(s) are not in any index (left by an interrupted backup; the next backup adopts them, and garbage collection will remove unused ones)"
+                "{unindexed} pack(s) are not in any index (left by an interrupted backup or prune; the next backup adopts them, and the prune after that removes unused ones)"
             ));
         }
         Ok(())

@@ -37,9 +37,12 @@ pub(super) fn make(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Option<Made>> {
+    // Snapshots first, then the index: every snapshot's blobs were indexed before it was
+    // stored (§8), so an index read afterwards lists them all. Snapshots stored after this
+    // listing are the sweep's concern (S2).
+    let snapshots = repo.snapshots()?;
     repo.set_index_filter(IndexFilter::default());
     let index = repo.index()?;
-    let snapshots = repo.snapshots()?;
     report.snapshots = snapshots.len() as u64;
     report.packs_before = index.packs().len() as u64;
     let mut marks = Marks::new(&index);

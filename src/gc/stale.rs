@@ -75,7 +75,8 @@ impl Sightings {
             return Ok(());
         };
         let bytes = serde_json::to_vec(&self.seen).map_err(|e| Error::invalid(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
+        // Two prunes may share the folder: each writes its own temporary file.
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display(), e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display(), e))
     }

@@ -105,16 +105,18 @@ pub(super) fn sweep(
         .into_iter()
         .map(|(n, s)| (PackId(n.hash), s))
         .collect();
-    for id in &plan.indexes {
-        repo.delete_index(id)?;
-        report.index_files_deleted += 1;
-    }
     let doomed: Vec<PackId> = plan
         .packs
         .iter()
         .filter(|p| !rescued.contains(*p))
         .copied()
         .collect();
+    let mut indexes = plan.indexes.clone();
+    indexes.extend(rewrite_late_index_files(repo, plan, &doomed)?);
+    for id in &indexes {
+        repo.delete_index(id)?;
+        report.index_files_deleted += 1;
+    }
     progress.start_items("deleting packs", Some(doomed.len() as u64));
     let failures: Vec<Error> = doomed
         .par_iter()
@@ -137,6 +139,40 @@ pub(super) fn sweep(
     report.plans_completed += 1;
     repo.set_index_filter(IndexFilter::default());
     Ok(())
+}
+
+/// Index files the plan does not name that list a pack about to be deleted: a backup that
+/// was running when the plan was made (so it is in S) may have adopted a pack that the plan
+/// then named. Their other entries go to a new index file; the files are then deleted with
+/// the plan's own (§12.1 S3).
+fn rewrite_late_index_files(
+    repo: &Repository,
+    plan: &Plan,
+    doomed: &[PackId],
+) -> Result<Vec<IndexId>> {
+    let doomed: HashSet<PackId> = doomed.iter().copied().collect();
+    let named: HashSet<IndexId> = plan.indexes.iter().copied().collect();
+    let mut late = Vec::new();
+    let mut carry: Vec<IndexPack> = Vec::new();
+    let mut carried = HashSet::new();
+    repo.visit_index_files(|id, file| {
+        if !named.contains(&id) && file.packs.iter().any(|p| doomed.contains(&p.id)) {
+            late.push(id);
+            for p in file.packs {
+                if !doomed.contains(&p.id) && carried.insert(p.id) {
+                    carry.push(p);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for chunk in carry.chunks(PACKS_PER_INDEX) {
+        repo.write_index(&IndexFile {
+            supersedes: vec![],
+            packs: chunk.to_vec(),
+        })?;
+    }
+    Ok(late)
 }
 
 /// §12 S2: read every snapshot again against the index as it will be after the plan. A

@@ -158,6 +158,8 @@ impl Repository {
                         damaged.push((id, e));
                         continue;
                     }
+                    // Deleted by a concurrent `forget` since the listing: not a snapshot any more.
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 },
             };
