@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 
 /// Packs per rewritten index file: the index files backups write hold 16 packs; a larger
 /// batch keeps the number of files down without making one file huge.
-pub(super) const PACKS_PER_INDEX: usize = 256;
+const PACKS_PER_INDEX: usize = 256;
 
 /// A stored plan, and the snapshots its marking read: every blob those reach is outside
 /// the plan by construction, so a sweep in the same run only has to read newer snapshots.
@@ -106,7 +106,9 @@ pub(super) fn make(
     });
     copy_blobs(repo, &to_copy, report, progress, cancel)?;
     super::check_cancel(cancel)?;
-    let superseded = rewrite_index(repo, &planned, report)?;
+    let (superseded, written) = rewrite_index(repo, &planned, &HashSet::new())?;
+    report.bytes_written += written;
+    report.index_files_superseded = superseded.len() as u64;
 
     let mut packs: Vec<PackId> = planned.into_iter().collect();
     packs.sort();
@@ -177,35 +179,43 @@ fn copy_blobs(
     Ok(())
 }
 
-/// Write new index files holding every other pack of the index files that name a planned
-/// pack; returns those files, which the plan deletes.
-fn rewrite_index(
+/// Write new index files holding every other pack of the index files that name a pack in
+/// `doomed` (leaving out those in `skip`); returns those files, to be deleted, and the
+/// bytes written. Used when planning (M4) and again when sweeping (S3).
+pub(super) fn rewrite_index(
     repo: &Repository,
-    planned: &HashSet<PackId>,
-    report: &mut PruneReport,
-) -> Result<Vec<IndexId>> {
+    doomed: &HashSet<PackId>,
+    skip: &HashSet<IndexId>,
+) -> Result<(Vec<IndexId>, u64)> {
     let mut superseded = Vec::new();
     let mut carry: Vec<IndexPack> = Vec::new();
     let mut carried = HashSet::new();
     repo.visit_index_files(|id, file| {
-        if file.packs.iter().any(|p| planned.contains(&p.id)) {
+        if !skip.contains(&id) && file.packs.iter().any(|p| doomed.contains(&p.id)) {
             superseded.push(id);
             for p in file.packs {
-                if !planned.contains(&p.id) && carried.insert(p.id) {
+                if !doomed.contains(&p.id) && carried.insert(p.id) {
                     carry.push(p);
                 }
             }
         }
         Ok(())
     })?;
-    for packs in carry.chunks(PACKS_PER_INDEX) {
-        let (_, size) = repo.write_index(&IndexFile {
-            supersedes: vec![],
-            packs: packs.to_vec(),
-        })?;
-        report.bytes_written += size;
-    }
+    let written = write_index_files(repo, carry)?;
     superseded.sort();
-    report.index_files_superseded = superseded.len() as u64;
-    Ok(superseded)
+    Ok((superseded, written))
+}
+
+/// Store `packs` in index files of at most `PACKS_PER_INDEX` packs; returns bytes written.
+pub(super) fn write_index_files(repo: &Repository, packs: Vec<IndexPack>) -> Result<u64> {
+    let mut written = 0;
+    for chunk in packs.chunks(PACKS_PER_INDEX) {
+        written += repo
+            .write_index(&IndexFile {
+                supersedes: vec![],
+                packs: chunk.to_vec(),
+            })?
+            .1;
+    }
+    Ok(written)
 }

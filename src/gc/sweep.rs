@@ -4,12 +4,12 @@
 //! the wait record, then the plan. A crash anywhere leaves a state the next sweep finishes.
 
 use super::mark::{mark, Marks};
-use super::plan::PACKS_PER_INDEX;
+use super::plan::{rewrite_index, write_index_files};
 use super::{PendingPlan, PruneReport};
 use crate::backend::{ObjectKind, ObjectName};
 use crate::error::{Error, Result};
 use crate::format::gc::{Lock, LockKind, OperationId, Plan, Wait};
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::IndexPack;
 use crate::id::{IndexId, PackId, SnapshotId};
 use crate::progress::Progress;
 use crate::repo::{IndexFilter, Repository};
@@ -112,7 +112,11 @@ pub(super) fn sweep(
         .copied()
         .collect();
     let mut indexes = plan.indexes.clone();
-    indexes.extend(rewrite_late_index_files(repo, plan, &doomed)?);
+    // An index file the plan does not name may list a pack about to go: a backup in S
+    // adopted it after the plan was made (§12.1 S3). Rewrite those too.
+    let named: HashSet<IndexId> = plan.indexes.iter().copied().collect();
+    let doomed_set: HashSet<PackId> = doomed.iter().copied().collect();
+    indexes.extend(rewrite_index(repo, &doomed_set, &named)?.0);
     for id in &indexes {
         repo.delete_index(id)?;
         report.index_files_deleted += 1;
@@ -139,40 +143,6 @@ pub(super) fn sweep(
     report.plans_completed += 1;
     repo.set_index_filter(IndexFilter::default());
     Ok(())
-}
-
-/// Index files the plan does not name that list a pack about to be deleted: a backup that
-/// was running when the plan was made (so it is in S) may have adopted a pack that the plan
-/// then named. Their other entries go to a new index file; the files are then deleted with
-/// the plan's own (§12.1 S3).
-fn rewrite_late_index_files(
-    repo: &Repository,
-    plan: &Plan,
-    doomed: &[PackId],
-) -> Result<Vec<IndexId>> {
-    let doomed: HashSet<PackId> = doomed.iter().copied().collect();
-    let named: HashSet<IndexId> = plan.indexes.iter().copied().collect();
-    let mut late = Vec::new();
-    let mut carry: Vec<IndexPack> = Vec::new();
-    let mut carried = HashSet::new();
-    repo.visit_index_files(|id, file| {
-        if !named.contains(&id) && file.packs.iter().any(|p| doomed.contains(&p.id)) {
-            late.push(id);
-            for p in file.packs {
-                if !doomed.contains(&p.id) && carried.insert(p.id) {
-                    carry.push(p);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    for chunk in carry.chunks(PACKS_PER_INDEX) {
-        repo.write_index(&IndexFile {
-            supersedes: vec![],
-            packs: chunk.to_vec(),
-        })?;
-    }
-    Ok(late)
 }
 
 /// §12 S2: read every snapshot again against the index as it will be after the plan. A
@@ -232,11 +202,6 @@ fn rescue(
         }
         Ok(())
     })?;
-    for chunk in packs.chunks(PACKS_PER_INDEX) {
-        repo.write_index(&IndexFile {
-            supersedes: vec![],
-            packs: chunk.to_vec(),
-        })?;
-    }
+    write_index_files(repo, packs)?;
     Ok(rescued)
 }
