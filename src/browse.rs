@@ -58,7 +58,27 @@ pub fn format_time_rfc3339(ns: i64) -> String {
 /// A damaged snapshot object does not hide the others: an ID or prefix that names no damaged
 /// snapshot still selects; `latest` and `@TIME` might mean the damaged one, so they fail.
 pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-    let (snaps, damaged) = repo.readable_snapshots()?;
+    find_snapshot_tagged(repo, spec, &[])
+}
+
+/// [`find_snapshot`] among the snapshots that carry every one of `tags` (all snapshots when
+/// `tags` is empty): `latest` with the tags `job:app` and `source:files` is the newest
+/// snapshot of that job's files.
+pub fn find_snapshot_tagged(
+    repo: &Repository,
+    spec: &str,
+    tags: &[String],
+) -> Result<(SnapshotId, Snapshot)> {
+    let (mut snaps, damaged) = repo.readable_snapshots()?;
+    if !tags.is_empty() {
+        snaps.retain(|(_, s)| has_tags(s, tags));
+        if snaps.is_empty() {
+            return Err(Error::not_found(format!(
+                "no snapshot has the tag(s) {}",
+                tags.join(", ")
+            )));
+        }
+    }
     let spec_l = spec.to_ascii_lowercase();
     let by_id = !spec_l.is_empty() && spec_l.bytes().all(|b| b.is_ascii_hexdigit());
     if let Some((_, e)) = damaged
@@ -68,6 +88,11 @@ pub fn find_snapshot(repo: &Repository, spec: &str) -> Result<(SnapshotId, Snaps
         return Err(e);
     }
     select(snaps, spec)
+}
+
+/// Does the snapshot carry every one of `tags`?
+pub fn has_tags(s: &Snapshot, tags: &[String]) -> bool {
+    tags.iter().all(|t| s.tags.contains(t))
 }
 
 pub fn select(snaps: Vec<(SnapshotId, Snapshot)>, spec: &str) -> Result<(SnapshotId, Snapshot)> {

@@ -1,7 +1,7 @@
 //! The check use case: prove the repository is whole, or say exactly what is not.
 //!
 //! Structure (always): every object's bytes match its name (small objects are read in full),
-//! index files and snapshots authenticate, every pack the index names exists with the
+//! index files, snapshots, locks, plans, wait records and reports authenticate, every pack the index names exists with the
 //! recorded size, and every tree, chunk list and chunk a snapshot needs is indexed.
 //! Data (`--read-data`): every pack is read in full, its hash checked, and every blob
 //! decrypted and verified against its ID. Then each snapshot is walked once more to name
@@ -12,6 +12,7 @@ use crate::error::{ErrorKind, Result};
 use crate::format::gc::{Lock, Plan, Wait};
 use crate::format::keyfile::KeyFile;
 use crate::format::pack;
+use crate::format::report::Report;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ChunkList, Content, Tree};
 use crate::format::BlobType;
@@ -132,14 +133,19 @@ impl Checker<'_> {
             ObjectKind::Lock,
             ObjectKind::Plan,
             ObjectKind::Wait,
+            ObjectKind::Report,
         ];
         for kind in kinds {
             for (name, _) in backend.list(kind)? {
                 let bytes = match self.repo.read_object(&name) {
                     Ok(b) => b,
-                    // A lock is replaced on every refresh and deleted at the end: one that
-                    // vanished between the listing and the read is not damage.
-                    Err(e) if kind == ObjectKind::Lock && e.kind() == ErrorKind::NotFound => {
+                    // A lock is replaced on every refresh and deleted at the end, and old
+                    // reports are trimmed as new ones are saved: one that vanished between
+                    // the listing and the read is not damage.
+                    Err(e)
+                        if matches!(kind, ObjectKind::Lock | ObjectKind::Report)
+                            && e.kind() == ErrorKind::NotFound =>
+                    {
                         continue
                     }
                     Err(e) => {
@@ -160,6 +166,7 @@ impl Checker<'_> {
                         self.planned.extend(p.packs);
                     }),
                     ObjectKind::Wait => Wait::decode(keys, &bytes).map(|_| ()),
+                    ObjectKind::Report => Report::decode(keys, &bytes).map(|_| ()),
                     _ => Ok(()),
                 };
                 if let Err(e) = decoded {

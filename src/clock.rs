@@ -29,3 +29,24 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// The wall clock shifted by a fixed offset: a test's "now" that still moves, so successive
+/// snapshots get distinct times and durations stay real.
+pub struct OffsetClock {
+    pub offset_ns: i64,
+}
+
+impl OffsetClock {
+    /// A clock that reads `start_ns` now and runs on from there.
+    pub fn starting_at(start_ns: Nanos) -> Self {
+        OffsetClock {
+            offset_ns: start_ns.saturating_sub(SystemClock.now()),
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Nanos {
+        SystemClock.now().saturating_add(self.offset_ns)
+    }
+}

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod backup;
 pub mod browse;
+pub mod bucket;
 pub mod check;
 pub mod chunker;
 pub mod clock;
@@ -20,6 +21,8 @@ pub mod format;
 pub mod gc;
 pub mod id;
 pub mod index;
+pub mod jobs;
+pub mod postgres;
 pub mod progress;
 pub mod repo;
 pub mod restore;

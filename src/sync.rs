@@ -3,9 +3,9 @@
 //! one and copy it (format-spec §11).
 //!
 //! Objects are copied in the order of format-spec §11 (deletion plans and their wait records,
-//! packs, index files, keys and config, then snapshots), so a region being caught up never
-//! holds a snapshot whose data it lacks, and never an index entry for a pack that a plan
-//! deletes without the plan. Locks are not copied: they belong to running processes.
+//! packs, index files, keys and config, snapshots, then check and drill reports), so a region
+//! being caught up never holds a snapshot whose data it lacks, and never an index entry for a
+//! pack that a plan deletes without the plan. Locks are not copied: they belong to running processes.
 
 use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};
 use crate::error::{ErrorKind, Result};
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// The order in which objects are copied (format-spec §11).
-const ORDER: [ObjectKind; 7] = [
+const ORDER: [ObjectKind; 8] = [
     ObjectKind::Plan,
     ObjectKind::Wait,
     ObjectKind::Pack,
@@ -23,6 +23,8 @@ const ORDER: [ObjectKind; 7] = [
     ObjectKind::Key,
     ObjectKind::Config,
     ObjectKind::Snapshot,
+    // Reports name snapshots but nothing depends on them: last.
+    ObjectKind::Report,
 ];
 
 #[derive(Debug, Clone, Copy, Default)]

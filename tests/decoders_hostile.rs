@@ -25,6 +25,7 @@ use coffer::format::gc::{Lock, LockKind, Plan, Wait, LOCK_MAGIC, PLAN_MAGIC, WAI
 use coffer::format::index::IndexFile;
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
+use coffer::format::report::{Report, ReportKind, REPORT_MAGIC};
 use coffer::format::snapshot::Snapshot;
 use coffer::format::tree::{ChunkList, NodeKind, Tree};
 use coffer::format::BlobType;
@@ -1787,5 +1788,180 @@ mod repository {
                 .contains("format version 2; this coffer reads version 3"),
             "{err}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports (format-spec §5.11): tiers 1 and 2, forged counts and checked fields.
+
+#[test]
+fn report_refuses_hostile_input() {
+    let keys = keys();
+    hammer(
+        "report",
+        &read("report.bin"),
+        Expect::Err,
+        31,
+        &|b| Report::decode(&keys, b),
+        &never_ok,
+    );
+}
+
+#[test]
+fn report_body_survives_hostile_input() {
+    let keys = keys();
+    let (public, body) = open_envelope(&keys, &read("report.bin"), 5);
+    let decode = |b: &[u8]| Report::decode(&keys, &reseal(&keys, &public, b));
+    // Whatever decodes is canonical and valid.
+    let canonical = |b: &[u8], report: Report| {
+        report.validate().expect("a decoded report is valid");
+        assert_eq!(
+            report.encode(&keys, Some(nonce())),
+            reseal(&keys, &public, b)
+        );
+    };
+    hammer(
+        "report body",
+        &body,
+        Expect::NoPanic,
+        32,
+        &decode,
+        &canonical,
+    );
+}
+
+/// No other sealed object reads as a report, nor a report as one of them.
+#[test]
+fn report_refuses_other_kinds() {
+    let keys = keys();
+    let report = read("report.bin");
+    for file in [
+        "lock.bin",
+        "plan.bin",
+        "wait.bin",
+        "snapshot.bin",
+        "index.bin",
+    ] {
+        let bytes = read(file);
+        let err = Report::decode(&keys, &bytes).expect_err("another kind's object");
+        assert!(err.message().contains("wrong magic"), "{file}: {err}");
+        let mut forged = bytes.clone();
+        forged[..4].copy_from_slice(REPORT_MAGIC);
+        let err = Report::decode(&keys, &forged).expect_err("a forged magic");
+        assert!(
+            err.message().contains("fails authentication"),
+            "{file}: {err}"
+        );
+    }
+    type Decode<'a> = Box<dyn Fn(&[u8]) -> Result<()> + 'a>;
+    let others: [(&[u8; 4], Decode); 3] = [
+        (LOCK_MAGIC, Box::new(|b| Lock::decode(&keys, b).map(drop))),
+        (PLAN_MAGIC, Box::new(|b| Plan::decode(&keys, b).map(drop))),
+        (WAIT_MAGIC, Box::new(|b| Wait::decode(&keys, b).map(drop))),
+    ];
+    for (magic, decode) in others {
+        let err = decode(&report).expect_err("a report as another kind");
+        assert!(err.message().contains("wrong magic"), "{err}");
+        let mut forged = report.clone();
+        forged[..4].copy_from_slice(magic);
+        let err = decode(&forged).expect_err("a forged magic");
+        assert!(err.message().contains("fails authentication"), "{err}");
+    }
+}
+
+/// The vector body's layout: kind 0, job 1..6, time 6..14, duration 14..22, ok 22,
+/// snapshot count 23..27, two IDs 27..91, target flag 91, target 92..100, message length
+/// 100..102, message 102..133, info count 133..135, then two entries.
+#[test]
+fn report_refuses_forged_counts() {
+    let keys = keys();
+    let (public, body) = open_envelope(&keys, &read("report.bin"), 5);
+    assert_eq!(&body[23..27], &2u32.to_le_bytes());
+    assert_eq!(&body[133..135], &2u16.to_le_bytes());
+    let decode_alloc = |b: &[u8], what: &str, says: &str| {
+        let sealed = reseal(&keys, &public, b);
+        refused_small(what, says, || Report::decode(&keys, &sealed));
+    };
+    for count in [3u32, 4, 1 << 16, 1 << 24, u32::MAX - 1, u32::MAX] {
+        let mut b = body.clone();
+        b[23..27].copy_from_slice(&count.to_le_bytes());
+        // Up to 4 IDs fit in what follows (144 bytes): they swallow later fields and the
+        // body is refused further on; more claim more than it holds.
+        let says = if count <= 4 { "" } else { "claims" };
+        decode_alloc(&b, &format!("report with {count} snapshots"), says);
+    }
+    // A bare count of 2^32 - 1 right at the end of the body.
+    let mut b = body[..23].to_vec();
+    b.extend(u32::MAX.to_le_bytes());
+    decode_alloc(&b, "report: a bare snapshot count", "claims");
+    // The info count claims 65,535 entries and holds 2; the message claims 65,535 bytes.
+    let mut b = body.clone();
+    b[133..135].copy_from_slice(&u16::MAX.to_le_bytes());
+    decode_alloc(&b, "report with 65535 info entries", "truncated");
+    let mut b = body.clone();
+    b[100..102].copy_from_slice(&u16::MAX.to_le_bytes());
+    decode_alloc(&b, "report with a long message", "truncated");
+    // The honest body decodes with small allocations.
+    let sealed = reseal(&keys, &public, &body);
+    let (r, largest) = largest_allocation(|| Report::decode(&keys, &sealed));
+    assert_eq!(r.unwrap().snapshots.len(), 2);
+    assert!(largest <= 4096, "{largest}");
+}
+
+/// The kind, the two flags and the strings are checked, and a body must be used up exactly.
+#[test]
+fn report_fields_are_checked() {
+    let keys = keys();
+    let (public, body) = open_envelope(&keys, &read("report.bin"), 5);
+    let decode = |b: &[u8]| {
+        let sealed = reseal(&keys, &public, b);
+        catch_unwind(AssertUnwindSafe(|| Report::decode(&keys, &sealed))).expect("no panic")
+    };
+    assert_eq!(body[0], ReportKind::Drill as u8);
+    for kind in [1u8, 2] {
+        let mut b = body.clone();
+        b[0] = kind;
+        assert_eq!(decode(&b).unwrap().kind as u8, kind);
+    }
+    for kind in [0u8, 3, 0x7f, 0x80, 0xff] {
+        let mut b = body.clone();
+        b[0] = kind;
+        let err = decode(&b).expect_err("an unknown report kind");
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(err.message(), format!("report has unknown kind {kind}"));
+    }
+    // ok = 0 decodes as a failed report; 2 and up are refused, as is a target flag of 2.
+    let mut b = body.clone();
+    b[22] = 0;
+    assert!(!decode(&b).unwrap().ok);
+    for (at, flag) in [(22usize, "ok"), (91, "target")] {
+        for v in [2u8, 0x80, 0xff] {
+            let mut b = body.clone();
+            b[at] = v;
+            let err = decode(&b).expect_err("a flag that is not 0 or 1");
+            assert_eq!(err.kind(), ErrorKind::Corrupt);
+            assert_eq!(err.message(), format!("report {flag} flag is not 0 or 1"));
+        }
+    }
+    // No target: the flag 0 and the 8 bytes of the target gone.
+    let b = [&body[..91], &[0u8][..], &body[100..]].concat();
+    assert_eq!(decode(&b).unwrap().target_ns, None);
+    // A job and a message that are not UTF-8.
+    for at in [3usize, 102] {
+        let mut b = body.clone();
+        b[at] = 0xe9;
+        let err = decode(&b).expect_err("a string that is not UTF-8");
+        assert!(err.message().contains("not UTF-8"), "{err}");
+    }
+    for extra in [&[0u8][..], &[0xff; 40]] {
+        let err = decode(&[&body[..], extra].concat()).expect_err("trailing bytes");
+        assert_eq!(
+            err.message(),
+            format!("report has {} unexpected trailing bytes", extra.len())
+        );
+    }
+    for n in 0..body.len() {
+        let err = decode(&body[..n]).expect_err("a short body");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "cut at {n}: {err}");
     }
 }

@@ -22,6 +22,7 @@ use coffer::format::gc::{Lock, LockKind, OperationId, Plan, Wait};
 use coffer::format::index::{IndexFile, IndexPack};
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
+use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
@@ -60,6 +61,7 @@ const N_SNAPSHOT: u8 = 8;
 const N_LOCK: u8 = 9;
 const N_PLAN: u8 = 10;
 const N_WAIT: u8 = 11;
+const N_REPORT: u8 = 12;
 const KDF: KdfParams = KdfParams {
     memory_kib: 64,
     iterations: 1,
@@ -75,6 +77,10 @@ const BACKUP_OPS: [OperationId; 2] = [[0x21; 16], [0x22; 16]];
 /// The plan's packs (32 bytes 0xc1, 32 bytes 0xc2) and index file (32 bytes 0xd1).
 const PLAN_PACKS: [[u8; 32]; 2] = [[0xc1; 32], [0xc2; 32]];
 const PLAN_INDEX: [u8; 32] = [0xd1; 32];
+/// The report's drill: 83.25 s against an RTO target of 15 minutes.
+const DRILL_NS: u64 = 83_250_000_000;
+const RTO_NS: u64 = 900_000_000_000;
+const REPORT_MESSAGE: &str = "restored and verified 2 sources";
 
 /// The data chunk stored first in the pack's data frame (frame 0, zstd).
 fn chunk_a() -> Vec<u8> {
@@ -110,6 +116,9 @@ const PACK_ID: &str = "eb3ff87153c287fc4d83e38e36df4368d3044812a038a90bc0b901f44
 const LOCK_LEN: usize = 87;
 const PLAN_LEN: usize = 165;
 const WAIT_LEN: usize = 113;
+/// 5 + 24 + 16 around a body of 1 + (2 + 3) + 8 + 8 + 1 + (4 + 2 × 32) + (1 + 8) + (2 + 31)
+/// + 2 + (2 + 11 + 2 + 4) + (2 + 4 + 2 + 9) (report).
+const REPORT_LEN: usize = 216;
 /// The name of `plan.bin` (the BLAKE3 of its bytes), which `wait.bin` names.
 const PLAN_HASH: &str = "296203b7adc7f74e6dbf27864c1c43a45ea73b9f7b97b54b2d03334cf8da40b2";
 /// Chunk lengths of `chunker_input()` with the stream parameters and the fixed key's seed.
@@ -445,11 +454,34 @@ fn expected_wait(plan_bytes: &[u8]) -> Wait {
     }
 }
 
+/// A passing drill of job `app` that restored `snapshot.bin` (named by its object hash) and
+/// one more snapshot.
+fn expected_report(snapshot_bytes: &[u8]) -> Report {
+    Report {
+        kind: ReportKind::Drill,
+        job: "app".into(),
+        time_ns: T0,
+        duration_ns: DRILL_NS,
+        ok: true,
+        snapshots: vec![
+            SnapshotId(object_hash(snapshot_bytes)),
+            SnapshotId([0xab; 32]),
+        ],
+        target_ns: Some(RTO_NS),
+        message: REPORT_MESSAGE.into(),
+        info: vec![
+            ("files.bytes".into(), "2560".into()),
+            ("note".into(), "ünïcode".into()),
+        ],
+    }
+}
+
 /// Every vector file, encoded from the expected values with the fixed nonces.
 fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
     let keys = keys();
     let pack_bytes = encode_pack(&keys);
     let plan_bytes = expected_plan().encode(&keys, Some(nonce(N_PLAN)));
+    let snapshot_bytes = expected_snapshot(&keys).encode(&keys, Some(nonce(N_SNAPSHOT)));
     vec![
         (
             "config.bin",
@@ -461,10 +493,7 @@ fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
             "index.bin",
             expected_index(&keys, &pack_bytes).encode(&keys, Some(nonce(N_INDEX))),
         ),
-        (
-            "snapshot.bin",
-            expected_snapshot(&keys).encode(&keys, Some(nonce(N_SNAPSHOT))),
-        ),
+        ("snapshot.bin", snapshot_bytes.clone()),
         ("tree.bin", expected_tree(&keys).encode()),
         ("chunklist.bin", expected_chunk_list(&keys).encode()),
         (
@@ -475,6 +504,10 @@ fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
         (
             "wait.bin",
             expected_wait(&plan_bytes).encode(&keys, Some(nonce(N_WAIT))),
+        ),
+        (
+            "report.bin",
+            expected_report(&snapshot_bytes).encode(&keys, Some(nonce(N_REPORT))),
         ),
     ]
 }
@@ -509,6 +542,7 @@ fn stored_as(file: &str) -> Stored {
         "lock.bin" => Stored::Object(ObjectKind::Lock),
         "plan.bin" => Stored::Object(ObjectKind::Plan),
         "wait.bin" => Stored::Object(ObjectKind::Wait),
+        "report.bin" => Stored::Object(ObjectKind::Report),
         other => panic!("unknown vector {other}"),
     }
 }
@@ -914,8 +948,40 @@ fn wait_vector() {
     assert_eq!(wait.encode(&keys, Some(nonce(N_WAIT))), bytes);
 }
 
-/// The three garbage-collection objects share one envelope; the magic, which the box
-/// authenticates, is what keeps one from being read as another.
+#[test]
+fn report_vector() {
+    let keys = keys();
+    let bytes = read("report.bin");
+    assert_eq!(bytes.len(), REPORT_LEN);
+    assert_eq!(&bytes[..5], b"CFFR\x03");
+    assert_eq!(
+        &bytes[5..5 + NONCE_LEN],
+        &nonce(N_REPORT),
+        "the report's nonce"
+    );
+    let report = Report::decode(&keys, &bytes).unwrap();
+    assert_eq!(report.kind, ReportKind::Drill);
+    assert_eq!(report.kind as u8, 2);
+    assert_eq!(report.job, "app");
+    assert_eq!(report.time_ns, T0);
+    assert_eq!(report.duration_ns, DRILL_NS);
+    assert!(report.ok);
+    // The first snapshot is `snapshot.bin`, by its object name.
+    assert_eq!(
+        ObjectName::new(ObjectKind::Snapshot, report.snapshots[0].0),
+        ObjectName::for_bytes(ObjectKind::Snapshot, &read("snapshot.bin"))
+    );
+    assert_eq!(report.snapshots[1], SnapshotId([0xab; 32]));
+    assert_eq!(report.target_ns, Some(RTO_NS));
+    assert_eq!(report.message, REPORT_MESSAGE);
+    assert_eq!(report.info("files.bytes"), Some("2560"));
+    assert_eq!(report, expected_report(&read("snapshot.bin")));
+    report.validate().unwrap();
+    assert_eq!(report.encode(&keys, Some(nonce(N_REPORT))), bytes);
+}
+
+/// The three garbage-collection objects and the report share one envelope; the magic, which
+/// the box authenticates, is what keeps one from being read as another.
 #[test]
 fn gc_objects_cannot_stand_in_for_each_other() {
     let keys = keys();
@@ -935,6 +1001,11 @@ fn gc_objects_cannot_stand_in_for_each_other() {
             "wait.bin",
             b"CFFW",
             Box::new(|b| Wait::decode(&keys, b).map(drop)),
+        ),
+        (
+            "report.bin",
+            b"CFFR",
+            Box::new(|b| Report::decode(&keys, b).map(drop)),
         ),
     ];
     for (file, _, _) in &kinds {
@@ -1092,6 +1163,10 @@ fn flipped_bytes_are_detected() {
     for (i, b) in flips(&wait) {
         assert_kind("wait", i, Wait::decode(&keys, &b), kind_for(i, 4));
     }
+    let report = read("report.bin");
+    for (i, b) in flips(&report) {
+        assert_kind("report", i, Report::decode(&keys, &b), kind_for(i, 4));
+    }
     let pack_bytes = read("pack.bin");
     let version_at = pack_bytes.len() - 5;
     for (i, b) in flips(&pack_bytes) {
@@ -1166,6 +1241,12 @@ fn other_versions_are_refused_by_name() {
             read("wait.bin"),
             4,
             Box::new(|b| Wait::decode(&keys, b).map(drop)),
+        ),
+        (
+            "report",
+            read("report.bin"),
+            4,
+            Box::new(|b| Report::decode(&keys, b).map(drop)),
         ),
         (
             "pack trailer",
@@ -1298,6 +1379,15 @@ fn truncated_vectors_are_refused() {
             ErrorKind::Corrupt,
         );
     }
+    let report = read("report.bin");
+    for n in 0..report.len() {
+        assert_kind(
+            "report",
+            n,
+            Report::decode(&keys, &report[..n]),
+            ErrorKind::Corrupt,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1342,7 +1432,8 @@ fn object_names_match_the_readme() {
             "chunklist.bin",
             "lock.bin",
             "plan.bin",
-            "wait.bin"
+            "wait.bin",
+            "report.bin"
         ]
     );
     for (file, _, name) in &rows {
@@ -1405,6 +1496,7 @@ fn object_names_are_canonical() {
         (format!("locks/{hex}"), ObjectKind::Lock),
         (format!("plans/{hex}"), ObjectKind::Plan),
         (format!("waits/{hex}"), ObjectKind::Wait),
+        (format!("reports/{hex}"), ObjectKind::Report),
     ] {
         let name = ObjectName::parse(&good).unwrap_or_else(|| panic!("{good}"));
         assert_eq!(name.kind, kind, "{good}");
@@ -1422,6 +1514,8 @@ fn object_names_are_canonical() {
         format!("lock/{hex}"),
         format!("plans/{hex}.tmp"),
         format!("waits/ab/{hex}"),
+        format!("reports/{upper}"),
+        format!("report/{hex}"),
         format!("gc/{hex}"),
     ] {
         assert_eq!(ObjectName::parse(&bad), None, "{bad}");
@@ -1905,6 +1999,24 @@ mod from_the_spec {
         [public.clone(), seal(&d.aead, N_WAIT, &public, &body.0)].concat()
     }
 
+    /// §5.11: `"CFFR" version`, sealed `kind:u8 job:str16 time:i64 duration:u64 ok:u8
+    /// count snapshot[32]* has_target:u8 target:u64 message:str16 u16 (str16 str16)*`. The
+    /// first snapshot is `snapshot.bin` by its object name.
+    fn report_bytes(d: &Derived) -> Vec<u8> {
+        let public = w().raw(b"CFFR").u8(VERSION).0.clone();
+        let mut body = w();
+        body.u8(2).s16(b"app").i64(T0).u64(83_250_000_000).u8(1);
+        body.u32(2)
+            .raw(blake3::hash(&read("snapshot.bin")).as_bytes())
+            .raw(&[0xab; 32]);
+        body.u8(1).u64(900_000_000_000);
+        body.s16(b"restored and verified 2 sources");
+        body.u16(2).s16(b"files.bytes").s16(b"2560");
+        body.s16(b"note").s16("ünïcode".as_bytes());
+        assert_eq!(body.0.len(), 171);
+        [public.clone(), seal(&d.aead, N_REPORT, &public, &body.0)].concat()
+    }
+
     #[test]
     fn lock() {
         let d = derived();
@@ -1928,6 +2040,13 @@ mod from_the_spec {
         let d = derived();
         assert_eq!(wait_bytes(&d).len(), 5 + 24 + 68 + 16);
         assert_eq!(wait_bytes(&d), read("wait.bin"));
+    }
+
+    #[test]
+    fn report() {
+        let d = derived();
+        assert_eq!(report_bytes(&d).len(), 5 + 24 + 171 + 16);
+        assert_eq!(report_bytes(&d), read("report.bin"));
     }
 }
 
@@ -2012,6 +2131,7 @@ fn regenerate_vectors() {
     println!("const LOCK_LEN: usize = {};", read("lock.bin").len());
     println!("const PLAN_LEN: usize = {};", read("plan.bin").len());
     println!("const WAIT_LEN: usize = {};", read("wait.bin").len());
+    println!("const REPORT_LEN: usize = {};", read("report.bin").len());
     println!(
         "const PLAN_HASH: &str = \"{}\";",
         hex::encode(object_hash(&read("plan.bin")))

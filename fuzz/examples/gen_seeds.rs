@@ -13,6 +13,7 @@ use coffer::format::gc::{Lock, LockKind, Plan, Wait};
 use coffer::format::index::{IndexFile, IndexPack};
 use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
+use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
@@ -201,6 +202,24 @@ fn main() {
     write(&dir, "wait", "raw", Some(0), &w);
     write(&dir, "wait", "body", Some(1), &body(&keys, &w, 5));
     write(&dir, "wait", "body-empty", Some(1), &body(&keys, &Wait::default().encode(&keys, Some(NONCE)), 5));
+
+    // report: a passing drill with a target, and a failed check with nothing optional.
+    let report = Report {
+        kind: ReportKind::Drill,
+        job: "app".into(),
+        time_ns: 1_795_000_000_123_456_789,
+        duration_ns: 83_250_000_000,
+        ok: true,
+        snapshots: vec![SnapshotId(id(0xab))],
+        target_ns: Some(900_000_000_000),
+        message: "restored".into(),
+        info: vec![("files.bytes".into(), "2560".into())],
+    };
+    let r = report.encode(&keys, Some(NONCE));
+    write(&dir, "report", "raw", Some(0), &r);
+    write(&dir, "report", "body", Some(1), &body(&keys, &r, 5));
+    let check = Report { kind: ReportKind::Check, ok: false, snapshots: vec![], target_ns: None, info: vec![], ..report };
+    write(&dir, "report", "body-check", Some(1), &body(&keys, &check.encode(&keys, Some(NONCE)), 5));
 
     println!("seeds written to {}", dir.display());
 }

@@ -38,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
     let raw_length = payload.len() as u64 + lie as u64;
     let opened = pack::open_frame(keys, blob_type, &sealed, raw_length);
     if let Ok(plain) = &opened {
-        assert_eq!(plain.len() as u64, raw_length, "open_frame ignores the length");
+        assert_eq!(
+            plain.len() as u64,
+            raw_length,
+            "open_frame ignores the length"
+        );
     }
     if *codec != 0 {
         return;

@@ -69,18 +69,31 @@ fn created(mut data: &[u8]) {
     salt[0] = flip_mask;
     let master = MasterSecret::from_bytes([9u8; 32]);
 
-    let kf = match KeyFile::create(&master, password, kdf, created_ns, &host, &user, Some((salt, common::NONCE))) {
+    let kf = match KeyFile::create(
+        &master,
+        password,
+        kdf,
+        created_ns,
+        &host,
+        &user,
+        Some((salt, common::NONCE)),
+    ) {
         Ok(kf) => kf,
         Err(e) => panic!("KeyFile::create fails for valid input: {e}"),
     };
     let bytes = kf.encode();
     let decoded = KeyFile::decode(&bytes).expect("a created key file does not decode");
     assert_eq!(decoded, kf);
-    let got = decoded.unwrap(password).expect("right password does not unwrap");
+    let got = decoded
+        .unwrap(password)
+        .expect("right password does not unwrap");
     assert_eq!(got.expose(), master.expose());
     let mut wrong = password.to_vec();
     wrong.push(0);
-    let err = decoded.unwrap(&wrong).err().expect("wrong password unwraps");
+    let err = decoded
+        .unwrap(&wrong)
+        .err()
+        .expect("wrong password unwraps");
     assert_eq!(err.kind(), ErrorKind::WrongPassword);
 
     // Every byte is authenticated: a flipped byte fails decode or unwrap.

@@ -15,25 +15,17 @@ mod common;
 use coffer::format::gc::{Lock, LOCK_MAGIC};
 use libfuzzer_sys::fuzz_target;
 
-/// magic + version, nonce, tag.
-const ENVELOPE: usize = 5 + 24 + 16;
-
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(bytes) = common::raw_or_sealed(data, LOCK_MAGIC) else {
         return;
     };
     let keys = common::keys();
-    let bytes = if mode & 1 == 0 {
-        rest.to_vec()
-    } else {
-        common::envelope(&common::magic_and_version(LOCK_MAGIC), rest)
-    };
     if let Ok(lock) = Lock::decode(keys, &bytes) {
         lock.validate().expect("a decoded lock fails validate");
         assert!(matches!(lock.kind.name(), "backup" | "prune"));
         // operation, kind, counter, pid, host length, host.
         let body = 16 + 1 + 8 + 4 + 2 + lock.host.len();
-        assert_eq!(bytes.len(), ENVELOPE + body, "lock size");
+        assert_eq!(bytes.len(), common::SMALL_ENVELOPE + body, "lock size");
         let again = lock.encode(keys, Some(common::nonce_at(&bytes, 5)));
         assert_eq!(again, bytes, "lock does not round-trip");
     }

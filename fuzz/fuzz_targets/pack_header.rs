@@ -102,7 +102,10 @@ fn sealed_header(rest: &[u8]) {
                 assert_eq!(frames, decoded);
                 check_pack(&pack_bytes, decoded);
             }
-            (Ok(_), Err(e)) => assert!(!trailer_ok, "decode_pack fails where decode_header succeeds: {e}"),
+            (Ok(_), Err(e)) => assert!(
+                !trailer_ok,
+                "decode_pack fails where decode_header succeeds: {e}"
+            ),
             (Err(_), Ok(_)) => panic!("decode_pack succeeds where decode_header fails"),
             (Err(_), Err(_)) => {}
         }

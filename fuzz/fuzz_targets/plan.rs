@@ -15,23 +15,15 @@ mod common;
 use coffer::format::gc::{Plan, PLAN_MAGIC};
 use libfuzzer_sys::fuzz_target;
 
-/// magic + version, nonce, tag.
-const ENVELOPE: usize = 5 + 24 + 16;
-
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(bytes) = common::raw_or_sealed(data, PLAN_MAGIC) else {
         return;
     };
     let keys = common::keys();
-    let bytes = if mode & 1 == 0 {
-        rest.to_vec()
-    } else {
-        common::envelope(&common::magic_and_version(PLAN_MAGIC), rest)
-    };
     if let Ok(plan) = Plan::decode(keys, &bytes) {
         // operation, pack count, pack IDs, index count, index IDs.
         let body = 16 + 4 + 32 * plan.packs.len() + 4 + 32 * plan.indexes.len();
-        assert_eq!(bytes.len(), ENVELOPE + body, "plan size");
+        assert_eq!(bytes.len(), common::SMALL_ENVELOPE + body, "plan size");
         let again = plan.encode(keys, Some(common::nonce_at(&bytes, 5)));
         assert_eq!(again, bytes, "plan does not round-trip");
     }

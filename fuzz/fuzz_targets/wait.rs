@@ -15,23 +15,19 @@ mod common;
 use coffer::format::gc::{Wait, WAIT_MAGIC};
 use libfuzzer_sys::fuzz_target;
 
-/// magic + version, nonce, tag.
-const ENVELOPE: usize = 5 + 24 + 16;
-
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(bytes) = common::raw_or_sealed(data, WAIT_MAGIC) else {
         return;
     };
     let keys = common::keys();
-    let bytes = if mode & 1 == 0 {
-        rest.to_vec()
-    } else {
-        common::envelope(&common::magic_and_version(WAIT_MAGIC), rest)
-    };
     if let Ok(wait) = Wait::decode(keys, &bytes) {
         // plan name, operation count, operation IDs.
         let body = 32 + 4 + 16 * wait.operations.len();
-        assert_eq!(bytes.len(), ENVELOPE + body, "wait record size");
+        assert_eq!(
+            bytes.len(),
+            common::SMALL_ENVELOPE + body,
+            "wait record size"
+        );
         let again = wait.encode(keys, Some(common::nonce_at(&bytes, 5)));
         assert_eq!(again, bytes, "wait record does not round-trip");
     }

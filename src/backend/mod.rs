@@ -8,10 +8,11 @@ mod location;
 pub mod regions;
 mod service;
 mod ssh_check;
+pub mod throttle;
 
 pub use location::{AzblobLocation, KnownHosts, Location, S3Location, SftpLocation};
 pub use regions::Regions;
-pub use service::ServiceOptions;
+pub use service::{ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, ServiceOptions};
 
 pub use bytes::Bytes;
 
@@ -34,10 +35,12 @@ pub enum ObjectKind {
     Plan,
     /// Which operations a plan waits for.
     Wait,
+    /// The outcome of a check or restore drill (format-spec §5.11).
+    Report,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 8] = [
+    pub const ALL: [ObjectKind; 9] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
@@ -46,6 +49,7 @@ impl ObjectKind {
         ObjectKind::Lock,
         ObjectKind::Plan,
         ObjectKind::Wait,
+        ObjectKind::Report,
     ];
     /// The folder holding this kind of object.
     pub fn dir(self) -> &'static str {
@@ -58,6 +62,7 @@ impl ObjectKind {
             ObjectKind::Lock => "locks",
             ObjectKind::Plan => "plans",
             ObjectKind::Wait => "waits",
+            ObjectKind::Report => "reports",
         }
     }
 }

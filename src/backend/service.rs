@@ -517,3 +517,326 @@ impl Backend for OpendalBackend {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Buckets as a backup source and restore target (`crate::bucket`): any object, any key,
+// with its metadata. Unlike `Backend` (immutable objects coffer names itself), keys are
+// the user's, so they are listed, read and written as given, streaming.
+
+/// Bytes fetched per ranged GET while an object is read: bounds the memory of one reader.
+const OBJECT_READ_PIECE: u64 = 4 * 1024 * 1024;
+/// Part size of uploads: S3 wants parts of at least 5 MiB, except the last.
+const OBJECT_WRITE_PART: usize = 8 * 1024 * 1024;
+
+/// One object as a listing or a HEAD request reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectInfo {
+    /// The key below the location's prefix, exactly as the service holds it.
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    /// Nanoseconds since the epoch.
+    pub last_modified_ns: Option<i64>,
+    /// Only from `stat` (listings do not carry it).
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` and the like, names as the service returns them; only from `stat`.
+    pub user_metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl ObjectInfo {
+    fn from_metadata(key: &str, m: &opendal::Metadata) -> Self {
+        ObjectInfo {
+            key: key.to_string(),
+            size: m.content_length(),
+            etag: m.etag().map(str::to_string),
+            last_modified_ns: m
+                .last_modified()
+                .and_then(|t| i64::try_from(jiff::Timestamp::from(t).as_nanosecond()).ok()),
+            content_type: m.content_type().map(str::to_string),
+            user_metadata: m
+                .user_metadata()
+                .map(|u| u.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The objects below a location's prefix (a bucket, a folder of one, a local folder).
+pub struct ObjectStore {
+    inner: OpendalBackend,
+    /// Object stores hold `dir/` marker objects, which their listings show; a file
+    /// system's directories are not objects.
+    markers_are_objects: bool,
+}
+
+impl ObjectStore {
+    pub fn open(location: &Location, opts: &ServiceOptions) -> Result<Self> {
+        Ok(ObjectStore {
+            inner: OpendalBackend::open_with(location, opts)?,
+            markers_are_objects: matches!(location, Location::S3(_) | Location::Azblob(_)),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+
+    /// Can this key be read and written exactly? opendal normalises paths (drops a
+    /// leading `/`, empty segments and surrounding white space) and HTTP clients resolve
+    /// `.` and `..` segments, so such keys would reach another object.
+    pub fn is_addressable(key: &str) -> bool {
+        !key.is_empty()
+            && key.trim() == key
+            && !key.starts_with('/')
+            && !key.contains("//")
+            && !key
+                .trim_end_matches('/')
+                .split('/')
+                .any(|s| s == "." || s == "..")
+    }
+
+    /// Every object below the prefix, sorted by key, with sizes, ETags and times (no content
+    /// types or user metadata: those need `stat`). A failed listing is restarted whole,
+    /// as for `Backend::list`.
+    pub fn list(&self) -> Result<Vec<ObjectInfo>> {
+        let b = &self.inner;
+        b.ready()?;
+        let mut delay = BACKOFF_MIN;
+        let mut attempt = 1;
+        let entries = loop {
+            let listed = b
+                .runtime()
+                .block_on(b.list_op.list_with("").recursive(true).into_future());
+            match listed {
+                Ok(e) => break e,
+                // An empty prefix lists fine; a missing bucket is an error (a missing
+                // folder is an empty one: writing creates it).
+                Err(e) if e.kind() == OdKind::NotFound && !self.markers_are_objects => {
+                    return Ok(vec![])
+                }
+                Err(e) if e.kind() == OdKind::NotFound => {
+                    return Err(Error::not_found(format!(
+                        "{}: the bucket (or container) does not exist",
+                        b.description
+                    )))
+                }
+                Err(e) if e.is_temporary() && attempt < b.attempts => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(map_err(format!("{}: listing", b.description), e)),
+            }
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let (path, meta) = (e.path(), e.metadata());
+            if path.is_empty() || path == "/" {
+                continue;
+            }
+            if self.markers_are_objects {
+                out.push(ObjectInfo::from_metadata(path, meta));
+            } else if meta.mode().is_file() {
+                // File systems leave sizes and times out of listings.
+                match self.stat(path)? {
+                    Some(info) => out.push(info),
+                    None => continue,
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|a, b| a.key == b.key);
+        Ok(out)
+    }
+
+    /// One object's metadata with its content type and user metadata (a HEAD request).
+    pub fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        let b = &self.inner;
+        b.ready()?;
+        match b.runtime().block_on(b.op.stat(key)) {
+            Ok(m) => Ok(Some(ObjectInfo::from_metadata(key, &m))),
+            Err(e) if e.kind() == OdKind::NotFound => Ok(None),
+            Err(e) => Err(map_err(format!("{}: {key}", b.description), e)),
+        }
+    }
+
+    /// A reader of `size` bytes of the object, fetched piece by piece. With an ETag (where
+    /// the service supports conditions), every piece must come from that version: an object
+    /// replaced while it is read fails with [`ObjectReader::changed`] set, rather than mixing
+    /// two versions.
+    pub fn reader(&self, key: &str, size: u64, etag: Option<&str>) -> Result<ObjectReader<'_>> {
+        let b = &self.inner;
+        b.ready()?;
+        let cond = etag.filter(|_| b.op.info().full_capability().read_with_if_match);
+        let reader = b.run(key, async {
+            let mut r = b.op.reader_with(key);
+            if let Some(tag) = cond {
+                r = r.if_match(tag);
+            }
+            r.await
+        })?;
+        Ok(ObjectReader {
+            store: self,
+            key: key.to_string(),
+            reader,
+            size,
+            pos: 0,
+            piece: Vec::new(),
+            piece_pos: 0,
+            changed: false,
+            vanished: false,
+        })
+    }
+
+    /// A writer of a new object (replacing one of the same key), uploaded in parts as it is
+    /// written; nothing is visible until [`ObjectWriter::finish`]. Content type and user
+    /// metadata are left out where the service cannot store them (a local folder).
+    pub fn writer(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        user_metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Result<ObjectWriter<'_>> {
+        let b = &self.inner;
+        b.ready()?;
+        let cap = b.op.info().full_capability();
+        let writer = b.run(key, async {
+            let mut w = b.op.writer_with(key).chunk(OBJECT_WRITE_PART);
+            if let Some(ct) = content_type.filter(|_| cap.write_with_content_type) {
+                w = w.content_type(ct);
+            }
+            if cap.write_with_user_metadata && !user_metadata.is_empty() {
+                w = w.user_metadata(user_metadata.clone());
+            }
+            w.await
+        })?;
+        Ok(ObjectWriter {
+            store: self,
+            key: key.to_string(),
+            writer: Some(writer),
+        })
+    }
+
+    /// Create a `dir/` marker object (empty; services give it no content type of ours).
+    pub fn create_marker(&self, key: &str) -> Result<()> {
+        let b = &self.inner;
+        b.run(key, b.op.create_dir(key))
+    }
+
+    /// Delete one object (an object already gone is not an error). Only scratch places are
+    /// emptied this way: a source bucket is never written or deleted from.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let b = &self.inner;
+        b.run(key, b.op.delete(key))
+    }
+}
+
+/// Streams one object; see [`ObjectStore::reader`].
+pub struct ObjectReader<'a> {
+    store: &'a ObjectStore,
+    key: String,
+    reader: opendal::Reader,
+    size: u64,
+    pos: u64,
+    piece: Vec<u8>,
+    piece_pos: usize,
+    changed: bool,
+    vanished: bool,
+}
+
+impl ObjectReader<'_> {
+    /// The object was replaced while it was read (its ETag no longer matches).
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+    /// The object was deleted before or while it was read.
+    pub fn vanished(&self) -> bool {
+        self.vanished
+    }
+
+    fn fetch(&mut self) -> std::io::Result<()> {
+        let b = &self.store.inner;
+        let end = (self.pos + OBJECT_READ_PIECE).min(self.size);
+        let got = b
+            .runtime()
+            .block_on(self.reader.read(self.pos..end))
+            .map_err(|e| {
+                match e.kind() {
+                    OdKind::ConditionNotMatch => self.changed = true,
+                    OdKind::NotFound => self.vanished = true,
+                    _ => {}
+                }
+                let err = map_err(format!("{}: {}", b.description, self.key), e);
+                std::io::Error::other(err.to_string())
+            })?;
+        self.piece = got.to_vec();
+        self.piece_pos = 0;
+        if self.piece.len() as u64 != end - self.pos {
+            // Shorter than listed: the object was replaced by a smaller one (on a service
+            // without conditional reads).
+            self.changed = true;
+            return Err(std::io::Error::other(format!(
+                "{}: {}: object shorter than listed (changed while it was read)",
+                b.description, self.key
+            )));
+        }
+        self.pos = end;
+        Ok(())
+    }
+}
+
+impl std::io::Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.piece_pos == self.piece.len() {
+            if self.pos >= self.size {
+                return Ok(0);
+            }
+            self.fetch()?;
+        }
+        let n = buf.len().min(self.piece.len() - self.piece_pos);
+        buf[..n].copy_from_slice(&self.piece[self.piece_pos..self.piece_pos + n]);
+        self.piece_pos += n;
+        Ok(n)
+    }
+}
+
+/// Uploads one object; see [`ObjectStore::writer`]. Dropped without `finish`, the upload
+/// is aborted and no object appears.
+pub struct ObjectWriter<'a> {
+    store: &'a ObjectStore,
+    key: String,
+    writer: Option<opendal::Writer>,
+}
+
+impl ObjectWriter<'_> {
+    /// Complete the upload: the object is visible from now on.
+    pub fn finish(mut self) -> Result<()> {
+        let b = &self.store.inner;
+        let mut w = self.writer.take().expect("writer present until finish");
+        b.run(&self.key, w.close()).map(|_| ())
+    }
+}
+
+impl std::io::Write for ObjectWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let b = &self.store.inner;
+        let w = self.writer.as_mut().expect("writer present until finish");
+        b.runtime().block_on(w.write(buf.to_vec())).map_err(|e| {
+            let err = map_err(format!("{}: {}", b.description, self.key), e);
+            std::io::Error::other(err.to_string())
+        })?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ObjectWriter<'_> {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.writer.take() {
+            // Best effort: an unfinished multipart upload is otherwise left on the service.
+            let _ = self.store.inner.runtime().block_on(w.abort());
+        }
+    }
+}

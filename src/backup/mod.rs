@@ -33,6 +33,76 @@ pub enum Source {
         name: String,
         reader: Box<dyn Read + Send>,
     },
+    /// Any other source (a database dump, a bucket): the closure stores its data through the
+    /// context's saver and says what the snapshot records. It runs while the backup's lock is
+    /// held; if it fails, no snapshot is written.
+    Custom(Box<CustomSource>),
+}
+
+/// Builds a custom source's root tree; see [`Source::Custom`].
+pub type CustomSource = dyn FnOnce(&SourceContext) -> Result<BuiltSource> + Send;
+
+/// What a custom source may use while it stores its data.
+pub struct SourceContext<'a> {
+    pub repo: &'a Repository,
+    pub saver: &'a BlobSaver<'a>,
+    pub counters: &'a Counters,
+    pub cancel: &'a AtomicBool,
+    pub progress: &'a dyn Progress,
+    /// The snapshot's time.
+    pub time_ns: i64,
+    pub host: &'a str,
+}
+
+impl SourceContext<'_> {
+    /// Store a byte stream with the stream chunker (small chunks that dedup night to night);
+    /// returns the file's content and size.
+    pub fn store_stream(&self, reader: impl Read) -> Result<(Content, u64)> {
+        let params = self.repo.config().stream_chunker;
+        let seed = self.repo.keys().chunker_seed();
+        let (ids, size) =
+            stream::store_stream(self.saver, reader, params, seed, self.cancel, self.progress)?;
+        Ok((self.saver.save_content(ids)?, size))
+    }
+
+    /// Store a tree blob; returns its ID.
+    pub fn store_tree(&self, tree: &Tree) -> Result<crate::id::BlobId> {
+        self.saver.save(BlobType::Tree, &tree.encode())
+    }
+}
+
+/// A file node for data that did not come from a file (a stream, a dump, an object): owned
+/// by the user running coffer, with the given mode and time.
+pub fn synthetic_file(name: &[u8], mode: u32, time_ns: i64, size: u64, content: Content) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind: NodeKind::File,
+        mode,
+        // SAFETY: getuid and getgid have no preconditions.
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        mtime_ns: time_ns,
+        ctime_ns: time_ns,
+        size,
+        dev: 0,
+        inode: 0,
+        nlink: 1,
+        rdev: 0,
+        link_target: vec![],
+        content,
+    }
+}
+
+/// A custom source's result: the snapshot's root tree and what it records of the source.
+pub struct BuiltSource {
+    pub root: crate::id::BlobId,
+    /// The snapshot's paths (used to group snapshots for retention and to find parents).
+    pub paths: Vec<Vec<u8>>,
+    /// The snapshot's source kind, e.g. "postgres" or "bucket".
+    pub source: String,
+    pub info: Vec<(String, String)>,
+    /// The snapshot this one was compared against, if any.
+    pub parent: Option<SnapshotId>,
 }
 
 #[derive(Default)]
@@ -108,6 +178,22 @@ pub fn backup(
     let saver = BlobSaver::new(repo)?;
 
     let (root, paths, source_name, info, parent_id) = match source {
+        Source::Custom(build) => {
+            progress.start("backup", None);
+            let ctx = SourceContext {
+                repo,
+                saver: &saver,
+                counters: &counters,
+                cancel,
+                progress,
+                time_ns,
+                host: &opts.host,
+            };
+            match build(&ctx) {
+                Ok(b) => (Ok(b.root), b.paths, b.source, b.info, b.parent),
+                Err(e) => (Err(e), vec![], String::new(), vec![], None),
+            }
+        }
         Source::Paths(paths) => {
             let mut abs = Vec::new();
             for p in &paths {
@@ -158,7 +244,13 @@ pub fn backup(
             } else {
                 walker.save_trie(Path::new("/"), &trie, parent_root.as_ref())
             };
-            (root, path_bytes, "files", vec![], parent.map(|(id, _)| id))
+            (
+                root,
+                path_bytes,
+                "files".to_string(),
+                vec![],
+                parent.map(|(id, _)| id),
+            )
         }
         Source::Stream { name, reader } => {
             if !crate::format::tree::is_valid_name(name.as_bytes()) {
@@ -174,29 +266,15 @@ pub fn backup(
                     counters.files_new.fetch_add(1, Ordering::Relaxed);
                     counters.total_bytes.fetch_add(size, Ordering::Relaxed);
                     counters.bytes_read.fetch_add(size, Ordering::Relaxed);
-                    let node = Node {
-                        name: name.as_bytes().to_vec(),
-                        kind: NodeKind::File,
-                        mode: 0o600,
-                        uid: unsafe { libc::getuid() },
-                        gid: unsafe { libc::getgid() },
-                        mtime_ns: time_ns,
-                        ctime_ns: time_ns,
-                        size,
-                        dev: 0,
-                        inode: 0,
-                        nlink: 1,
-                        rdev: 0,
-                        link_target: vec![],
-                        content: saver.save_content(ids)?,
-                    };
+                    let content = saver.save_content(ids)?;
+                    let node = synthetic_file(name.as_bytes(), 0o600, time_ns, size, content);
                     saver.save(BlobType::Tree, &Tree::new(vec![node])?.encode())
                 });
             let info = vec![("stdin-name".to_string(), name.clone())];
             (
                 root,
                 vec![format!("/{name}").into_bytes()],
-                "stdin",
+                "stdin".to_string(),
                 info,
                 None,
             )
@@ -221,7 +299,7 @@ pub fn backup(
         paths,
         root,
         parent: parent_id,
-        source: source_name.to_string(),
+        source: source_name,
         info,
         summary: Summary {
             files_new: c(&counters.files_new),

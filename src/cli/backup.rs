@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Files and directories to back up (stored under their absolute paths).
-    #[arg(required_unless_present = "stdin", conflicts_with = "stdin")]
+    #[arg(required_unless_present_any = ["stdin", "postgres", "bucket"], conflicts_with = "stdin")]
     pub paths: Vec<PathBuf>,
     /// Back up what is read from standard input, as one file.
     #[arg(long, requires = "stdin_name")]
@@ -36,6 +36,23 @@ pub struct Args {
     /// Compare against this snapshot instead of the latest with the same host and paths.
     #[arg(long, value_name = "SNAPSHOT")]
     pub parent: Option<String>,
+    /// Back up a PostgreSQL database with its pg_dump (plain SQL streamed into the store, one
+    /// snapshot per database; exits 1 and saves nothing if pg_dump fails), e.g.
+    /// postgresql://backup:PASSWORD@db:5432/app.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "excludes", "parent"])]
+    pub postgres: Option<String>,
+    /// With --postgres: also store roles and tablespaces (pg_dumpall --globals-only) as globals.sql.
+    #[arg(long, requires = "postgres")]
+    pub postgres_globals: bool,
+    /// With --postgres: folder holding pg_dump, pg_dumpall and psql (default: the oldest
+    /// version at least as new as the server in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin or PATH).
+    #[arg(long, value_name = "DIR", requires = "postgres")]
+    pub pg_bin: Option<PathBuf>,
+    /// Back up every object below a bucket URL (s3://BUCKET/PREFIX?endpoint=..&region=..,
+    /// azblob://.. or a folder) with its content type and user metadata; objects whose ETag
+    /// and size are unchanged since the last bucket snapshot are not downloaded.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "postgres", "excludes", "parent"])]
+    pub bucket: Option<String>,
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
@@ -70,7 +87,11 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         Source::Paths(a.paths.clone())
     };
     let bar = Bar::new(g.quiet, g.json);
-    let out = backup(&repo, source, &opts, &bar, common::cancel_flag())?;
+    let out = match &a.postgres {
+        Some(url) => super::pg::backup(&repo, url, a, &opts, &bar)?,
+        None if a.bucket.is_some() => super::bucket::backup(&repo, a, &opts, &bar)?,
+        None => backup(&repo, source, &opts, &bar, common::cancel_flag())?,
+    };
     let s = &out.snapshot.summary;
     let mut behind = store.behind();
     let written = behind.len();
@@ -113,6 +134,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "time": coffer::browse::format_time_rfc3339(out.snapshot.time_ns),
             "parent": out.snapshot.parent.map(|p| p.to_hex()),
             "summary": s,
+            "postgres": super::pg::summary_json(&out.snapshot),
             "regions_behind": behind
                 .iter()
                 .map(|(r, e)| serde_json::json!({"region": r, "error": e}))
@@ -137,6 +159,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             out.id.short(),
             format_time(out.snapshot.time_ns)
         );
+        super::pg::print_summary(&out.snapshot);
     }
     for (i, (region, why)) in behind.iter().enumerate() {
         if i < written {

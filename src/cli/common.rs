@@ -3,8 +3,9 @@
 
 use super::Global;
 use coffer::backend::regions::Regions;
+use coffer::backend::throttle::{Throttled, UploadLimit};
 use coffer::backend::{self, Backend, Location};
-use coffer::clock::SystemClock;
+use coffer::clock::{Clock, OffsetClock, SystemClock};
 use coffer::repo::{default_cache_dir, OpenOptions, Repository};
 use coffer::{Error, ErrorKind, Result};
 use std::io::IsTerminal;
@@ -101,7 +102,23 @@ impl Store {
     }
 }
 
+/// The upload rate every region's writes are paced to (`--limit-upload`, or a job's
+/// `upload_limit` while it runs); unlimited until set.
+pub fn upload_limit() -> Arc<UploadLimit> {
+    static LIMIT: std::sync::OnceLock<Arc<UploadLimit>> = std::sync::OnceLock::new();
+    LIMIT.get_or_init(Default::default).clone()
+}
+
+/// A region's backend, with its writes paced to the upload limit.
+fn open_region(loc: &Location) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(Throttled::new(
+        backend::open(loc)?,
+        upload_limit(),
+    )))
+}
+
 pub fn store(g: &Global) -> Result<Store> {
+    upload_limit().set(g.limit_upload);
     let locations = region_locations(g)?;
     if let [(_, loc)] = locations.as_slice() {
         if g.min_regions > 1 {
@@ -110,13 +127,13 @@ pub fn store(g: &Global) -> Result<Store> {
             ));
         }
         return Ok(Store {
-            backend: backend::open(loc)?,
+            backend: open_region(loc)?,
             regions: None,
         });
     }
     let mut opened = Vec::with_capacity(locations.len());
     for (name, loc) in &locations {
-        let b = backend::open(loc).map_err(|e| e.context(format!("region {name}")))?;
+        let b = open_region(loc).map_err(|e| e.context(format!("region {name}")))?;
         opened.push((name.clone(), b));
     }
     let regions = Arc::new(
@@ -141,6 +158,21 @@ fn store_for_open(g: &Global) -> Result<Store> {
     Ok(store)
 }
 
+/// The clock every command reads "now" from: the system clock, or for tests
+/// `COFFER_TEST_NOW` (RFC 3339), from which time then runs on normally.
+pub fn clock() -> Arc<dyn Clock> {
+    let Some(start) = std::env::var_os("COFFER_TEST_NOW") else {
+        return Arc::new(SystemClock);
+    };
+    match start.to_string_lossy().parse::<jiff::Timestamp>() {
+        Ok(t) => Arc::new(OffsetClock::starting_at(t.as_nanosecond() as i64)),
+        Err(e) => {
+            eprintln!("coffer: warning: COFFER_TEST_NOW is not an RFC 3339 time ({e}); using the system clock");
+            Arc::new(SystemClock)
+        }
+    }
+}
+
 pub fn open_options(g: &Global) -> OpenOptions {
     OpenOptions {
         cache_dir: if g.no_cache {
@@ -148,7 +180,7 @@ pub fn open_options(g: &Global) -> OpenOptions {
         } else {
             g.cache_dir.clone().or_else(default_cache_dir)
         },
-        clock: Arc::new(SystemClock),
+        clock: clock(),
         host: hostname(),
         user: username(),
         warn: Arc::new(|m: &str| eprintln!("coffer: warning: {m}")),
@@ -278,16 +310,35 @@ pub fn username() -> String {
 
 /// Byte counts for people.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
+    coffer::jobs::units::human_bytes(n)
+}
+
+/// The job file: `--config F` (which must exist) or `./coffer.toml`; its path and contents.
+pub fn job_file(g: &Global) -> Result<(std::path::PathBuf, coffer::config::ConfigFile)> {
+    let path = g
+        .config
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("coffer.toml"));
+    if !path.is_file() {
+        return Err(Error::invalid(format!(
+            "no job file: {} does not exist (give --config FILE; see `coffer run --help`)",
+            path.display()
+        )));
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    let cfg = coffer::config::ConfigFile::load(&path)?;
+    let abs = std::path::absolute(&path).unwrap_or(path);
+    Ok((abs, cfg))
+}
+
+/// Where this machine keeps its job attempts and the run lock: `jobs/` beside the cache
+/// (or in the default cache folder's place with `--no-cache`).
+pub fn jobs_state_dir(g: &Global) -> Result<std::path::PathBuf> {
+    let base = g
+        .cache_dir
+        .clone()
+        .or_else(default_cache_dir)
+        .ok_or_else(|| {
+            Error::invalid("no cache folder to keep job state in: give --cache-dir DIR")
+        })?;
+    Ok(base.join("jobs"))
 }

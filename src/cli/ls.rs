@@ -2,7 +2,7 @@
 
 use super::common::{self, print_json};
 use super::{Global, EXIT_OK};
-use coffer::browse::{find_snapshot, format_time, normalise, walk_snapshot};
+use coffer::browse::{find_snapshot_tagged, format_time, normalise, walk_snapshot};
 use coffer::format::tree::NodeKind;
 use coffer::Result;
 use std::os::unix::ffi::OsStrExt;
@@ -11,6 +11,10 @@ use std::os::unix::ffi::OsStrExt;
 pub struct Args {
     /// ID, ID prefix, `latest` or `@TIME`.
     pub snapshot: String,
+    /// Choose `latest` or `@TIME` among the snapshots with this tag only (repeatable: every
+    /// tag must be there), e.g. `--tag job:app --tag source:files`.
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
     /// Only entries at or below this path.
     pub path: Option<std::ffi::OsString>,
     /// Show type, mode, size and mtime.
@@ -20,7 +24,7 @@ pub struct Args {
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let repo = common::open(g)?;
-    let (id, snap) = find_snapshot(&repo, &a.snapshot)?;
+    let (id, snap) = find_snapshot_tagged(&repo, &a.snapshot, &a.tags)?;
     let under = a.path.as_deref().map(|p| normalise(p.as_bytes()));
     let mut rows = Vec::new();
     let mut errors = Vec::new();

@@ -11,20 +11,28 @@ macro_rules! println {
 }
 
 mod backup;
+mod bucket;
 mod check;
 mod common;
 mod crash_hook;
 mod diff;
+mod drill;
 mod dump;
 mod forget;
 mod init;
 mod key;
 mod ls;
+mod monitor;
+mod pg;
 mod progress;
 mod prune;
 mod restore;
+mod run;
+mod runbook;
+mod schedule;
 mod snapshots;
 mod stats;
+mod status;
 mod sync;
 
 use clap::{Parser, Subcommand};
@@ -91,6 +99,13 @@ pub struct Global {
     /// With several regions: how many must take every write for a backup to succeed.
     #[arg(long, global = true, env = "COFFER_MIN_REGIONS", default_value_t = 1)]
     pub min_regions: usize,
+    /// Most bytes per second written to each region, e.g. 20MiB/s (default: no limit).
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_upload: Option<u64>,
+}
+
+fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    coffer::jobs::units::parse_rate(s)
 }
 
 #[derive(Subcommand)]
@@ -122,6 +137,19 @@ pub enum Command {
     Stats(stats::Args),
     /// Bring every region up to date: copy missing objects, replace damaged copies (no password needed).
     Sync(sync::Args),
+    /// Each job against its RPO, last check and last drill's RTO; exit 1 if any misses.
+    Status(status::Args),
+    /// Print the disaster-recovery runbook for the job file, in Markdown.
+    Runbook(runbook::Args),
+    /// Install the schedule: systemd units that run `coffer run` every few minutes.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// Run what is due for the jobs in coffer.toml: backup, forget and prune, check, drill.
+    Run(run::RunArgs),
+    /// Keep the jobs' schedules: run each step when it falls due, until stopped.
+    Daemon(run::DaemonArgs),
+    /// Restore each job's newest snapshots into scratch space, verify them, and time it against the RTO.
+    Drill(drill::Args),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
@@ -157,6 +185,12 @@ pub fn run() -> i32 {
         Command::Key(k) => key::run(g, k),
         Command::Stats(a) => stats::run(g, a),
         Command::Sync(a) => sync::run(g, a),
+        Command::Status(a) => status::run(g, a),
+        Command::Runbook(a) => runbook::run(g, a),
+        Command::Schedule(c) => schedule::run(g, c),
+        Command::Run(a) => run::run(g, a),
+        Command::Daemon(a) => run::daemon(g, a),
+        Command::Drill(a) => drill::run(g, a),
     };
     let code = match result {
         Ok(code) => code,
@@ -182,7 +216,7 @@ fn with_config_file(mut g: Global) -> coffer::Result<Global> {
     if g.config.is_none() && !path.is_file() {
         return Ok(g);
     }
-    let Some(repo) = coffer::config::ConfigFile::load(&path)?.repository else {
+    let Some(repo) = coffer::config::ConfigFile::load_repository(&path)? else {
         return Ok(g);
     };
     if g.repo.iter().all(|r| r.trim().is_empty()) {

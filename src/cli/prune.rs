@@ -6,6 +6,7 @@ use super::common::{self, human_bytes, print_json};
 use super::progress::Bar;
 use super::{Global, EXIT_OK};
 use coffer::gc::{prune, PruneOptions, PruneReport};
+use coffer::jobs::units::{parse_duration, parse_percent};
 use coffer::repo::Repository;
 use coffer::Result;
 use std::time::Duration;
@@ -36,37 +37,6 @@ pub struct Args {
     /// process (e.g. 30m, 2h, 0s). Locks are refreshed every 5 minutes.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub stale_lock_after: Duration,
-}
-
-fn parse_percent(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("{s:?} is not a percentage"))?;
-    if (0.0..=100.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be between 0 and 100".into())
-    }
-}
-
-/// `90s`, `30m`, `2h`, `1d`: a whole number and one unit.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30m or 2h"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
-    };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 pub fn options(a: &Args) -> PruneOptions {

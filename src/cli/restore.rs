@@ -3,7 +3,7 @@
 use super::common::{self, print_json};
 use super::progress::Bar;
 use super::{Global, EXIT_FAILURE, EXIT_OK};
-use coffer::browse::{find_snapshot, normalise};
+use coffer::browse::{find_snapshot_tagged, normalise};
 use coffer::restore::{restore, RestoreOptions};
 use coffer::Result;
 use std::os::unix::ffi::OsStrExt;
@@ -13,19 +13,63 @@ use std::path::PathBuf;
 pub struct Args {
     /// ID, ID prefix, `latest` or `@TIME`.
     pub snapshot: String,
+    /// Choose `latest` or `@TIME` among the snapshots with this tag only (repeatable: every
+    /// tag must be there), e.g. `--tag job:app --tag source:files`.
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
     /// Folder to restore into; snapshot path /srv/data comes back as DIR/srv/data.
-    #[arg(long, short = 't', value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(
+        long,
+        short = 't',
+        value_name = "DIR",
+        required_unless_present_any = ["to_postgres", "to_bucket"]
+    )]
+    pub target: Option<PathBuf>,
     /// Restore only this path of the snapshot and what is below it (repeatable).
     #[arg(long = "include", value_name = "PATH")]
     pub includes: Vec<std::ffi::OsString>,
+    /// Restore a --postgres snapshot into this database instead: it is created if missing,
+    /// must hold no tables, sequences or views (else exit 1, see --force), and every table's
+    /// row count is checked against the snapshot's record afterwards.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["target", "includes"])]
+    pub to_postgres: Option<String>,
+    /// With --to-postgres: drop a non-empty target database and create it again.
+    /// With --to-bucket: write into a bucket or prefix that already holds objects.
+    #[arg(long)]
+    pub force: bool,
+    /// With --to-postgres: restore the snapshot's roles and tablespaces first (roles that
+    /// exist keep existing and get the recorded attributes).
+    #[arg(long, requires = "to_postgres")]
+    pub globals: bool,
+    /// With --to-postgres: folder holding psql (default: the newest one found).
+    #[arg(long, value_name = "DIR", requires = "to_postgres")]
+    pub pg_bin: Option<PathBuf>,
+    /// Restore a --bucket snapshot into this bucket URL instead: every object with its
+    /// content type and user metadata; the bucket or prefix must be empty (see --force).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["target", "includes", "to_postgres"])]
+    pub to_bucket: Option<String>,
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    if let Some(url) = &a.to_postgres {
+        return super::pg::restore(g, a, url);
+    }
+    if let Some(url) = &a.to_bucket {
+        return super::bucket::restore(g, a, url);
+    }
+    if a.force {
+        return Err(coffer::Error::invalid(
+            "--force goes with --to-postgres or --to-bucket",
+        ));
+    }
+    let target = a
+        .target
+        .clone()
+        .ok_or_else(|| coffer::Error::invalid("give --target DIR or --to-postgres URL"))?;
     let repo = common::open(g)?;
-    let (id, snap) = find_snapshot(&repo, &a.snapshot)?;
+    let (id, snap) = find_snapshot_tagged(&repo, &a.snapshot, &a.tags)?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.clone(),
         includes: a.includes.iter().map(|p| normalise(p.as_bytes())).collect(),
     };
     let started = std::time::Instant::now();
@@ -39,7 +83,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     if g.json {
         print_json(&serde_json::json!({
             "snapshot": id.to_hex(),
-            "target": a.target,
+            "target": target,
             "outcome": out,
             "seconds": started.elapsed().as_secs_f64(),
             "exit_code": code,
@@ -56,7 +100,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 out.links,
                 common::human_bytes(out.bytes),
                 id.short(),
-                a.target.display(),
+                target.display(),
                 started.elapsed().as_secs_f64()
             );
         }

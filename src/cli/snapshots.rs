@@ -6,12 +6,17 @@ use coffer::browse::{format_time, format_time_rfc3339};
 use coffer::Result;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// List only snapshots with this tag (repeatable: every tag must be there).
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+}
 
-pub fn run(g: &Global, _a: &Args) -> Result<i32> {
+pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let repo = common::open(g)?;
     // Damaged snapshot objects are reported, and the others still listed.
-    let (snaps, damaged) = repo.readable_snapshots()?;
+    let (mut snaps, damaged) = repo.readable_snapshots()?;
+    snaps.retain(|(_, s)| coffer::browse::has_tags(s, &a.tags));
     for (_, e) in &damaged {
         eprintln!("coffer: warning: skipped a damaged snapshot: {e} (run `coffer check`)");
     }

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod index;
 pub mod keyfile;
 pub mod pack;
+pub mod report;
 pub mod snapshot;
 pub mod tree;
 pub mod wire;

@@ -26,7 +26,15 @@ pub struct Cache {
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
-    Error::new(ErrorKind::Io, format!("local cache: {e}"))
+    // A file that is not (or no longer) a database is damage, which `open` repairs by
+    // starting again; anything else (busy, I/O) is reported.
+    let kind = match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            ErrorKind::Corrupt
+        }
+        _ => ErrorKind::Io,
+    };
+    Error::new(kind, format!("local cache: {e}"))
 }
 
 impl Cache {
@@ -37,11 +45,15 @@ impl Cache {
         let path = folder.join("cache.sqlite");
         match Self::try_open(&path, repo) {
             Ok(c) => Ok(c),
-            Err(_) => {
-                // Unreadable, foreign or outdated: it is only a cache, start again.
+            // Foreign, outdated or damaged: it is only a cache, start again. Other errors
+            // (another process holds the file) must not delete a cache someone is using.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
                 let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path.with_extension("sqlite-wal"));
+                let _ = std::fs::remove_file(path.with_extension("sqlite-shm"));
                 Self::try_open(&path, repo)
             }
+            Err(e) => Err(e),
         }
     }
 
@@ -53,6 +65,9 @@ impl Cache {
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
+        // Two processes may create the cache at once: the write lock (IMMEDIATE) makes
+        // one create the schema and the other find it made.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
         let has_meta: bool = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
@@ -69,6 +84,7 @@ impl Cache {
             )
             .map_err(db_err)?;
         }
+        conn.execute_batch("COMMIT").map_err(db_err)?;
         let get = |k: &str| -> Result<Option<String>> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
                 .optional()
@@ -226,4 +242,38 @@ fn to_id(bytes: &[u8]) -> Result<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| Error::corrupt("cache holds an ID of the wrong length"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_cache_is_replaced_and_two_openers_share_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoId([7; 32]);
+        let folder = dir.path().join(repo.to_hex());
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("cache.sqlite"), vec![0x5a; 8192]).unwrap();
+        let c = Cache::open(dir.path(), &repo).unwrap();
+        assert!(c.index_ids().unwrap().is_empty());
+        drop(c);
+
+        // Several processes' first use at once (threads stand in for them): every opener
+        // gets a working cache, none deletes it under another.
+        let fresh = tempfile::tempdir().unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let p = fresh.path().to_path_buf();
+                std::thread::spawn(move || {
+                    Cache::open(&p, &repo)
+                        .and_then(|c| c.index_ids())
+                        .map(|s| s.len())
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), 0);
+        }
+    }
 }

@@ -7,14 +7,18 @@ mod locks;
 mod open;
 mod packer;
 mod plans;
+mod reports;
 mod uploader;
 mod writer;
 
 use frames::FrameCache;
 pub use index_files::IndexFilter;
 pub use locks::{LockGuard, REFRESH as LOCK_REFRESH};
+#[cfg(test)]
+pub(crate) use open::memory_repository;
 pub use open::{default_cache_dir, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
+pub use reports::KEEP_REPORTS;
 pub use writer::{BlobSaver, SaverStats};
 
 use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};

@@ -207,3 +207,24 @@ impl Repository {
         KeyFile::decode(&self.read_object(&name)?)?.unwrap(password)
     }
 }
+
+/// A repository in memory with a cheap key, for unit tests of the layers above.
+#[cfg(test)]
+pub(crate) fn memory_repository() -> Repository {
+    use crate::backend::{self, Location};
+    let store = backend::open(&Location::Memory).expect("memory backend");
+    let opts = OpenOptions {
+        cache_dir: None,
+        clock: Arc::new(crate::clock::SystemClock),
+        host: "test".into(),
+        user: "test".into(),
+        warn: Arc::new(|_| {}),
+    };
+    let kdf = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    Repository::init(store.clone(), b"pw", kdf, &opts).expect("init");
+    Repository::open(store, b"pw", opts).expect("open")
+}

@@ -2,6 +2,9 @@
 //! throwaway repository folder, with its own cache folder and password.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod postgres;
+pub mod s3;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
@@ -146,4 +149,19 @@ impl Env {
             dir: tempfile::tempdir_in(base).expect("temp dir"),
         }
     }
+}
+
+/// The steps of a `coffer run --json` report, as (step, ok) pairs in order.
+pub fn run_steps(report: &serde_json::Value) -> Vec<(String, bool)> {
+    report["steps"]
+        .as_array()
+        .expect("a run report with steps")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().expect("step name").to_string(),
+                s["ok"].as_bool().expect("step ok"),
+            )
+        })
+        .collect()
 }

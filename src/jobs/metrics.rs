@@ -1,0 +1,330 @@
+//! Prometheus metrics for node_exporter's textfile collector: one file in the text exposition
+//! format, replaced atomically after every run so the collector never reads half of it.
+//! Alert on `coffer_job_rpo_ok == 0`, `coffer_job_last_check_ok == 0`, `coffer_job_rto_ok == 0`,
+//! `coffer_region_up == 0`, or on `time() - coffer_metrics_written_timestamp_seconds` when runs
+//! stop altogether.
+
+use super::status::JobStatus;
+use crate::backend::{Backend, ObjectKind};
+use crate::error::{Error, Result};
+use crate::progress::NoProgress;
+use crate::sync::{sync, SyncOptions};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One region as monitoring sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RegionHealth {
+    pub name: String,
+    /// Its objects could be listed.
+    pub reachable: bool,
+    /// It lacks objects another region holds (`coffer sync` catches it up).
+    pub behind: bool,
+}
+
+/// Compare the regions' listings (no data is read): which can be reached, which are behind.
+/// One region alone is never behind.
+pub fn region_health(regions: &[(String, Arc<dyn Backend>)]) -> Result<Vec<RegionHealth>> {
+    if let [(name, backend)] = regions {
+        // Nothing to compare with: listing one small kind says whether it answers.
+        return Ok(vec![RegionHealth {
+            name: name.clone(),
+            reachable: backend.list(ObjectKind::Config).is_ok(),
+            behind: false,
+        }]);
+    }
+    let opts = SyncOptions {
+        verify: false,
+        dry_run: true,
+    };
+    let report = sync(regions, opts, &NoProgress)?;
+    Ok(report
+        .regions
+        .into_iter()
+        .map(|r| RegionHealth {
+            name: r.region,
+            reachable: r.unreachable.is_none(),
+            behind: r.unreachable.is_some() || r.missing > 0 || r.damaged > 0,
+        })
+        .collect())
+}
+
+/// One metric family: its samples, each with its labels.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+struct Families(Vec<Family>);
+
+impl Families {
+    fn add(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        v: f64,
+    ) {
+        match self.0.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.samples.push((labels, v)),
+            None => self.0.push(Family {
+                name,
+                help,
+                samples: vec![(labels, v)],
+            }),
+        }
+    }
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn unix(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The metrics text for `jobs` and `regions`, written at `now_ns`.
+pub fn render(jobs: &[JobStatus], regions: &[RegionHealth], now_ns: i64) -> String {
+    let mut m = Families(Vec::new());
+    m.add(
+        "coffer_metrics_written_timestamp_seconds",
+        "When coffer last wrote this file (unix seconds).",
+        vec![],
+        unix(now_ns),
+    );
+    for j in jobs {
+        let job = || vec![("job", j.job.clone())];
+        m.add(
+            "coffer_job_healthy",
+            "1 when the job has no problem (RPO, check, drill, failed steps).",
+            job(),
+            flag(j.healthy),
+        );
+        if let Some(t) = j.last_backup_ns {
+            m.add(
+                "coffer_job_last_success_timestamp_seconds",
+                "Oldest of the newest snapshots of the job's sources (unix seconds).",
+                job(),
+                unix(t),
+            );
+        }
+        if let Some(a) = j.age_ns {
+            m.add(
+                "coffer_job_age_seconds",
+                "Age of the job's stalest source's newest snapshot.",
+                job(),
+                secs(a),
+            );
+        }
+        if let Some(rpo) = j.rpo_ns {
+            m.add(
+                "coffer_job_rpo_seconds",
+                "The job's recovery point objective.",
+                job(),
+                secs(rpo),
+            );
+        }
+        if let Some(ok) = j.rpo_ok {
+            m.add(
+                "coffer_job_rpo_ok",
+                "1 when every source has a snapshot younger than the RPO.",
+                job(),
+                flag(ok),
+            );
+        }
+        for s in &j.sources {
+            let src = || vec![("job", j.job.clone()), ("source", s.source.clone())];
+            let Some(last) = &s.last else { continue };
+            m.add(
+                "coffer_source_last_success_timestamp_seconds",
+                "Time of the source's newest snapshot (unix seconds).",
+                src(),
+                unix(last.time_ns),
+            );
+            m.add(
+                "coffer_source_last_duration_seconds",
+                "How long the source's newest backup took.",
+                src(),
+                secs(last.duration_ns),
+            );
+            m.add(
+                "coffer_source_last_bytes_added",
+                "Bytes the source's newest backup added to the repository, as stored.",
+                src(),
+                last.bytes_added as f64,
+            );
+            if let Some(a) = s.age_ns {
+                m.add(
+                    "coffer_source_age_seconds",
+                    "Age of the source's newest snapshot.",
+                    src(),
+                    secs(a),
+                );
+            }
+            if let Some(rpo) = j.rpo_ns {
+                m.add(
+                    "coffer_source_rpo_seconds",
+                    "The RPO the source is held to (its job's).",
+                    src(),
+                    secs(rpo),
+                );
+                let ok = s.age_ns.is_some_and(|a| a <= rpo);
+                m.add(
+                    "coffer_source_rpo_ok",
+                    "1 when the source's newest snapshot is younger than the RPO.",
+                    src(),
+                    flag(ok),
+                );
+            }
+        }
+        if let Some(c) = &j.last_check {
+            m.add(
+                "coffer_job_last_check_ok",
+                "1 when the last check recorded in the repository passed.",
+                job(),
+                flag(c.ok),
+            );
+            m.add(
+                "coffer_job_last_check_timestamp_seconds",
+                "When the last check ran (unix seconds).",
+                job(),
+                unix(c.time_ns),
+            );
+        }
+        if let Some(d) = &j.last_drill {
+            m.add(
+                "coffer_job_last_drill_ok",
+                "1 when the last restore drill succeeded and verified.",
+                job(),
+                flag(d.ok),
+            );
+            m.add(
+                "coffer_job_last_drill_timestamp_seconds",
+                "When the last restore drill ran (unix seconds).",
+                job(),
+                unix(d.time_ns),
+            );
+            m.add(
+                "coffer_job_last_drill_rto_seconds",
+                "RTO achieved by the last drill: its restore's wall time.",
+                job(),
+                secs(d.duration_ns),
+            );
+        }
+        if let Some(rto) = j.rto_ns {
+            m.add(
+                "coffer_job_rto_target_seconds",
+                "The job's recovery time objective.",
+                job(),
+                secs(rto),
+            );
+        }
+        if let Some(ok) = j.rto_ok {
+            m.add(
+                "coffer_job_rto_ok",
+                "1 when the last drill succeeded within the RTO.",
+                job(),
+                flag(ok),
+            );
+        }
+        for a in &j.attempts {
+            let step = || vec![("job", j.job.clone()), ("step", a.step.name().to_string())];
+            m.add(
+                "coffer_job_step_last_ok",
+                "1 when this machine's last attempt of the step succeeded.",
+                step(),
+                flag(a.ok),
+            );
+            m.add(
+                "coffer_job_step_last_timestamp_seconds",
+                "When this machine last attempted the step (unix seconds).",
+                step(),
+                unix(a.time_ns),
+            );
+            m.add(
+                "coffer_job_step_last_duration_seconds",
+                "How long this machine's last attempt of the step took.",
+                step(),
+                secs(a.duration_ns),
+            );
+        }
+    }
+    for r in regions {
+        let region = || vec![("region", r.name.clone())];
+        m.add(
+            "coffer_region_up",
+            "1 when the region could be listed.",
+            region(),
+            flag(r.reachable),
+        );
+        m.add(
+            "coffer_region_behind",
+            "1 when the region lacks objects (coffer sync catches it up).",
+            region(),
+            flag(r.behind),
+        );
+    }
+    let mut out = String::new();
+    for f in &m.0 {
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} gauge", f.name);
+        for (labels, v) in &f.samples {
+            out.push_str(f.name);
+            if !labels.is_empty() {
+                let parts: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let _ = write!(out, "{{{}}}", parts.join(","));
+            }
+            let _ = writeln!(out, " {v}");
+        }
+    }
+    out
+}
+
+/// A label value as the text format requires: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Replace `path` with `text` atomically: a temp file in the same folder, then a rename,
+/// so node_exporter reads the old file or the new one, never a part.
+pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{} is not a file name", path.display())))?;
+    // The collector reads only `*.prom`, so the temp file is ignored until renamed.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(format!("metrics file {}", path.display()), e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

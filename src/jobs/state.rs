@@ -1,0 +1,82 @@
+//! What this machine remembers of its own job runs: the last attempt of each step, kept so a
+//! failing step is retried at a measured pace and its failure can be reported even when the
+//! repository could not be reached. One JSON file per job in the state folder; losing it only
+//! loses failure history, since successes are read from the repository.
+
+use super::Step;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The last attempt of one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub time_ns: i64,
+    pub duration_ns: u64,
+    pub ok: bool,
+    /// What went wrong, or a one-line summary of what was done.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Keyed by step name (`backup`, `check`, ...).
+    #[serde(default)]
+    pub last: BTreeMap<String, Attempt>,
+}
+
+impl JobState {
+    pub fn get(&self, step: Step) -> Option<&Attempt> {
+        self.last.get(step.name())
+    }
+    pub fn record(&mut self, step: Step, attempt: Attempt) {
+        self.last.insert(step.name().to_string(), attempt);
+    }
+}
+
+fn file(dir: &Path, job: &str) -> PathBuf {
+    dir.join(format!("{job}.json"))
+}
+
+/// The job's state; empty when there is none yet or the file cannot be read (it is advisory).
+pub fn load(dir: &Path, job: &str) -> JobState {
+    std::fs::read(file(dir, job))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Replace the job's state atomically (write a temp file, then rename).
+pub fn save(dir: &Path, job: &str, state: &JobState) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let path = file(dir, job);
+    let tmp = dir.join(format!(".{job}.json.{}", std::process::id()));
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path(), "app"), JobState::default());
+        let mut s = JobState::default();
+        s.record(
+            Step::Backup,
+            Attempt {
+                time_ns: 5,
+                duration_ns: 7,
+                ok: false,
+                message: "pg_dump failed".into(),
+            },
+        );
+        save(dir.path(), "app", &s).unwrap();
+        assert_eq!(load(dir.path(), "app"), s);
+        assert!(!load(dir.path(), "app").get(Step::Backup).unwrap().ok);
+    }
+}
