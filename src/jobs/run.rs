@@ -386,6 +386,8 @@ impl<'a> JobRun<'a> {
     }
 
     fn push(&mut self, step: Step, started_ns: i64, duration_ns: u64, result: Result<Done>) {
+        // Stopped by the user (Ctrl-C, SIGTERM): not a failure to wait out before retrying.
+        let interrupted = matches!(&result, Err(e) if e.kind() == ErrorKind::Interrupted);
         let r = match result {
             Ok(d) => StepResult {
                 job: self.job.name.clone(),
@@ -419,6 +421,10 @@ impl<'a> JobRun<'a> {
         // A failure of any source marks the step failed; a later success of another source
         // in the same run must not hide it.
         let failed_before = self.results.iter().any(|p| p.step == step && !p.ok);
+        if interrupted {
+            self.results.push(r);
+            return;
+        }
         self.state.record(
             step,
             Attempt {
