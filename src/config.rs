@@ -282,26 +282,6 @@ impl ConfigFile {
                     ));
                 }
             }
-            if let Some(d) = &job.drill {
-                if !job.postgres.is_empty() && d.postgres.is_none() {
-                    return Err(format!(
-                        "{}: the job backs up PostgreSQL, so its drill needs a scratch database (postgres = \"URL\")",
-                        at("drill")
-                    ));
-                }
-                if !job.buckets.is_empty() && d.bucket.is_none() {
-                    return Err(format!(
-                        "{}: the job backs up buckets, so its drill needs a scratch bucket (bucket = \"URL\")",
-                        at("drill")
-                    ));
-                }
-                if !job.paths.is_empty() && d.target.is_none() {
-                    return Err(format!(
-                        "{}: the job backs up paths, so its drill needs a scratch folder (target = \"DIR\")",
-                        at("drill")
-                    ));
-                }
-            }
         }
         Ok(())
     }
@@ -408,6 +388,28 @@ prometheus_textfile = "/var/lib/node_exporter/textfile/coffer.prom"
 webhook = "https://hooks.internal/coffer"
 "#;
 
+    /// The example of DESIGN.md's CLI contract, as written there: its drill names no scratch
+    /// bucket, which fails that source's drill, not the file.
+    #[test]
+    fn reads_the_contract_example() {
+        let design = EXAMPLE
+            .replacen(", bucket = \"s3://scratch/drill\"", "", 1)
+            .replacen(
+                "upload_limit = \"20MiB/s\"\nnice = 10\nio_priority = \"idle\"\n",
+                "",
+                1,
+            );
+        let c = ConfigFile::parse(Path::new("coffer.toml"), &design).unwrap();
+        assert!(c
+            .job("app")
+            .unwrap()
+            .drill
+            .as_ref()
+            .unwrap()
+            .bucket
+            .is_none());
+    }
+
     #[test]
     fn reads_the_documented_job_file() {
         let c = ConfigFile::parse(Path::new("coffer.toml"), EXAMPLE).unwrap();
@@ -458,14 +460,10 @@ webhook = "https://hooks.internal/coffer"
                 "{field}: {m}"
             );
         }
-        let no_drill_db = EXAMPLE.replacen(
-            "postgres = \"postgresql://backup@scratch.internal/drill\", ",
-            "",
-            1,
-        );
-        let m = ConfigFile::parse(Path::new("c.toml"), &no_drill_db)
+        let no_nice = EXAMPLE.replacen("nice = 10", "nice = 25", 1);
+        let m = ConfigFile::parse(Path::new("c.toml"), &no_nice)
             .unwrap_err()
             .to_string();
-        assert!(m.contains("line 6") && m.contains("drill"), "{m}");
+        assert!(m.contains("line 6") && m.contains("nice"), "{m}");
     }
 }

@@ -402,3 +402,37 @@ fn tags_pick_each_jobs_newest_snapshot_for_restore() {
     assert_eq!(none.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&none.stderr).contains("job:c"));
 }
+
+#[test]
+fn a_failing_source_is_retried_alone() {
+    let env = Env::new();
+    env.init();
+    let data = data_folder(&env);
+    // Nothing listens on port 1: pg_dump fails at once.
+    let config = job_file(
+        &env,
+        &data,
+        "postgres = [\"postgresql://coffer@127.0.0.1:1/app\"]\n",
+    );
+    let out = at(&env, &config, "2026-11-27T02:31:00Z", &["--json", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let night: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        run_steps(&night),
+        [("backup".into(), true), ("backup".into(), false)],
+        "{night}"
+    );
+    assert!(
+        night["steps"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("postgres"),
+        "{night}"
+    );
+    // The retry, 20 minutes later, runs only the database: the files were saved this night.
+    let out = at(&env, &config, "2026-11-27T02:51:00Z", &["--json", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let retry: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run_steps(&retry), [("backup".into(), false)], "{retry}");
+    assert_eq!(snapshot_tags(&env).len(), 1);
+}

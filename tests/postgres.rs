@@ -209,7 +209,10 @@ fn nightly_backups_dedup_and_restore_exactly() {
         format!("/postgres/127.0.0.1:{}/app", pg.port).as_str()
     );
     assert_eq!(s["info"]["rows:public.orders"], counts2[5].1.to_string());
-    assert_eq!(s["info"]["pg-dump-options"], "--format=plain");
+    assert_eq!(
+        s["info"]["pg-dump-options"],
+        "--format=plain --lock-wait-timeout=10min"
+    );
     assert_eq!(env.ok(&["ls", &id2]).trim(), "/app.sql");
 
     // Disaster: the database is gone. Restore the second night into it.

@@ -96,7 +96,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         Err(e) => return Err(e),
     };
     super::monitor::after_run(g, &cfg, &repo, &store, &report);
-    print_report(g, &report);
+    print_report(g, &report, false);
     Ok(exit_code(&report))
 }
 
@@ -115,7 +115,12 @@ fn exit_code(r: &RunReport) -> i32 {
     }
 }
 
-fn print_report(g: &Global, r: &RunReport) {
+fn print_report(g: &Global, r: &RunReport, json_lines: bool) {
+    if g.json && json_lines {
+        // The daemon prints one report per run: JSON lines, one compact document each.
+        println!("{}", serde_json::to_string(r).unwrap_or_default());
+        return;
+    }
     if g.json {
         print_json(r);
         return;
@@ -171,7 +176,7 @@ pub fn daemon(g: &Global, a: &DaemonArgs) -> Result<i32> {
         match run_due(&repo, &cfg, &opts, &bar, cancel) {
             Ok(Some(report)) if !report.steps.is_empty() => {
                 super::monitor::after_run(g, &cfg, &repo, &store, &report);
-                print_report(g, &report);
+                print_report(g, &report, true);
             }
             Ok(_) => {}
             Err(e) if cancel.load(Ordering::Relaxed) => {

@@ -147,7 +147,9 @@ pub fn without_secrets(url: &str) -> String {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
     };
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    // Split as `PgUrl::parse` does: the query first, then the authority at the first '/',
+    // then the user information at the last '@' (a password may hold a raw '#').
+    let rest = rest.split('?').next().unwrap_or("");
     let rest = match rest.split_once('/') {
         Some((auth, path)) => format!("{}/{path}", host_part(auth)),
         None => host_part(rest).to_string(),
@@ -179,6 +181,10 @@ mod tests {
         assert_eq!(
             JobSource::Postgres("postgres://u:p@h/db".into()).label(),
             "postgres:h/db"
+        );
+        assert_eq!(
+            without_secrets("postgresql://u:p#ss@h:5433/db"),
+            "h:5433/db"
         );
     }
 }

@@ -169,7 +169,7 @@ impl<'a> JobRun<'a> {
         let (snaps, _) = self.repo.readable_snapshots()?;
         let last_backup = last_complete_backup(self.job, &snaps);
         if self.due(Step::Backup, &self.job.schedule, last_backup) {
-            let all_ok = self.backup();
+            let all_ok = self.backup(&snaps);
             if all_ok && self.job.retention.is_some() && !self.cancelled() {
                 self.forget_and_prune();
             }
@@ -221,8 +221,12 @@ impl<'a> JobRun<'a> {
         schedule.is_due(last_ok, now, &self.opts.tz)
     }
 
-    /// Back up every source; true if all succeeded.
-    fn backup(&mut self) -> bool {
+    /// Back up every source that is due (all of them when forced): a source that failed
+    /// does not make the others run again at every retry. True if all succeeded.
+    fn backup(
+        &mut self,
+        snaps: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
+    ) -> bool {
         let base = BackupOptions {
             host: self.opts.host.clone(),
             user: self.opts.user.clone(),
@@ -232,6 +236,14 @@ impl<'a> JobRun<'a> {
         for source in JobSource::of(self.job) {
             if self.cancelled() {
                 return false;
+            }
+            let newest = snaps
+                .iter()
+                .filter(|(_, s)| source.made(&self.job.name, s))
+                .map(|(_, s)| s.time_ns)
+                .max();
+            if !self.opts.force && !self.job.schedule.is_due(newest, self.now(), &self.opts.tz) {
+                continue;
             }
             let started = self.now();
             let clock = Instant::now();
@@ -425,13 +437,22 @@ impl<'a> JobRun<'a> {
             self.results.push(r);
             return;
         }
+        // Keep the first failure's words: a later source's success would hide what broke.
+        let first_failure = self
+            .results
+            .iter()
+            .find(|p| p.step == step && !p.ok)
+            .map(|p| p.message.clone());
         self.state.record(
             step,
             Attempt {
                 time_ns: started_ns,
                 duration_ns,
                 ok: r.ok && !failed_before,
-                message: r.message.clone(),
+                message: match first_failure {
+                    Some(m) if r.ok => m,
+                    _ => r.message.clone(),
+                },
             },
         );
         self.results.push(r);

@@ -28,6 +28,8 @@ pub struct LastSnapshot {
     pub duration_ns: u64,
     /// Bytes its backup added to the repository, as stored.
     pub bytes_added: u64,
+    /// Files or objects its backup could not read (the snapshot lacks them).
+    pub read_errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +141,7 @@ pub fn job_status(
                     time_ns: s.time_ns,
                     duration_ns: s.summary.duration_ns,
                     bytes_added: s.summary.bytes_added_stored,
+                    read_errors: s.summary.read_errors,
                 }),
                 age_ns: newest.map(|(_, s)| age_of(s.time_ns)),
             }
@@ -175,6 +178,19 @@ pub fn job_status(
 
     let rpo_ns = job.rpo.map(|d| nanos(d.0));
     let rpo_ok = rpo_ns.map(|rpo| age_ns.is_some_and(|a| a <= rpo));
+    // A snapshot that lacks files it could not read is not a whole backup, whatever its age.
+    for src in &sources {
+        match &src.last {
+            Some(l) if l.read_errors > 0 => problems.push(format!(
+                "the newest snapshot of {} ({}) lacks {} file(s) or object(s) it could not read",
+                src.source, l.id, l.read_errors
+            )),
+            None if rpo_ns.is_none() => {
+                problems.push(format!("{} has never been backed up", src.source))
+            }
+            _ => {}
+        }
+    }
     match (rpo_ns, age_ns) {
         (None, _) => notes.push("no RPO set: the age of backups is not checked".to_string()),
         (Some(rpo), None) => {
@@ -298,6 +314,35 @@ pub fn job_status(
             &d.schedule,
             last_drill.as_ref().map(|r| r.time_ns),
         ));
+    }
+
+    // A check or drill that stopped running (a broken timer, a moved daemon) would leave an
+    // old passing result standing: more than two periods since it last ran (it missed a whole
+    // period after it fell due) is a problem. Backups are held to the RPO instead.
+    let stale = [
+        (
+            Step::Check,
+            job.check.as_ref().map(|c| &c.schedule),
+            &last_check,
+        ),
+        (
+            Step::Drill,
+            job.drill.as_ref().map(|d| &d.schedule),
+            &last_drill,
+        ),
+    ];
+    for (step, schedule, last) in stale {
+        let (Some(period), Some(last)) = (schedule.and_then(|s| s.period()), last) else {
+            continue;
+        };
+        if now_ns.saturating_sub(last.time_ns).max(0) as u128 > 2 * period.as_nanos() {
+            problems.push(format!(
+                "the {} is overdue: it last ran at {} ({})",
+                step.name(),
+                when(last.time_ns),
+                schedule.map(|s| s.to_string()).unwrap_or_default()
+            ));
+        }
     }
 
     JobStatus {

@@ -290,3 +290,69 @@ fn the_json_form_has_readable_times_and_seconds() {
     assert_eq!(v["sources"][1]["source"], "postgres:db/app");
     assert_eq!(v["next_due"][0]["step"], "backup");
 }
+
+#[test]
+fn a_snapshot_that_lacks_unreadable_files_or_a_source_never_backed_up_is_a_problem() {
+    let j = job("");
+    let mut files = snap(1, FILES, t("2026-11-27T02:31:00Z"));
+    files.1.summary.read_errors = 2;
+    let db = snap(2, DB, t("2026-11-27T02:32:00Z"));
+    let st = status(
+        &[files.clone(), db.clone()],
+        &[],
+        &j,
+        t("2026-11-27T08:00:00Z"),
+    );
+    assert!(!st.healthy);
+    assert!(
+        st.problems
+            .iter()
+            .any(|p| p.contains("files") && p.contains("could not read")),
+        "{:?}",
+        st.problems
+    );
+    // Without an RPO, a source with no snapshot at all is still reported.
+    let st = status(&[db], &[], &j, t("2026-11-27T08:00:00Z"));
+    assert!(!st.healthy);
+    assert!(
+        st.problems
+            .iter()
+            .any(|p| p.contains("files has never been backed up")),
+        "{:?}",
+        st.problems
+    );
+    files.1.summary.read_errors = 0;
+    let st = status(
+        &[files, snap(2, DB, t("2026-11-27T02:32:00Z"))],
+        &[],
+        &j,
+        t("2026-11-27T08:00:00Z"),
+    );
+    assert!(st.healthy, "{:?}", st.problems);
+}
+
+#[test]
+fn a_drill_that_stopped_running_is_flagged_once_a_period_overdue() {
+    let j = job("check = { schedule = \"weekly\" }\ndrill = { schedule = \"weekly\", target = \"/tmp/d\", postgres = \"postgresql://scratch/d\" }\n");
+    let night = t("2026-11-27T02:31:00Z");
+    let snaps = [snap(1, FILES, night), snap(2, DB, night)];
+    // Sunday 2026-11-22 was the last weekly slot before the reports.
+    let reports = [
+        report(ReportKind::Check, "app", t("2026-11-22T01:00:00Z"), 1, true),
+        report(ReportKind::Drill, "app", t("2026-11-22T01:00:00Z"), 1, true),
+    ];
+    let st = status(&snaps, &reports, &j, t("2026-11-27T08:00:00Z"));
+    assert!(st.healthy, "{:?}", st.problems);
+    // Due again on Sunday the 29th; on Monday 2026-12-07 it is over a week late.
+    let later = [
+        snap(3, FILES, t("2026-12-07T02:31:00Z")),
+        snap(4, DB, t("2026-12-07T02:31:00Z")),
+    ];
+    let st = status(&later, &reports, &j, t("2026-12-07T08:00:00Z"));
+    assert!(
+        st.problems.iter().any(|p| p.contains("drill is overdue")),
+        "{:?}",
+        st.problems
+    );
+    assert!(st.problems.iter().any(|p| p.contains("check is overdue")));
+}

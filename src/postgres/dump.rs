@@ -23,7 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What `pg_dump` is asked for: plain SQL on standard output. Everything else is its
 /// default (ownership, privileges, all schemas, large objects).
-const DUMP_OPTIONS: &[&str] = &["--format=plain"];
+/// `--lock-wait-timeout`: a table that another session holds exclusively (a long migration,
+/// a session idle in a transaction after `ALTER TABLE`) fails the dump after this long
+/// instead of stalling it, and every later scheduled run behind it, forever.
+const DUMP_OPTIONS: &[&str] = &["--format=plain", "--lock-wait-timeout=10min"];
 const DUMP_COMPLETE: &str = "-- PostgreSQL database dump complete";
 const GLOBALS_COMPLETE: &str = "-- PostgreSQL database cluster dump complete";
 pub const GLOBALS_FILE: &str = "globals.sql";

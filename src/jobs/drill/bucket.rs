@@ -27,8 +27,9 @@ pub(super) fn drill(
     let location = Location::parse(scratch).map_err(|e| e.context("the drill's scratch bucket"))?;
     refuse_a_source(job, &location)?;
     empty(&location, opts)?;
+    // The prefix now holds only this drill's marker.
     let restore_opts = BucketRestoreOptions {
-        force: false,
+        force: true,
         service: opts.bucket_service.clone(),
     };
     let restored = restore_bucket(repo, snap, &location, &restore_opts, progress, cancel)?;
@@ -47,6 +48,7 @@ pub(super) fn drill(
         verified
             .extra
             .iter()
+            .filter(|k| *k != MARKER)
             .map(|k| format!("{k:?}: in the scratch bucket but not in the snapshot")),
     );
     Ok(Restored {
@@ -82,16 +84,38 @@ fn refuse_a_source(job: &Job, scratch: &Location) -> Result<()> {
     Ok(())
 }
 
-/// Empty the scratch prefix, so that the comparison after the restore sees only what the
-/// restore wrote. The prefix was checked not to overlap any of the job's source buckets.
+/// The object that marks a scratch prefix as a drill's own: a prefix with objects but
+/// without it is refused, so a mistyped `drill.bucket` never empties real data.
+const MARKER: &str = ".coffer-drill";
+
+/// Empty the scratch prefix (all but the marker), so that the comparison after the restore
+/// sees only what the restore wrote. An empty prefix is claimed by writing the marker.
 fn empty(location: &Location, opts: &DrillOptions) -> Result<()> {
     let store = ObjectStore::open(location, &opts.bucket_service)?;
-    for object in store.list()? {
+    let existing = store.list()?;
+    if !existing.is_empty() && !existing.iter().any(|o| o.key == MARKER) {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "the scratch bucket {} holds {} object(s) (e.g. {:?}) but no {MARKER} marker:                  it is not a drill's scratch space; give an empty bucket or prefix",
+                store.describe(),
+                existing.len(),
+                existing[0].key
+            ),
+        ));
+    }
+    for object in existing.iter().filter(|o| o.key != MARKER) {
         store
             .delete(&object.key)
             .map_err(|e| e.context("emptying the scratch bucket"))?;
     }
-    match store.list()?.first() {
+    if existing.is_empty() {
+        store
+            .writer(MARKER, Some("text/plain"), &Default::default())?
+            .finish()
+            .map_err(|e| e.context("marking the scratch bucket"))?;
+    }
+    match store.list()?.iter().find(|o| o.key != MARKER) {
         None => Ok(()),
         Some(left) => Err(Error::new(
             ErrorKind::AlreadyExists,
