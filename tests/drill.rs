@@ -393,14 +393,16 @@ fn a_postgres_drill_restores_into_the_scratch_database() {
         .iter()
         .all(|r| r.ok && r.snapshots[0].to_hex() == id));
 
-    // A scratch database that is the job's own database is refused, and left as it was.
-    write_config(&source);
+    // A scratch database that is the job's own database, even written with another host
+    // name, is refused, and left as it was.
+    assert!(source.contains("127.0.0.1"), "{source}");
+    write_config(&source.replace("127.0.0.1", "localhost"));
     let out = run();
     assert_eq!(out.status.code(), Some(1));
     let d = &json_of(&out)["drills"][0];
     let problem = d["sources"][0]["problems"][0].as_str().unwrap();
     assert!(
-        problem.contains("is a database the job backs up"),
+        problem.contains("has the name of a database the job backs up"),
         "{problem}"
     );
     assert_eq!(pg.psql("app", "SELECT count(*) FROM users"), "500");

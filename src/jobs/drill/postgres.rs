@@ -62,7 +62,9 @@ pub(super) fn drill(
     })
 }
 
-/// A drill drops its scratch database: it must not be one the job backs up.
+/// A drill drops its scratch database: it must not be one the job backs up. The same
+/// server can be written many ways (`localhost`, `127.0.0.1`, a socket folder, a DNS alias),
+/// so a scratch database with the name of a source database is refused whatever its host.
 fn refuse_a_source(job: &Job, scratch: &str) -> Result<()> {
     let s = PgUrl::parse(scratch).map_err(|e| e.context("the drill's scratch database"))?;
     if s.database().is_none() {
@@ -74,10 +76,11 @@ fn refuse_a_source(job: &Job, scratch: &str) -> Result<()> {
         let Ok(u) = PgUrl::parse(source) else {
             continue;
         };
-        if u.server_label() == s.server_label() && u.database() == s.database() {
+        if u.database() == s.database() {
             return Err(Error::invalid(format!(
-                "the drill's scratch database {s} is a database the job backs up; a drill \
-                 drops and replaces its scratch database, so give another one"
+                "the drill's scratch database {s} has the name of a database the job backs up \
+                 ({u}); a drill drops and replaces its scratch database, so give it a name of \
+                 its own (even on another server)"
             )));
         }
     }
