@@ -112,13 +112,14 @@ fn parse_rate(s: &str) -> std::result::Result<u64, String> {
 pub enum Command {
     /// Create a new repository.
     Init(init::Args),
-    /// Back up files and directories, or a stream from stdin, as a new snapshot.
+    /// Back up files and directories, a stream from stdin, a PostgreSQL database or a bucket, as a
+    /// new snapshot.
     Backup(backup::Args),
     /// List snapshots.
     Snapshots(snapshots::Args),
     /// List the files in a snapshot.
     Ls(ls::Args),
-    /// Restore a snapshot (or parts of it) into a folder.
+    /// Restore a snapshot (or parts of it) into a folder, a PostgreSQL database or a bucket.
     Restore(restore::Args),
     /// Write one file from a snapshot to stdout.
     Dump(dump::Args),

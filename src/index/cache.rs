@@ -32,6 +32,10 @@ fn db_err(e: rusqlite::Error) -> Error {
         Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
             ErrorKind::Corrupt
         }
+        // Another process holds the file for a moment (switching it to WAL, creating it).
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            ErrorKind::Locked
+        }
         _ => ErrorKind::Io,
     };
     Error::new(kind, format!("local cache: {e}"))
@@ -43,7 +47,17 @@ impl Cache {
         let folder = dir.join(repo.to_hex());
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(folder.display(), e))?;
         let path = folder.join("cache.sqlite");
-        match Self::try_open(&path, repo) {
+        // SQLite answers "busy" at once, without its busy timeout, when it must not wait
+        // (switching to WAL, upgrading a read to a write): try again for a while.
+        let started = std::time::Instant::now();
+        let mut opened = Self::try_open(&path, repo);
+        while matches!(&opened, Err(e) if e.kind() == ErrorKind::Locked)
+            && started.elapsed() < std::time::Duration::from_secs(30)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            opened = Self::try_open(&path, repo);
+        }
+        match opened {
             Ok(c) => Ok(c),
             // Foreign, outdated or damaged: it is only a cache, start again. Other errors
             // (another process holds the file) must not delete a cache someone is using.
