@@ -138,19 +138,7 @@ fn run_with_timeout(cmd: &mut Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run coffer");
-    wait_output(child)
-}
-
-fn wait_output(mut child: std::process::Child) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if t0.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            panic!("coffer took longer than {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    common::wait_with_limit(child, COMMAND_TIMEOUT, "coffer")
 }
 
 fn num(v: &serde_json::Value) -> u64 {
@@ -407,7 +395,7 @@ fn backup_stopped_midway(
         "the backup ended before it was stopped: make the bucket bigger"
     );
     stop(&child);
-    wait_output(child)
+    common::wait_with_limit(child, COMMAND_TIMEOUT, "coffer")
 }
 
 fn fill_big_bucket(t: &Setup, prefix: &str) {

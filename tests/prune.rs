@@ -19,7 +19,7 @@
 mod common;
 
 use common::servers::Moto;
-use common::{assert_ok, pseudo_random, repo_listing, Env, PASSWORD};
+use common::{assert_ok, pseudo_random, read_folder, repo_listing, Env, Files, PASSWORD};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -29,9 +29,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const K: usize = 1024;
-
-/// A source folder's content: relative path → bytes.
-type Files = BTreeMap<String, Vec<u8>>;
 
 /// Distinct seeds for `pseudo_random` (which sets the lowest bit, so seeds must differ
 /// above it).
@@ -103,70 +100,10 @@ fn make_folder(dir: &Path, files: &Files) {
     }
 }
 
-/// Every regular file below `dir` with its bytes (empty if `dir` does not exist).
-fn read_folder(dir: &Path) -> Files {
-    fn walk(root: &Path, dir: &Path, out: &mut Files) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                walk(root, &p, out);
-            } else {
-                assert!(meta.is_file(), "unexpected {}", p.display());
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = Files::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 /// No coffer command here takes more than a few seconds (with a moto server down, a few
 /// retries); one that takes this long hangs, e.g. waiting out the 5-minute lock refresh
 /// interval at exit, and is killed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Wait for a child whose stdout and stderr are piped, killing it after [`COMMAND_TIMEOUT`].
-fn wait_timed(mut child: Child) -> Output {
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > COMMAND_TIMEOUT {
-            let pid = child.id();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "coffer (pid {pid}) hung for {COMMAND_TIMEOUT:?}; stderr: {}",
-                text(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
 
 trait Timed {
     /// Like `output()`, but a command that hangs fails the test.
@@ -180,7 +117,7 @@ impl Timed for Command {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run coffer");
-        wait_timed(child)
+        common::wait_with_limit(child, COMMAND_TIMEOUT, "coffer")
     }
 }
 
@@ -803,7 +740,7 @@ impl StdinBackup {
         self.write(rest);
         let mut c = self.child.take().unwrap();
         drop(c.stdin.take());
-        wait_timed(c)
+        common::wait_with_limit(c, COMMAND_TIMEOUT, "coffer")
     }
 }
 
@@ -834,7 +771,7 @@ fn stdin_backup_with(env: &Env, name: &str, bytes: &[u8], args: &[&str]) -> (Str
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(bytes).unwrap();
     drop(stdin);
-    let out = wait_timed(child);
+    let out = common::wait_with_limit(child, COMMAND_TIMEOUT, "coffer");
     assert_ok(&out, &["backup", "--stdin"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = v["snapshot"].as_str().unwrap().to_string();
@@ -1231,7 +1168,7 @@ fn prune_killed_at_every_change_leaves_a_sound_repository() {
             .spawn()
             .unwrap();
         let killed_pid = child.id();
-        let out = wait_timed(child);
+        let out = common::wait_with_limit(child, COMMAND_TIMEOUT, "coffer");
         if out.status.success() {
             // The whole run makes n changes: every point before one of them was tried.
             let v: Value = serde_json::from_slice(&out.stdout).unwrap();

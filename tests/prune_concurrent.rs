@@ -11,9 +11,8 @@
 
 mod common;
 
-use common::{pseudo_random, Env};
+use common::{pseudo_random, read_folder, Env, Files};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -29,9 +28,6 @@ const ITERATIONS: usize = 20;
 /// Slow stdin backups of the streamer.
 const STREAMS: usize = 3;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A folder's content: relative path → bytes.
-type Files = BTreeMap<String, Vec<u8>>;
 
 fn seed(kind: u64, i: u64) -> u64 {
     ((kind << 32) | i) << 1
@@ -88,28 +84,6 @@ fn stream(k: usize) -> Vec<u8> {
     let mut v = half(k);
     v.extend(half(k + 1));
     v
-}
-
-fn read_folder(dir: &Path) -> Files {
-    fn walk(root: &Path, dir: &Path, out: &mut Files) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                walk(root, &p, out);
-            } else {
-                assert!(meta.is_file(), "unexpected {}", p.display());
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = Files::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 fn make_folder(dir: &Path, files: &Files) {

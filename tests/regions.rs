@@ -194,43 +194,7 @@ fn run_cmd(cmd: &mut Command) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run coffer");
-    wait_output(child, cmd)
-}
-
-fn wait_output(mut child: Child, cmd: &Command) -> Output {
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for coffer") {
-            break s;
-        }
-        if t0.elapsed() > COMMAND_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{:?} {:?} did not finish within {COMMAND_TIMEOUT:?}",
-                cmd.get_program(),
-                cmd.get_args().collect::<Vec<_>>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
-    }
+    common::wait_with_limit(child, COMMAND_TIMEOUT, &format!("{cmd:?}"))
 }
 
 fn assert_status(out: &Output, code: i32, args: &[&str]) {
@@ -593,7 +557,7 @@ fn a_server_killed_mid_backup_leaves_its_region_behind_until_sync() {
     };
     drop(watcher);
     let killed_after = t0.elapsed();
-    let out = wait_output(child, &cmd);
+    let out = common::wait_with_limit(child, COMMAND_TIMEOUT, &format!("{cmd:?}"));
     assert_status(&out, 0, &["backup"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let backup: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

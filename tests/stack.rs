@@ -119,20 +119,6 @@ impl Stack {
     }
 }
 
-fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(root).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push((p.clone(), std::fs::read(&p).unwrap()));
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_supabase_style_stack_is_backed_up_drilled_and_recovered_from_one_region() {
     let stack = Stack {
@@ -290,7 +276,7 @@ prometheus_textfile = "{prom}"
     // What must come back.
     let db_before = pg.psql("app", CHECKSUMS);
     let bucket_before = stack.bucket_contents();
-    let files_before = files_under(&config_dir);
+    let files_before = common::read_folder(&config_dir);
 
     // The disaster: the database, the bucket's objects, the configuration and the eu region
     // are gone.
@@ -334,7 +320,7 @@ prometheus_textfile = "{prom}"
     assert_eq!(pg.psql("app", CHECKSUMS), db_before, "the database differs");
     assert_eq!(stack.bucket_contents(), bucket_before, "the bucket differs");
     assert_eq!(
-        files_under(&config_dir),
+        common::read_folder(&config_dir),
         files_before,
         "the configuration differs"
     );

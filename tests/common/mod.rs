@@ -165,3 +165,73 @@ pub fn run_steps(report: &serde_json::Value) -> Vec<(String, bool)> {
         })
         .collect()
 }
+
+/// Every regular file below a folder, by path relative to it, with its bytes.
+pub type Files = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// [`Files`] of `dir` (empty if `dir` does not exist); anything but files and folders fails.
+pub fn read_folder(dir: &Path) -> Files {
+    fn walk(root: &Path, dir: &Path, out: &mut Files) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                walk(root, &p, out);
+            } else {
+                assert!(meta.is_file(), "unexpected {}", p.display());
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = Files::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Wait for a child whose stdout and stderr are piped (read as it runs, so a full pipe
+/// cannot stall it); a child still running after `limit` is killed and fails the test,
+/// naming `what` and what it printed on stderr.
+pub fn wait_with_limit(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> Output {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break s;
+        }
+        if t0.elapsed() > limit {
+            let pid = child.id();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} (pid {pid}) did not finish within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&err.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
