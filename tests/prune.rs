@@ -19,7 +19,9 @@
 mod common;
 
 use common::servers::Moto;
-use common::{assert_ok, pseudo_random, read_folder, repo_listing, Env, Files, PASSWORD};
+use common::{
+    assert_ok, make_folder, pseudo_random, read_folder, repo_listing, Env, Files, PASSWORD,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -81,23 +83,6 @@ fn source_at(i: usize, shape: Shape) -> Files {
         pseudo_random(seed(4, i as u64), shape.changing),
     );
     f
-}
-
-/// Make `dir` hold exactly `files` (rewriting only what differs, as a user's folder changes).
-fn make_folder(dir: &Path, files: &Files) {
-    let now = read_folder(dir);
-    for p in now.keys() {
-        if !files.contains_key(p) {
-            std::fs::remove_file(dir.join(p)).unwrap();
-        }
-    }
-    for (p, bytes) in files {
-        if now.get(p) != Some(bytes) {
-            let to = dir.join(p);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::write(&to, bytes).unwrap();
-        }
-    }
 }
 
 /// No coffer command here takes more than a few seconds (with a moto server down, a few

@@ -11,10 +11,10 @@
 
 mod common;
 
-use common::{pseudo_random, read_folder, Env, Files};
+use common::{make_folder, pseudo_random, read_folder, Env, Files};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,22 +84,6 @@ fn stream(k: usize) -> Vec<u8> {
     let mut v = half(k);
     v.extend(half(k + 1));
     v
-}
-
-fn make_folder(dir: &Path, files: &Files) {
-    let now = read_folder(dir);
-    for p in now.keys() {
-        if !files.contains_key(p) {
-            std::fs::remove_file(dir.join(p)).unwrap();
-        }
-    }
-    for (p, bytes) in files {
-        if now.get(p) != Some(bytes) {
-            let to = dir.join(p);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::write(&to, bytes).unwrap();
-        }
-    }
 }
 
 /// Run `cmd` to the end, capturing its output; a command that hangs fails the test.

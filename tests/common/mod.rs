@@ -235,3 +235,20 @@ pub fn wait_with_limit(
         stderr: err.join().expect("stderr reader"),
     }
 }
+
+/// Make `dir` hold exactly `files`, rewriting only what differs (as a user's folder changes).
+pub fn make_folder(dir: &Path, files: &Files) {
+    let now = read_folder(dir);
+    for p in now.keys() {
+        if !files.contains_key(p) {
+            std::fs::remove_file(dir.join(p)).unwrap();
+        }
+    }
+    for (p, bytes) in files {
+        if now.get(p) != Some(bytes) {
+            let to = dir.join(p);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(&to, bytes).unwrap();
+        }
+    }
+}
