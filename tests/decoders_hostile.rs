@@ -567,6 +567,33 @@ fn chunk_list_survives_hostile_input() {
     );
 }
 
+/// A name is one path component. A tree naming `..`, `/`, an empty name or one holding NUL
+/// is refused when decoded, so a snapshot written by another key holder cannot make restore
+/// (or a drill) write outside its target (security review L13).
+#[test]
+fn tree_names_that_leave_the_folder_are_refused() {
+    let tree = Tree::decode(&read("tree.bin")).unwrap();
+    for bad in [
+        &b""[..],
+        b".",
+        b"..",
+        b"/",
+        b"../../etc/passwd",
+        b"/etc/passwd",
+        b"a/b",
+        b"a\0b",
+    ] {
+        // One node, so that the name check (not the sort order check) is what refuses it.
+        let mut node = tree.nodes[0].clone();
+        node.name = bad.to_vec();
+        let t = Tree { nodes: vec![node] };
+        let err = Tree::decode(&t.encode()).expect_err("a name that is not one component");
+        assert_eq!(err.kind(), coffer::ErrorKind::Corrupt, "{bad:?}");
+        assert!(err.to_string().contains("invalid name"), "{bad:?}: {err}");
+        assert!(Tree::new(t.nodes.clone()).is_err(), "{bad:?}");
+    }
+}
+
 /// Only a symlink may carry a link target: a tree with a target on any other kind of node
 /// is refused by the decoder (and by `Tree::new`, so a writer cannot make one).
 #[test]
