@@ -37,7 +37,7 @@ pub(super) fn drill(
     let folder = scratch_folder(target, &format!("{job}-{}", id.short()), &opts.host)?;
     let restore_opts = RestoreOptions {
         target: folder.clone(),
-        includes: vec![],
+        ..Default::default()
     };
     let restored = restore(repo, snap, &restore_opts, progress, cancel)?;
     // Restore names the paths it wrote; the snapshot's own paths are shorter and say more.

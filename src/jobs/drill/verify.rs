@@ -310,7 +310,7 @@ mod tests {
             let dir = tmp.path().join(name);
             let o = RestoreOptions {
                 target: dir.clone(),
-                includes: vec![],
+                ..Default::default()
             };
             assert!(restore(&repo, &snap, &o, &NoProgress, &cancel)
                 .unwrap()
