@@ -1,17 +1,20 @@
-//! Restore is safe on a shared host (security review H1, H2; reliability items 8 and 9),
-//! through the real binary:
+//! Restore and drill are safe on a shared host (security review H1, H2; reliability items 8
+//! and 9), through the real binary:
 //! - symlinks in the target, left by an earlier snapshot or planted, are replaced, never
 //!   followed; nothing is written or chmod-ed outside the target;
 //! - what is being restored is private (files 0600, folders 0700) until it is complete, and
 //!   the final modes are exact;
 //! - a user other than root never gets a setuid file of someone else;
+//! - drills refuse scratch space other users can change, survive their folder being
+//!   swapped, and leave no setuid bits or device nodes behind;
 //! - a full or read-only target stops the restore with one error;
 //! - paths longer than PATH_MAX restore.
 //!
-//! Everything runs as root (chown, mount and switching to `nobody` need it).
+//! Everything runs as root (chown, mknod, mount and switching to `nobody` need it).
 
 mod common;
 
+use coffer::jobs::JobSource;
 use common::{pseudo_random, wait_with_limit, Env};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::process::{kill_process, Pid, Signal};
@@ -139,6 +142,51 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+/// Back up `path` as job `app`'s files source (the tags a drill looks for).
+fn backup_as_job(env: &Env, path: &Path) -> String {
+    let mut args = vec!["backup".to_string(), path.to_string_lossy().into_owned()];
+    for t in JobSource::Paths(vec![]).tags("app") {
+        args.extend(["--tag".to_string(), t]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.json(&args)["snapshot"].as_str().unwrap().to_string()
+}
+
+/// A job file with one job `app` backing up `paths`, drilling into `target`.
+fn job_file(env: &Env, paths: &Path, target: &Path) -> PathBuf {
+    let f = env.path("coffer.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[job]]\nname = \"app\"\npaths = [{paths:?}]\nschedule = \"daily 02:30\"\n\
+             drill = {{ schedule = \"weekly\", target = {target:?} }}\n"
+        ),
+    )
+    .unwrap();
+    f
+}
+
+fn drill_cmd(env: &Env, config: &Path, args: &[&str]) -> Command {
+    let mut c = env.cmd();
+    c.arg("--config").arg(config).arg("--json").arg("drill");
+    c.args(args);
+    c
+}
+
+fn drill_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "drill printed invalid JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
+fn problems(v: &serde_json::Value) -> String {
+    v["drills"][0]["sources"][0]["problems"].to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +428,161 @@ fn as_another_user_a_setuid_file_of_someone_else_loses_setuid() {
     );
     assert_eq!(mode(&at.join("rootgroup")), 0o755, "setgid kept");
     assert_eq!(mode(&at.join("own")), 0o4755, "nobody's own setuid file");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drills
+
+/// Security review H1, experiment 1: a drill target another user made (or can write to, as
+/// /var/tmp) is refused, and nothing is written there.
+#[test]
+fn a_drill_target_other_users_can_change_is_refused() {
+    let env = Env::new();
+    env.init();
+    let data = folder(&env, "data");
+    std::fs::write(data.join("notes.txt"), b"drill me\n").unwrap();
+    backup_as_job(&env, &data);
+    let vartmp = folder(&env, "vartmp");
+    chmod(&vartmp, 0o1777);
+    let theirs = vartmp.join("coffer-drill");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    for (target, says) in [(&theirs, "belongs to uid 65534"), (&vartmp, "mode 1777")] {
+        let config = job_file(&env, &data, target);
+        let out = drill_cmd(&env, &config, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let p = problems(&drill_json(&out));
+        assert!(
+            p.contains(says) && p.contains("/var/lib/coffer/drill"),
+            "{target:?}: {p}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&vartmp).unwrap().count(), 1);
+}
+
+/// Security review H1: the drill's folder is moved away and replaced, while the drill runs,
+/// by a tree whose folder is a symlink to a root-only place. The drill keeps writing into
+/// its own folder (through its descriptor): nothing outside is written or chmod-ed, and
+/// the drill fails, saying its folder was replaced.
+#[test]
+fn a_drill_whose_folder_is_swapped_never_writes_outside() {
+    let env = Env::new();
+    env.init();
+    let data = folder(&env, "data");
+    std::fs::write(data.join("notes.txt"), pseudo_random(1, 3 << 20)).unwrap();
+    chmod(&data.join("notes.txt"), 0o666);
+    std::fs::write(data.join("big.bin"), pseudo_random(2, 24 << 20)).unwrap();
+    let id = backup_as_job(&env, &data);
+    let outside = folder(&env, "root-only");
+    let victim = outside.join("notes.txt");
+    std::fs::write(&victim, b"ROOT-ONLY-CONTENT\n").unwrap();
+    chmod(&victim, 0o600);
+
+    let drills = env.path("drills");
+    let config = job_file(&env, &data, &drills);
+    let child = drill_cmd(&env, &config, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scratch = drills.join(format!("app-{}", &id[..8]));
+    let t0 = Instant::now();
+    while !scratch.join(".coffer-drill").exists() {
+        assert!(t0.elapsed() < LIMIT, "the drill never made its folder");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(&child, Signal::STOP);
+    std::fs::rename(&scratch, drills.join("moved-away")).unwrap();
+    let planted = restored(&scratch, &data);
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&outside, &planted).unwrap();
+    signal(&child, Signal::CONT);
+    let out = wait_with_limit(child, LIMIT, "coffer drill");
+
+    assert_eq!(std::fs::read(&victim).unwrap(), b"ROOT-ONLY-CONTENT\n");
+    assert_eq!(mode(&victim), 0o600);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let p = problems(&drill_json(&out));
+    assert!(p.contains("moved or replaced"), "{p}");
+}
+
+/// Security review H2: a drill leaves no setuid or setgid bits and no device nodes in its
+/// folder, and still passes (the verifier compares the other bits).
+#[test]
+fn a_drill_restores_no_setuid_bits_and_no_devices() {
+    let env = Env::new();
+    env.init();
+    let data = folder(&env, "data");
+    std::fs::write(data.join("rootshell"), b"#!/bin/sh\n").unwrap();
+    chmod(&data.join("rootshell"), 0o4755);
+    std::fs::create_dir(data.join("shared")).unwrap();
+    chmod(&data.join("shared"), 0o2775);
+    std::fs::write(data.join("plain"), b"plain\n").unwrap();
+    let dev = data.join("sda-copy");
+    let made = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &dev,
+        FileType::BlockDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(8, 0),
+    );
+    assert!(made.is_ok(), "mknod needs root: {made:?}");
+    let id = backup_as_job(&env, &data);
+
+    let drills = env.path("drills");
+    let config = job_file(&env, &data, &drills);
+    let out = drill_cmd(&env, &config, &["--keep"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = drill_json(&out);
+    assert_eq!(v["drills"][0]["ok"], true, "{v}");
+    let scratch = drills.join(format!("app-{}", &id[..8]));
+    assert_eq!(mode(&scratch), 0o700);
+    let kept = restored(&scratch, &data);
+    assert_eq!(mode(&kept.join("rootshell")), 0o755);
+    assert_eq!(mode(&kept.join("shared")), 0o775);
+    assert_eq!(std::fs::read(kept.join("plain")).unwrap(), b"plain\n");
+    assert!(
+        !kept.join("sda-copy").exists(),
+        "a device node in the drill folder"
+    );
+}
+
+/// A drill that fails keeps its folder private (0700) and says where it is.
+#[test]
+fn a_failed_drill_keeps_its_folder_private_and_says_where() {
+    let env = Env::new();
+    env.init();
+    let data = folder(&env, "data");
+    std::fs::write(data.join("big.bin"), pseudo_random(5, 2 << 20)).unwrap();
+    let id = backup_as_job(&env, &data);
+    // Damage the data (the one large pack), not the trees: the restore gets as far as
+    // creating the file.
+    for pack in common::packs(&env.repo()) {
+        if std::fs::metadata(&pack).unwrap().len() < 1 << 20 {
+            continue;
+        }
+        let mut b = std::fs::read(&pack).unwrap();
+        for at in (50..b.len()).step_by(4096) {
+            b[at] ^= 0x40;
+        }
+        std::fs::write(&pack, b).unwrap();
+    }
+    let drills = env.path("drills");
+    let config = job_file(&env, &data, &drills);
+    let out = drill_cmd(&env, &config, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let scratch = drills.join(format!("app-{}", &id[..8]));
+    let p = problems(&drill_json(&out));
+    assert!(
+        p.contains(&format!("kept for inspection in {}", scratch.display())),
+        "{p}"
+    );
+    assert_eq!(mode(&scratch), 0o700);
+    // The file that failed stays private too.
+    assert_eq!(mode(&restored(&scratch, &data).join("big.bin")), 0o600);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 //! than one name, so trees deeper than PATH_MAX work too.
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// Device and inode: what a name pointed to when it was opened, to check later that it
@@ -74,6 +75,49 @@ pub(crate) fn open_target(path: &Path) -> std::io::Result<OwnedFd> {
         flags,
         Mode::empty(),
     )?)
+}
+
+/// Remove `name` from `parent` and everything below it, never following a symlink. A
+/// folder without write or search permission for its owner is opened up first (the tree
+/// is the caller's own scratch space: a snapshot may hold such folders).
+pub(crate) fn remove_tree(parent: BorrowedFd, name: &[u8]) -> std::io::Result<()> {
+    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+        Ok(()) => return Ok(()),
+        // Linux says EISDIR for a folder; POSIX allows EPERM.
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dir = open_dir_opened_up(parent, name)?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let entry = entry?;
+        let child = entry.file_name().to_bytes();
+        if child != b"." && child != b".." {
+            names.push(child.to_vec());
+        }
+    }
+    for child in names {
+        remove_tree(dir.as_fd(), &child)?;
+    }
+    drop(dir);
+    Ok(rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?)
+}
+
+/// Open the folder `name` in `parent` for reading, first giving its owner read, write and
+/// search permission if it lacks any of them. The chmod goes through an `O_PATH`
+/// descriptor of the folder itself, and the folder opened afterwards must be the same one.
+pub(crate) fn open_dir_opened_up(parent: BorrowedFd, name: &[u8]) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let handle = rustix::fs::openat(parent, name, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&handle)?;
+    if st.st_mode & 0o700 != 0o700 {
+        chmod_path_fd(handle.as_fd(), (st.st_mode & 0o7777) | 0o700)?;
+    }
+    let dir = open_dir(parent, name)?;
+    if file_id(dir.as_fd())? != id_of(&st) {
+        return Err(replaced());
+    }
+    Ok(dir)
 }
 
 /// The error for a name that no longer points to what was created or opened there.
