@@ -71,6 +71,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let opts = RestoreOptions {
         target: target.clone(),
         includes: a.includes.iter().map(|p| normalise(p.as_bytes())).collect(),
+        ..Default::default()
     };
     let started = std::time::Instant::now();
     let bar = Bar::new(g.quiet, g.json);

@@ -5,7 +5,15 @@
 //! chunk ID the tree records. So a byte out of place anywhere fails the drill, and the check
 //! does not depend on how the backup cut the file.
 //!
-//! Files the snapshot does not have are not looked for: the folder is fresh.
+//! Files the snapshot does not have are not looked for: the folder is fresh. Device nodes
+//! are not looked for either: drills do not restore them. Setuid and setgid are not
+//! compared: drills clear them.
+//!
+//! The folder is examined like the restore wrote it, through directory descriptors with
+//! `O_NOFOLLOW` (`restore::dirs`): a symlink planted in the folder is reported, never
+//! followed, and a tree deeper than PATH_MAX is verified too. Where the snapshot has a
+//! folder or file its owner cannot read, it is opened up for a moment through its own
+//! descriptor (the folder is the drill's own), never by path.
 
 use crate::browse::walk_snapshot;
 use crate::error::{Error, ErrorKind, Result};
@@ -15,14 +23,18 @@ use crate::id::BlobId;
 use crate::index::Index;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::restore::at;
+use crate::restore::dirs::DirTree;
 use rayon::prelude::*;
-use std::ffi::OsStr;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The permission bits compared: all but setuid and setgid, which drills clear.
+const COMPARED: u32 = 0o1777;
 
 #[derive(Debug, Default)]
 pub(super) struct Verified {
@@ -36,7 +48,7 @@ pub(super) struct Verified {
 pub(super) fn verify_restore(
     repo: &Repository,
     root: &BlobId,
-    folder: &Path,
+    folder: BorrowedFd,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Verified> {
@@ -46,8 +58,11 @@ pub(super) fn verify_restore(
         repo,
         root,
         &mut |path, node| {
-            entries.push((path.to_vec(), node.clone()));
-            true
+            let device = matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice);
+            if !device {
+                entries.push((path.to_vec(), node.clone()));
+            }
+            !device
         },
         &mut |path, e| {
             out.problems.push(format!(
@@ -56,49 +71,74 @@ pub(super) fn verify_restore(
             ))
         },
     )?;
-    let at = |path: &[u8]| folder.join(OsStr::from_bytes(path.strip_prefix(b"/").unwrap_or(path)));
+    let top = folder
+        .try_clone_to_owned()
+        .map_err(|e| Error::io("the drill folder", e))?;
+    let (dirs, layout) = DirTree::new(top, &entries)?;
     // Directories first, top down: check each, then let its owner in, so that what is
     // below a directory restored without read or search permission can be checked too.
-    for (path, node) in entries.iter().filter(|(_, n)| n.kind == NodeKind::Dir) {
-        let (p, shown) = (at(path), String::from_utf8_lossy(path));
-        match std::fs::symlink_metadata(&p) {
-            Ok(meta) => {
-                out.problems.extend(differences(&p, &shown, node, &meta));
-                let mode = meta.permissions().mode();
-                if meta.is_dir() && mode & 0o700 != 0o700 {
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | 0o700))
-                        .map_err(|e| Error::io(p.display(), e))?;
+    for (i, (path, node)) in entries.iter().enumerate() {
+        let Some(slot) = layout.slot[i] else { continue };
+        let shown = String::from_utf8_lossy(path);
+        let parent = match dirs.get(layout.parent[i]) {
+            Ok(p) => p,
+            Err(e) => {
+                out.problems.push(missing(&shown, &e));
+                continue;
+            }
+        };
+        match rustix::fs::statat(&*parent, node.name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                out.problems
+                    .extend(differences(parent.as_fd(), &shown, node, &st));
+                if at::kind_of(&st) == FileType::Directory {
+                    let opened = at::open_dir_opened_up(parent.as_fd(), &node.name)
+                        .and_then(|fd| dirs.opened(slot, fd));
+                    if let Err(e) = opened {
+                        out.problems
+                            .push(format!("{shown}: cannot be examined: {e}"));
+                    }
                 }
             }
-            Err(e) => out.problems.push(missing(&shown, &e)),
+            Err(e) => out.problems.push(missing(&shown, &e.into())),
         }
     }
     let index = repo.index()?;
-    let others: Vec<&(Vec<u8>, Node)> = entries
-        .iter()
-        .filter(|(_, n)| n.kind != NodeKind::Dir)
+    let others: Vec<usize> = (0..entries.len())
+        .filter(|&i| layout.slot[i].is_none())
         .collect();
     let total: u64 = others
         .iter()
-        .filter(|(_, n)| n.kind == NodeKind::File)
-        .map(|(_, n)| n.size)
+        .map(|&i| &entries[i].1)
+        .filter(|n| n.kind == NodeKind::File)
+        .map(|n| n.size)
         .sum();
     progress.start("verify", Some(total));
     let results: Vec<(bool, Vec<String>)> = others
         .par_iter()
-        .map(|(path, node)| {
+        .map(|&i| {
             if cancel.load(Ordering::Relaxed) {
                 return (false, vec![]);
             }
-            let (p, shown) = (at(path), String::from_utf8_lossy(path));
-            let meta = match std::fs::symlink_metadata(&p) {
-                Ok(m) => m,
+            let (path, node) = &entries[i];
+            let shown = String::from_utf8_lossy(path);
+            let parent = match dirs.get(layout.parent[i]) {
+                Ok(p) => p,
                 Err(e) => return (false, vec![missing(&shown, &e)]),
             };
-            let mut problems = differences(&p, &shown, node, &meta);
+            let st =
+                match rustix::fs::statat(&*parent, node.name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                {
+                    Ok(st) => st,
+                    Err(e) => return (false, vec![missing(&shown, &e.into())]),
+                };
+            let mut problems = differences(parent.as_fd(), &shown, node, &st);
             // A file of the wrong size is reported as such; its bytes need no reading.
-            if node.kind == NodeKind::File && meta.is_file() && meta.len() == node.size {
-                if let Err(e) = same_content(repo, &index, node, &p, progress, cancel) {
+            let is_file = at::kind_of(&st) == FileType::RegularFile;
+            if node.kind == NodeKind::File && is_file && st.st_size as u64 == node.size {
+                let read = open_for_reading(parent.as_fd(), &node.name)
+                    .and_then(|f| same_content(repo, &index, node, f, progress, cancel));
+                if let Err(e) = read {
                     problems.push(format!("{shown}: {}", e.message()));
                 }
             }
@@ -109,7 +149,8 @@ pub(super) fn verify_restore(
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
     }
-    for ((_, node), (ok, problems)) in others.iter().zip(results) {
+    for (&i, (ok, problems)) in others.iter().zip(results) {
+        let node = &entries[i].1;
         if ok && node.kind == NodeKind::File {
             out.files += 1;
             out.bytes += node.size;
@@ -127,19 +168,20 @@ fn missing(shown: &str, e: &std::io::Error) -> String {
     }
 }
 
-/// Kind, permission bits, owner (as root), symlink target and size.
-fn differences(p: &Path, shown: &str, node: &Node, meta: &std::fs::Metadata) -> Vec<String> {
+/// Kind, permission bits, owner (as root), symlink target and size of `node`, found as
+/// `st` in folder `dir`.
+fn differences(dir: BorrowedFd, shown: &str, node: &Node, st: &Stat) -> Vec<String> {
     let mut out = Vec::new();
-    let t = meta.file_type();
-    let kind_ok = match node.kind {
-        NodeKind::File => t.is_file(),
-        NodeKind::Dir => t.is_dir(),
-        NodeKind::Symlink => t.is_symlink(),
-        NodeKind::Fifo => t.is_fifo(),
-        NodeKind::CharDevice => t.is_char_device(),
-        NodeKind::BlockDevice => t.is_block_device(),
-        NodeKind::Socket => t.is_socket(),
-    };
+    let kind_ok = at::kind_of(st)
+        == match node.kind {
+            NodeKind::File => FileType::RegularFile,
+            NodeKind::Dir => FileType::Directory,
+            NodeKind::Symlink => FileType::Symlink,
+            NodeKind::Fifo => FileType::Fifo,
+            NodeKind::CharDevice => FileType::CharacterDevice,
+            NodeKind::BlockDevice => FileType::BlockDevice,
+            NodeKind::Socket => FileType::Socket,
+        };
     if !kind_ok {
         out.push(format!(
             "{}: should be a {}, is not",
@@ -148,43 +190,34 @@ fn differences(p: &Path, shown: &str, node: &Node, meta: &std::fs::Metadata) -> 
         ));
         return out;
     }
-    // Permission bits only: setuid and setgid may be dropped for a user who cannot own the
-    // file, which is a property of the machine, not of the backup.
-    if node.kind != NodeKind::Symlink && meta.mode() & 0o777 != node.mode & 0o777 {
+    if node.kind != NodeKind::Symlink && st.st_mode & COMPARED != node.mode & COMPARED {
         out.push(format!(
             "{}: permissions {:o}, the snapshot has {:o}",
             shown,
-            meta.mode() & 0o777,
-            node.mode & 0o777
+            st.st_mode & COMPARED,
+            node.mode & COMPARED
         ));
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 && (meta.uid(), meta.gid()) != (node.uid, node.gid) {
+    if rustix::process::geteuid().is_root() && (st.st_uid, st.st_gid) != (node.uid, node.gid) {
         out.push(format!(
             "{}: owner {}:{}, the snapshot has {}:{}",
-            shown,
-            meta.uid(),
-            meta.gid(),
-            node.uid,
-            node.gid
+            shown, st.st_uid, st.st_gid, node.uid, node.gid
         ));
     }
     match node.kind {
-        NodeKind::Symlink => match std::fs::read_link(p) {
-            Ok(t) if t.as_os_str().as_bytes() == node.link_target.as_slice() => {}
+        NodeKind::Symlink => match rustix::fs::readlinkat(dir, node.name.as_slice(), Vec::new()) {
+            Ok(t) if t.as_bytes() == node.link_target.as_slice() => {}
             Ok(t) => out.push(format!(
                 "{}: points to {}, the snapshot has {}",
                 shown,
-                t.display(),
+                t.to_string_lossy(),
                 String::from_utf8_lossy(&node.link_target)
             )),
             Err(e) => out.push(format!("{shown}: cannot be read: {e}")),
         },
-        NodeKind::File if meta.len() != node.size => out.push(format!(
+        NodeKind::File if st.st_size as u64 != node.size => out.push(format!(
             "{}: {} bytes, the snapshot has {}",
-            shown,
-            meta.len(),
-            node.size
+            shown, st.st_size, node.size
         )),
         _ => {}
     }
@@ -196,14 +229,13 @@ fn same_content(
     repo: &Repository,
     index: &Index,
     node: &Node,
-    p: &Path,
+    mut file: File,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<()> {
     let chunks = repo
         .file_chunks(&node.content)
         .map_err(|e| e.context("the snapshot's chunk list cannot be read"))?;
-    let mut file = open_for_reading(p)?;
     let mut buf = Vec::new();
     let mut offset: u64 = 0;
     for id in &chunks {
@@ -248,27 +280,39 @@ fn same_content(
     Ok(())
 }
 
-/// Open a restored file; one restored without read permission for its owner is opened by
-/// granting it for a moment (the folder is the drill's own).
-fn open_for_reading(p: &Path) -> Result<File> {
-    match File::open(p) {
-        Ok(f) => Ok(f),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            let io = |e| Error::io(p.display(), e);
-            let mode = std::fs::metadata(p).map_err(io)?.permissions().mode();
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o400))
-                .map_err(io)?;
-            let f = File::open(p);
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-            f.map_err(io)
+/// Open restored file `name` in `dir` for reading, never through a symlink. One restored
+/// without read permission for its owner is opened by granting it for a moment, through
+/// an `O_PATH` descriptor of that very file (the folder is the drill's own).
+fn open_for_reading(dir: BorrowedFd, name: &[u8]) -> Result<File> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let io = |e: std::io::Error| Error::io("opening it", e);
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(Errno::ACCESS) => {
+            let handle = at::open_path(dir, name).map_err(io)?;
+            let st = rustix::fs::fstat(&handle).map_err(|e| io(e.into()))?;
+            if at::kind_of(&st) != FileType::RegularFile {
+                return Err(io(at::replaced()));
+            }
+            let mode = st.st_mode & 0o7777;
+            at::chmod_path_fd(handle.as_fd(), mode | 0o400).map_err(io)?;
+            let f = rustix::fs::openat(dir, name, flags, Mode::empty());
+            at::chmod_path_fd(handle.as_fd(), mode).map_err(io)?;
+            let f = f.map_err(|e| io(e.into()))?;
+            if at::file_id(f.as_fd()).map_err(io)? != at::id_of(&st) {
+                return Err(io(at::replaced()));
+            }
+            Ok(File::from(f))
         }
-        Err(e) => Err(Error::io(p.display(), e)),
+        Err(e) => Err(io(e.into())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use crate::backup::{backup, BackupOptions, Source};
 
@@ -310,7 +354,7 @@ mod tests {
             let dir = tmp.path().join(name);
             let o = RestoreOptions {
                 target: dir.clone(),
-                includes: vec![],
+                ..Default::default()
             };
             assert!(restore(&repo, &snap, &o, &NoProgress, &cancel)
                 .unwrap()
@@ -319,13 +363,13 @@ mod tests {
             let inner = dir.join(src.strip_prefix("/").unwrap());
             (dir, inner)
         };
-        let problems = |dir: &Path| {
-            verify_restore(&repo, &snap.root, dir, &NoProgress, &cancel)
-                .unwrap()
-                .problems
+        let verify = |dir: &Path| {
+            let fd = std::fs::File::open(dir).unwrap();
+            verify_restore(&repo, &snap.root, fd.as_fd(), &NoProgress, &cancel).unwrap()
         };
+        let problems = |dir: &Path| verify(dir).problems;
         let (dir, _) = restore_into("intact");
-        let v = verify_restore(&repo, &snap.root, &dir, &NoProgress, &cancel).unwrap();
+        let v = verify(&dir);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!((v.files, v.bytes), (2, big.len() as u64 + 5));
 
