@@ -1,7 +1,8 @@
 //! Restore and drill are safe on a shared host (security review H1, H2; reliability items 8
 //! and 9), through the real binary:
-//! - symlinks in the target, left by an earlier snapshot or planted, are replaced, never
-//!   followed; nothing is written or chmod-ed outside the target;
+//! - symlinks in the target, left by an earlier snapshot or planted, are never followed:
+//!   one where a file goes is replaced, one where a folder goes is left alone and that
+//!   folder fails; nothing is written or chmod-ed outside the target;
 //! - what is being restored is private (files 0600, folders 0700) until it is complete, and
 //!   the final modes are exact;
 //! - a user other than root never gets a setuid file of someone else;
@@ -196,7 +197,7 @@ fn problems(v: &serde_json::Value) -> String {
 /// the target, snapshot B a folder `x` with a setuid file. Restoring A, then B, into one
 /// target must not put B's file outside.
 #[test]
-fn a_symlink_restored_earlier_is_replaced_not_followed() {
+fn a_symlink_restored_earlier_is_never_followed() {
     let env = Env::new();
     env.init();
     let src = folder(&env, "src");
@@ -213,21 +214,37 @@ fn a_symlink_restored_earlier_is_replaced_not_followed() {
     common::assert_ok(&restore(&env, &a, &target), &["restore", "A"]);
     let x = restored(&target, &src).join("x");
     assert!(std::fs::symlink_metadata(&x).unwrap().is_symlink());
-    common::assert_ok(&restore(&env, &b, &target), &["restore", "B"]);
+    // The symlink A left is neither followed nor removed (it could be the host's own, as
+    // `/lib -> usr/lib` is under `--target /`): B's folder fails with one line that says
+    // what to do, and everything else of B restores.
+    let out = restore(&env, &b, &target);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("symlink is in the way") && err.contains("nothing below it"),
+        "{err}"
+    );
+    assert_eq!(err.matches("in the way").count(), 1, "{err}");
 
     let escaped: Vec<_> = std::fs::read_dir(&outside).unwrap().flatten().collect();
     assert!(
         escaped.is_empty(),
         "written outside the target: {escaped:?}"
     );
+    assert!(std::fs::symlink_metadata(&x).unwrap().is_symlink());
+
+    // Into an empty target, B restores whole.
+    let fresh = env.path("fresh");
+    common::assert_ok(&restore(&env, &b, &fresh), &["restore", "B", "fresh"]);
+    let x = restored(&fresh, &src).join("x");
     assert!(std::fs::symlink_metadata(&x).unwrap().is_dir());
     assert_eq!(mode(&x.join("planted")), 0o4755);
 }
 
-/// Symlinks planted in the target where the snapshot has a file and a folder are replaced;
-/// what they point to keeps its content and mode.
+/// Symlinks planted in the target where the snapshot has a file and a folder are never
+/// followed: what they point to keeps its content and mode.
 #[test]
-fn symlinks_in_the_target_are_replaced_not_followed() {
+fn symlinks_in_the_target_are_never_followed() {
     let env = Env::new();
     env.init();
     let src = folder(&env, "src");
@@ -250,15 +267,27 @@ fn symlinks_in_the_target_are_replaced_not_followed() {
     std::fs::create_dir_all(&at).unwrap();
     std::os::unix::fs::symlink(&victim, at.join("f")).unwrap();
     std::os::unix::fs::symlink(&victim_dir, at.join("d")).unwrap();
-    common::assert_ok(&restore(&env, &id, &target), &["restore"]);
+    let out = restore(&env, &id, &target);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("symlink is in the way"),
+        "{}",
+        stderr(&out)
+    );
 
     assert_eq!(std::fs::read(&victim).unwrap(), b"ROOT ONLY\n");
     assert_eq!(mode(&victim), 0o600);
     assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 0);
     assert_eq!(mode(&victim_dir), 0o711);
+    // The file's own name is replaced (the symlink there is the entry being restored)...
     assert_eq!(std::fs::read(at.join("f")).unwrap(), b"restored content\n");
-    assert!(std::fs::symlink_metadata(at.join("d")).unwrap().is_dir());
-    assert_eq!(std::fs::read(at.join("d/inner")).unwrap(), b"inner\n");
+    assert!(!std::fs::symlink_metadata(at.join("f"))
+        .unwrap()
+        .is_symlink());
+    // ...the folder's symlink is left as it was, and nothing went through it.
+    assert!(std::fs::symlink_metadata(at.join("d"))
+        .unwrap()
+        .is_symlink());
 }
 
 // ---------------------------------------------------------------------------------------------

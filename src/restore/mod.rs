@@ -12,8 +12,9 @@
 //! Safety on the host (DESIGN.md, "State, cache and secrets on the host"):
 //! - below the target, every name is resolved relative to an opened directory with
 //!   `O_NOFOLLOW` (`at.rs`, `dirs.rs`): an existing symlink where the snapshot has a file
-//!   or a folder is removed, never followed, and a folder swapped during the restore is
-//!   noticed, not written into. No path longer than one name is used, so trees deeper
+//!   is replaced, never followed; one where the snapshot has a folder is left alone and
+//!   that folder fails with one error; a folder swapped during the restore is noticed, not
+//!   written into. No path longer than one name is used, so trees deeper
 //!   than PATH_MAX restore;
 //! - what is written stays private until it is complete: files are created 0600 and
 //!   folders 0700; owner, mode and times come last, on the descriptor (`meta.rs`);
@@ -184,8 +185,18 @@ fn restore_entries(
     let stopped = |stop: &Stop| stop.error(&opts.target).map_or(Ok(()), Err);
     let mut out = RestoreOutcome::default();
 
-    // Folders, top down.
+    // Folders, top down. A folder that cannot be made is reported once; what it would have
+    // held is skipped without a line each.
+    let mut blocked = vec![false; entries.len()];
+    let mut slot_failed: HashMap<usize, usize> = HashMap::new();
     for (i, (_, node)) in entries.iter().enumerate() {
+        if let Some(&failed_at) = layout.parent[i].and_then(|p| slot_failed.get(&p)) {
+            blocked[i] = true;
+            if let Some(slot) = layout.slot[i] {
+                slot_failed.insert(slot, failed_at);
+            }
+            continue;
+        }
         let Some(slot) = layout.slot[i] else { continue };
         if stop.stopped() || cancel.load(Ordering::Relaxed) {
             break;
@@ -194,7 +205,11 @@ fn restore_entries(
             Ok(()) => out.dirs += 1,
             Err(e) => {
                 stop.fatal(&e);
-                errors.push(format!("{}: {e}", shown(i).display()));
+                slot_failed.insert(slot, i);
+                errors.push(format!(
+                    "{}: {e} (nothing below it was restored)",
+                    shown(i).display()
+                ));
             }
         }
     }
@@ -205,7 +220,7 @@ fn restore_entries(
     let mut link_to: Vec<(usize, usize)> = Vec::new();
     let mut primaries = Vec::new();
     for (i, (_, n)) in entries.iter().enumerate() {
-        if n.kind == NodeKind::Dir {
+        if n.kind == NodeKind::Dir || blocked[i] {
             continue;
         }
         if n.nlink > 1 && n.inode != 0 {
@@ -303,7 +318,10 @@ fn restore_entries(
 }
 
 /// Create folder `slot` (`name` in `parent`) with mode 0700, or reuse the folder that is
-/// there; anything else in the way (a symlink, a file) is removed, never followed.
+/// there. Anything else in the way is neither followed nor removed: a symlink where the
+/// snapshot has a folder may be the host's own (`/lib -> usr/lib` under `--target /`), and
+/// removing it could break the system, while following it could write anywhere (security
+/// review H1). The folder fails with a message that says what to do.
 fn make_dir(dirs: &DirTree, parent: Dir, slot: usize, name: &[u8]) -> std::io::Result<()> {
     let p = dirs.get(parent)?;
     let private = Mode::from_raw_mode(0o700);
@@ -311,9 +329,20 @@ fn make_dir(dirs: &DirTree, parent: Dir, slot: usize, name: &[u8]) -> std::io::R
         Ok(()) => {}
         Err(Errno::EXIST) => {
             let st = rustix::fs::statat(&*p, name, AtFlags::SYMLINK_NOFOLLOW)?;
-            if at::kind_of(&st) != FileType::Directory {
-                rustix::fs::unlinkat(&*p, name, AtFlags::empty())?;
-                rustix::fs::mkdirat(&*p, name, private)?;
+            match at::kind_of(&st) {
+                FileType::Directory => {}
+                FileType::Symlink => {
+                    return Err(std::io::Error::other(
+                        "a symlink is in the way where the snapshot has a folder; it was not \
+                         followed or removed: move it away, or restore into an empty folder",
+                    ))
+                }
+                _ => {
+                    return Err(std::io::Error::other(
+                        "a file is in the way where the snapshot has a folder; it was not \
+                         removed: move it away, or restore into an empty folder",
+                    ))
+                }
             }
         }
         Err(e) => return Err(e.into()),
