@@ -128,7 +128,7 @@ pub struct CheckSection {
     pub read_data: bool,
 }
 
-/// `drill = { schedule = "weekly", target = "/var/tmp/coffer-drill", postgres = "...", bucket = "..." }`:
+/// `drill = { schedule = "weekly", target = "/var/lib/coffer/drill", postgres = "...", bucket = "..." }`:
 /// where a drill restores to. Each source kind needs its scratch place.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -376,7 +376,7 @@ buckets = ["s3://storage/public?endpoint=https://storage.internal"]
 schedule = "daily 02:30"
 retention = { keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
 check = { schedule = "weekly", read_data_subset = "10%" }
-drill = { schedule = "weekly", postgres = "postgresql://backup@scratch.internal/drill", target = "/var/tmp/coffer-drill", bucket = "s3://scratch/drill" }
+drill = { schedule = "weekly", postgres = "postgresql://backup@scratch.internal/drill", target = "/var/lib/coffer/drill", bucket = "s3://scratch/drill" }
 rpo = "26h"
 rto = "15m"
 upload_limit = "20MiB/s"
