@@ -14,6 +14,10 @@ use zeroize::Zeroizing;
 pub const MAGIC: &[u8; 4] = b"CFFK";
 const KDF_ARGON2ID: u8 = 1;
 const WRAPPED_LEN: usize = 32 + SEAL_OVERHEAD;
+/// Every field but the host and user names: 62 bytes before the box, then the box (§5.3).
+const FIXED_LEN: usize = 62 + WRAPPED_LEN;
+/// The largest key file the layout allows: host and user names of 65,535 bytes each.
+pub const MAX_LEN: usize = FIXED_LEN + 2 * u16::MAX as usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFile {
@@ -126,5 +130,33 @@ impl KeyFile {
             user,
             wrapped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: KdfParams = KdfParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[test]
+    fn the_largest_key_file_is_max_len_and_opens() {
+        let master = MasterSecret::from_bytes([7; 32]);
+        let long = "h".repeat(u16::MAX as usize);
+        let kf = KeyFile::create(&master, b"pw", TINY, 0, &long, &long, None).unwrap();
+        let bytes = kf.encode();
+        assert_eq!(bytes.len(), MAX_LEN);
+        let back = KeyFile::decode(&bytes).unwrap();
+        assert_eq!(back.unwrap(b"pw").unwrap().expose(), &[7; 32]);
+        assert_eq!(
+            back.unwrap(b"not it").err().map(|e| e.kind()),
+            Some(ErrorKind::WrongPassword)
+        );
+        let short = KeyFile::create(&master, b"pw", TINY, 0, "", "", None).unwrap();
+        assert_eq!(short.encode().len(), FIXED_LEN);
     }
 }
