@@ -6,6 +6,7 @@ use coffer::backend::regions::Regions;
 use coffer::backend::throttle::{Throttled, UploadLimit};
 use coffer::backend::{self, Backend, Location};
 use coffer::clock::{Clock, OffsetClock, SystemClock};
+use coffer::crypto::KdfLimit;
 use coffer::repo::{default_cache_dir, OpenOptions, Repository};
 use coffer::{Error, ErrorKind, Result};
 use std::io::IsTerminal;
@@ -184,6 +185,10 @@ pub fn open_options(g: &Global) -> OpenOptions {
         host: hostname(),
         user: username(),
         warn: Arc::new(|m: &str| eprintln!("coffer: warning: {m}")),
+        kdf_limit: KdfLimit {
+            memory_kib: g.max_kdf_memory.unwrap_or(KdfLimit::DEFAULT.memory_kib),
+            iterations: g.max_kdf_passes.unwrap_or(KdfLimit::DEFAULT.iterations),
+        },
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod password;
 
-pub use password::{derive_wrapping_key, KdfParams};
+pub use password::{derive_wrapping_key, KdfLimit, KdfParams};
 
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ID_LEN};

@@ -8,6 +8,7 @@ mod open;
 mod packer;
 mod plans;
 mod reports;
+mod unlock;
 mod uploader;
 mod writer;
 
@@ -16,9 +17,10 @@ pub use index_files::IndexFilter;
 pub use locks::{LockGuard, REFRESH as LOCK_REFRESH};
 #[cfg(test)]
 pub(crate) use open::memory_repository;
-pub use open::{default_cache_dir, OpenOptions};
+pub use open::{default_cache_dir, KeyListing, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
 pub use reports::KEEP_REPORTS;
+pub use unlock::describe_cost;
 pub use writer::{BlobSaver, SaverStats};
 
 use crate::backend::{too_large, Backend, Bytes, ObjectKind, ObjectName};
