@@ -1,7 +1,7 @@
 //! Opening a repository whose storage is hostile or damaged: planted key files and giant
-//! objects cost nothing, and damaged key files and a missing config are named (security
-//! review M6; reliability review item 3). Every case runs the real binary against a folder
-//! repository.
+//! objects cost nothing, damaged key files and a missing config are named, and weak
+//! secrets are refused (security review M6, L2; reliability review item 3). Every case runs
+//! the real binary against a folder repository.
 
 mod common;
 
@@ -427,4 +427,81 @@ fn a_missing_config_is_named_and_init_is_not_suggested() {
     let out = run(empty.cmd().arg("snapshots"));
     expect_code(&out, 1, "snapshots in an empty folder");
     assert!(text(&out.stderr).contains("coffer init"), "{}", show(&out));
+}
+
+#[test]
+fn empty_passwords_are_refused_from_every_source() {
+    let env = Env::new();
+    let empty_file = env.path("empty-password");
+    std::fs::write(&empty_file, "\nsecond line\n").unwrap();
+    let refused = |out: &Output, what: &str| {
+        expect_code(out, 2, what);
+        assert!(text(&out.stderr).contains("empty"), "{what}\n{}", show(out));
+    };
+    refused(
+        &run(env.cmd().env("COFFER_PASSWORD", "").args(["init"])),
+        "init with COFFER_PASSWORD empty",
+    );
+    refused(
+        &run(env
+            .cmd()
+            .args(["--password-file"])
+            .arg(&empty_file)
+            .arg("init")),
+        "init with an empty password file",
+    );
+    refused(
+        &run(env.cmd().env("COFFER_NEW_PASSWORD", "").arg("init")),
+        "init with COFFER_NEW_PASSWORD empty",
+    );
+    refused(
+        &run(env
+            .cmd()
+            .arg("init")
+            .arg("--new-password-file")
+            .arg(&empty_file)),
+        "init with an empty new-password file",
+    );
+    assert!(objects(&env.repo(), "keys").is_empty(), "a key was written");
+
+    env.init();
+    refused(
+        &run(env
+            .cmd()
+            .env("COFFER_NEW_PASSWORD", "")
+            .args(["key", "add"])),
+        "key add with COFFER_NEW_PASSWORD empty",
+    );
+    refused(
+        &run(env
+            .cmd()
+            .args(["key", "passwd", "--new-password-file"])
+            .arg(&empty_file)),
+        "key passwd with an empty new-password file",
+    );
+    refused(
+        &run(env.cmd().env("COFFER_PASSWORD", "").arg("snapshots")),
+        "snapshots with COFFER_PASSWORD empty",
+    );
+    assert_eq!(objects(&env.repo(), "keys").len(), 1);
+}
+
+#[test]
+fn init_raises_a_tiny_kdf_to_the_minimum() {
+    let env = Env::new();
+    expect_code(
+        &run(env.cmd().args(["init", "--kdf-memory-kib", "8"])),
+        0,
+        "init",
+    );
+    let key = std::fs::read(&objects(&env.repo(), "keys")[0]).unwrap();
+    let kf = KeyFile::decode(&key).unwrap();
+    assert_eq!((kf.kdf.memory_kib, kf.kdf.iterations), (19 * 1024, 2));
+    // As much memory as that or more is kept as asked, with the default passes.
+    let env = Env::new();
+    let out = run(env.cmd().args(["init", "--kdf-memory-kib", "20000"]));
+    expect_code(&out, 0, "init");
+    let key = std::fs::read(&objects(&env.repo(), "keys")[0]).unwrap();
+    let kf = KeyFile::decode(&key).unwrap();
+    assert_eq!((kf.kdf.memory_kib, kf.kdf.iterations), (20000, 3));
 }

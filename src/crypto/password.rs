@@ -28,6 +28,10 @@ impl KdfParams {
     pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
     pub const MAX_ITERATIONS: u32 = 64;
     pub const MAX_PARALLELISM: u32 = 64;
+    /// The least a new key file gets: OWASP's minimum configuration for Argon2id, 19 MiB
+    /// and 2 passes. Below it a stolen key file is too cheap to guess passwords against.
+    pub const MIN_NEW_MEMORY_KIB: u32 = 19 * 1024;
+    pub const MIN_NEW_ITERATIONS: u32 = 2;
 
     pub fn is_within_bounds(&self) -> bool {
         // In u64: a hostile parallelism must not overflow the product.
@@ -41,6 +45,20 @@ impl KdfParams {
     /// once per pass whatever the lanes. Orders key files cheapest first.
     pub fn cost(&self) -> u64 {
         self.memory_kib as u64 * self.iterations as u64
+    }
+
+    /// These parameters for a key file about to be written: below 19 MiB of memory they
+    /// become OWASP's minimum configuration (19 MiB, 2 passes; the passes asked for went
+    /// with the smaller memory). The library's own unit tests keep tiny keys for speed.
+    pub fn for_new_key(self) -> KdfParams {
+        if cfg!(test) || self.memory_kib >= Self::MIN_NEW_MEMORY_KIB {
+            return self;
+        }
+        KdfParams {
+            memory_kib: Self::MIN_NEW_MEMORY_KIB,
+            iterations: Self::MIN_NEW_ITERATIONS,
+            ..self
+        }
     }
 }
 

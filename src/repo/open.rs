@@ -54,13 +54,14 @@ impl Repository {
                 ));
             }
         }
+        check_new_password(password)?;
         let master = MasterSecret::generate();
         let keys = Keys::derive(&master);
         let config = Config::new(RepoId(crypto::random_bytes()));
         let kf = KeyFile::create(
             &master,
             password,
-            kdf,
+            kdf.for_new_key(),
             opts.clock.now(),
             &opts.host,
             &opts.user,
@@ -192,6 +193,8 @@ impl Repository {
         host: &str,
         user: &str,
     ) -> Result<KeyId> {
+        check_new_password(password)?;
+        let kdf = kdf.for_new_key();
         let kf = KeyFile::create(master, password, kdf, self.clock.now(), host, user, None)?;
         let name = self.write_object(ObjectKind::Key, kf.encode())?;
         Ok(KeyId(name.hash))
@@ -227,6 +230,14 @@ pub struct KeyListing {
     /// Whether its host, user and time are authenticated: only for the key file this
     /// repository was opened with, whose password proved them.
     pub verified: bool,
+}
+
+/// A new password must not be empty: an empty one protects nothing.
+fn check_new_password(password: &[u8]) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::invalid("an empty password is not allowed"));
+    }
+    Ok(())
 }
 
 /// The error for a folder without a config: "no repository" when it holds nothing of
