@@ -219,14 +219,39 @@ pub fn too_large(place: &str, name: &ObjectName, size: u64, max_len: u64) -> Err
 
 /// Open the storage at `location`, with the default timeouts, retries and concurrency.
 pub fn open(location: &Location) -> Result<Arc<dyn Backend>> {
+    if let Location::Local(path) = location {
+        check_folder(path)?;
+    }
     Ok(Arc::new(service::OpendalBackend::open(location)?))
 }
 
 /// Open the storage at `location` with explicit limits and credentials overlay.
 pub fn open_with(location: &Location, options: &ServiceOptions) -> Result<Arc<dyn Backend>> {
+    if let Location::Local(path) = location {
+        check_folder(path)?;
+    }
     Ok(Arc::new(service::OpendalBackend::open_with(
         location, options,
     )?))
+}
+
+/// A local repository must be a folder, or not exist yet (`init` creates it). A file given
+/// by mistake (`-r /etc/hostname`) is the user's to fix: one line that says so, not the
+/// storage library's internal error about its temporary folder.
+fn check_folder(path: &std::path::Path) -> Result<()> {
+    let not_a_folder = |what: &str| {
+        Error::invalid(format!(
+            "repository {}: {what}; give the repository's folder",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(not_a_folder("this is a file, not a folder")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(not_a_folder("a part of this path is a file, not a folder"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
