@@ -123,6 +123,7 @@ fn whole_backup(c: &mut Criterion) {
                 host: "bench".into(),
                 user: "bench".into(),
                 warn: Arc::new(|_: &str| {}),
+                kdf_limit: coffer::crypto::KdfLimit::DEFAULT,
             };
             let kdf = KdfParams {
                 memory_kib: 1024,

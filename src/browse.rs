@@ -95,33 +95,46 @@ pub fn has_tags(s: &Snapshot, tags: &[String]) -> bool {
     tags.iter().all(|t| s.tags.contains(t))
 }
 
+/// Pick the snapshot `spec` names. A spec the user mistyped (an ID that names no snapshot,
+/// an ambiguous prefix, a time that cannot be read) is bad input, exit 2. A well-formed
+/// question with no answer (`latest` in an empty repository, a time before every snapshot)
+/// is not found, exit 1.
 pub fn select(snaps: Vec<(SnapshotId, Snapshot)>, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+    // The spec's form first, so that a typo is reported as one even without snapshots.
+    let at = match spec.strip_prefix('@') {
+        Some(t) => Some((t, parse_time(t)?)),
+        None => None,
+    };
+    let spec_l = spec.to_ascii_lowercase();
+    if at.is_none()
+        && spec != "latest"
+        && (spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(Error::invalid(format!(
+            "{spec:?} is not a snapshot ID, ID prefix, `latest` or `@TIME`"
+        )));
+    }
     if snaps.is_empty() {
         return Err(Error::not_found("the repository has no snapshots"));
     }
     if spec == "latest" {
         return Ok(snaps.into_iter().last().expect("non-empty"));
     }
-    if let Some(t) = spec.strip_prefix('@') {
-        let at = parse_time(t)?;
+    if let Some((t, at)) = at {
         return snaps
             .into_iter()
             .rev()
             .find(|(_, s)| s.time_ns <= at)
             .ok_or_else(|| Error::not_found(format!("no snapshot at or before {t}")));
     }
-    let spec_l = spec.to_ascii_lowercase();
-    if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::invalid(format!(
-            "{spec:?} is not a snapshot ID, ID prefix, `latest` or `@TIME`"
-        )));
-    }
     let mut matching: Vec<_> = snaps
         .into_iter()
         .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
         .collect();
     match matching.len() {
-        0 => Err(Error::not_found(format!("no snapshot with ID {spec}"))),
+        0 => Err(Error::invalid(format!(
+            "no snapshot with ID {spec}; `coffer snapshots` lists them"
+        ))),
         1 => Ok(matching.pop().expect("one")),
         n => Err(Error::invalid(format!(
             "snapshot prefix {spec} is ambiguous ({n} snapshots match)"

@@ -388,7 +388,8 @@ fn two_regions_one_down_keep_backing_up() {
 #[test]
 fn unknown_schemes_and_bad_urls_are_clear_errors() {
     for (url, kind) in [
-        ("gcs://bucket/x", ErrorKind::Unsupported),
+        // A scheme coffer does not know is a URL the user typed wrong: exit 2, like the rest.
+        ("gcs://bucket/x", ErrorKind::InvalidInput),
         ("s3://", ErrorKind::InvalidInput),
         ("s3://b?bogus=1", ErrorKind::InvalidInput),
         ("azblob://c/p?endpoint=ftp://x", ErrorKind::InvalidInput),

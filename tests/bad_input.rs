@@ -1338,3 +1338,119 @@ fn hostile_config_is_refused_cleanly() {
         "check after restoring the config",
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. What the user typed wrong is a usage error (exit 2)
+// ---------------------------------------------------------------------------------------
+
+/// `coffer ARGS` with the password set but no repository from the environment.
+fn bare(env: &Env, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("COFFER_PASSWORD", PASSWORD)
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .args(args)
+        .stdin(Stdio::null());
+    run_cmd(&mut cmd, &format!("{args:?}"))
+}
+
+#[test]
+fn repository_urls_typed_wrong_exit_2_with_one_line() {
+    let env = Env::new();
+    for url in [
+        "ftp://h/x",
+        "http://[::1",
+        "s3://",
+        "s3:///prefix",
+        "sftp://user:pw@h/p",
+        "s3://AKIA:secret@bucket/p",
+        "azblob://user:secret@c/p",
+        // Secrets in an endpoint's query or fragment, plain or percent-encoded.
+        "s3://b?endpoint=http://h/x%3Fsig%3Dsecret",
+        "s3://b?endpoint=http://h/x%253Fsig%253Dsecret",
+        "s3://b?endpoint=http://h#secret",
+        "azblob://c/p?endpoint=https://h/a%3Fsv%3D1%26sig%3Dsecret",
+        "s3://b?endpoint=storage.example/secret",
+    ] {
+        let out = bare(&env, &["--repo", url, "snapshots"]);
+        expect_code(&out, 2, url);
+        let err = text(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{url}: {}", show(&out));
+        assert!(
+            !err.contains("secret") && !err.contains(":pw"),
+            "{url}: the refused URL's secret is printed\n{}",
+            show(&out)
+        );
+    }
+
+    // A file where the repository's folder should be: one line of ours, not opendal's.
+    for path in ["/etc/hostname", "/etc/hostname/repo"] {
+        let out = bare(&env, &["--repo", path, "snapshots"]);
+        expect_code(&out, 2, path);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("not a folder")
+                && !err.contains("Unexpected")
+                && !err.contains("Builder")
+                && err.trim().lines().count() == 1,
+            "{path}: {}",
+            show(&out)
+        );
+    }
+}
+
+#[test]
+fn snapshot_specs_typed_wrong_exit_2() {
+    let env = Env::new();
+    init(&env);
+    // Stdin backups until two snapshot IDs share their first hex digit.
+    let mut ids: Vec<String> = Vec::new();
+    let shared = loop {
+        let mut cmd = env.cmd();
+        cmd.args(["--json", "backup", "--stdin", "--stdin-name", "n"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn coffer");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ids.len().to_string().as_bytes())
+            .unwrap();
+        let out = wait_limited(child, Duration::from_secs(60), "stdin backup");
+        expect_code(&out, 0, "stdin backup");
+        ids.push(json_of(&out)["snapshot"].as_str().unwrap().to_string());
+        let first = &ids.last().unwrap()[..1];
+        if ids.iter().filter(|id| id.starts_with(first)).count() > 1 {
+            break first.to_string();
+        }
+    };
+    let unused = (0..16)
+        .map(|d| format!("{d:x}"))
+        .find(|d| ids.iter().all(|id| !id.starts_with(d.as_str())))
+        .unwrap();
+    let unknown_full = format!("{unused}{}", &"0".repeat(63));
+    for (spec, needle) in [
+        (unused.as_str(), "no snapshot with ID"),
+        (unknown_full.as_str(), "no snapshot with ID"),
+        (shared.as_str(), "ambiguous"),
+        ("@not-a-time", "cannot read"),
+        ("@2026-13-45", "cannot read"),
+        ("yesterday", "not a snapshot ID"),
+    ] {
+        for cmd in [vec!["ls", spec], vec!["dump", spec, "n"]] {
+            let out = run(&env, &cmd);
+            expect_code(&out, 2, &format!("{cmd:?}"));
+            assert!(
+                text(&out.stderr).contains(needle),
+                "{cmd:?}\n{}",
+                show(&out)
+            );
+        }
+    }
+}

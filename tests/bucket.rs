@@ -368,6 +368,7 @@ fn open_repo(env: &Env) -> coffer::repo::Repository {
         host: "test".into(),
         user: "test".into(),
         warn: std::sync::Arc::new(|_| {}),
+        kdf_limit: coffer::crypto::KdfLimit::DEFAULT,
     };
     coffer::repo::Repository::open(store, PASSWORD.as_bytes(), opts).unwrap()
 }

@@ -318,12 +318,13 @@ fn time_history_and_snapshot_selection() {
     assert!(ok_bytes(&env, &["dump", &feb[..8], s(&data)]) == content(2));
     assert!(ok_bytes(&env, &["dump", &feb[..8].to_uppercase(), s(&data)]) == content(2));
     assert_eq!(json(&env, &["ls", &mar[..6]])["snapshot"], mar.as_str());
-    // A hex prefix that matches nothing: not found (1).
+    // A hex prefix that matches nothing: a mistyped ID, a usage error (2) like an
+    // ambiguous one.
     let missing = (0..16)
         .map(|d| format!("{d:x}"))
         .find(|d| ids.iter().all(|id| !id.starts_with(d.as_str())))
         .unwrap();
-    let err = fails(&env, &["ls", &missing], 1);
+    let err = fails(&env, &["ls", &missing], 2);
     assert!(err.contains("no snapshot"), "{err}");
     // Neither hex nor a keyword: usage error (2).
     for bad in ["yesterday", "Latest", "", "xyz123", "12 34"] {

@@ -1456,6 +1456,7 @@ mod repository {
             host: "host".into(),
             user: "user".into(),
             warn: Arc::new(move |m: &str| w.lock().unwrap().push(m.to_string())),
+            kdf_limit: coffer::crypto::KdfLimit::DEFAULT,
         }
     }
 

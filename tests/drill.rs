@@ -95,6 +95,7 @@ fn stored_reports(env: &Env) -> Vec<Report> {
         host: "test".into(),
         user: "test".into(),
         warn: Arc::new(|m| panic!("warning while reading reports: {m}")),
+        kdf_limit: coffer::crypto::KdfLimit::DEFAULT,
     };
     let repo = Repository::open(b, PASSWORD.as_bytes(), opts).unwrap();
     repo.reports()

@@ -77,9 +77,11 @@ impl Backend for Faulty {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-    fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
+    fn get_limited(&self, name: &ObjectName, max_len: u64) -> Result<Vec<u8>> {
         self.check("get")?;
-        self.inner.get(name).map(|b| self.maybe_flip(b))
+        self.inner
+            .get_limited(name, max_len)
+            .map(|b| self.maybe_flip(b))
     }
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.check("get_range")?;

@@ -10,7 +10,7 @@
 //! `service.rs`), and a URL that carries one (`user:password@`) is refused, so printing a
 //! location (`Display`, `Debug`, error messages) cannot leak one.
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -118,13 +118,11 @@ impl Location {
                     "s3" => parse_s3(rest).map(Location::S3),
                     "azblob" => parse_azblob(rest).map(Location::Azblob),
                     "sftp" => parse_sftp(rest).map(Location::Sftp),
-                    _ => Err(Error::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "repository URL scheme {scheme}:// is not supported \
-                             (use a path, s3://, azblob://, sftp:// or memory:)"
-                        ),
-                    )),
+                    // The user typed it: a usage error (exit 2), like any other bad URL.
+                    _ => Err(Error::invalid(format!(
+                        "repository URL scheme {scheme}:// is not supported \
+                         (use a path, s3://, azblob://, sftp:// or memory:)"
+                    ))),
                 };
             }
         }
@@ -326,7 +324,12 @@ fn parse_query(scheme: &str, query: &str, known: &[&str]) -> Result<Vec<(String,
                 "{scheme}:// option {k} given twice"
             )));
         }
-        let v = percent_decode(scheme, v)?;
+        // A value may be a secret someone pasted by mistake: the message names only the key.
+        let v = percent_decode(scheme, v).map_err(|_| {
+            Error::invalid(format!(
+                "{scheme}:// option {k} has a bad %-escape or is not UTF-8 once decoded"
+            ))
+        })?;
         if v.is_empty() {
             return Err(Error::invalid(format!("{scheme}:// option {k} is empty")));
         }
@@ -336,28 +339,56 @@ fn parse_query(scheme: &str, query: &str, known: &[&str]) -> Result<Vec<(String,
 }
 
 /// An endpoint must say its protocol (so `http://` for a local test server is never
-/// silently upgraded to https) and must not carry credentials.
+/// silently upgraded to https) and must not carry credentials, a query or a fragment: a
+/// pre-signed `?sig=` is a secret, and locations are printed. Its value, already
+/// percent-decoded once, is checked for `?` and `#` escaped once more too. A refused
+/// endpoint is never printed whole: messages show at most its host.
 fn check_endpoint(scheme: &str, v: &str) -> Result<String> {
     let Some(after) = v
         .strip_prefix("http://")
         .or_else(|| v.strip_prefix("https://"))
     else {
         return Err(Error::invalid(format!(
-            "{scheme}:// endpoint {v} must start with http:// or https://"
+            "{scheme}:// endpoint {} must start with http:// or https://",
+            endpoint_shown(v)
         )));
     };
-    let authority = after.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(Error::invalid(format!(
-            "{scheme}:// endpoint {v} has no host"
-        )));
-    }
+    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
         return Err(Error::invalid(format!(
             "{scheme}:// endpoint must not contain credentials; set them in the environment"
         )));
     }
+    if authority.is_empty() {
+        return Err(Error::invalid(format!(
+            "{scheme}:// endpoint {} has no host",
+            endpoint_shown(v)
+        )));
+    }
+    let lower = v.to_ascii_lowercase();
+    if v.contains(['?', '#']) || lower.contains("%3f") || lower.contains("%23") {
+        return Err(Error::invalid(format!(
+            "{scheme}:// endpoint {} must not hold a query or fragment (`?`, `#`): \
+             a signature or token there would be shown wherever the URL is; set credentials \
+             in the environment",
+            endpoint_shown(v)
+        )));
+    }
     Ok(v.trim_end_matches('/').to_string())
+}
+
+/// What a message may show of an endpoint: its scheme and host, never a path, query,
+/// fragment or user part, where secrets hide.
+fn endpoint_shown(v: &str) -> String {
+    let (scheme, rest) = match v.split_once("://") {
+        Some((s, r)) if s == "http" || s == "https" => (format!("{s}://"), r),
+        _ => (String::new(), v),
+    };
+    let host = rest.split(['/', '?', '#', '&', ';']).next().unwrap_or("");
+    if host.contains(['@', '%', '=']) || host.len() > 255 {
+        return "(not shown)".to_string();
+    }
+    format!("{scheme}{host}…")
 }
 
 fn percent_decode(scheme: &str, s: &str) -> Result<String> {
@@ -471,6 +502,7 @@ impl fmt::Display for Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn err(url: &str) -> Error {
         match Location::parse(url) {
@@ -576,7 +608,39 @@ mod tests {
     #[test]
     fn bad_urls_are_refused_with_reasons() {
         let cases: &[(&str, ErrorKind, &str)] = &[
-            ("gcs://b/p", ErrorKind::Unsupported, "gcs://"),
+            ("gcs://b/p", ErrorKind::InvalidInput, "gcs://"),
+            ("ftp://h/x", ErrorKind::InvalidInput, "ftp://"),
+            ("http://[::1", ErrorKind::InvalidInput, "http://"),
+            (
+                "s3://b?endpoint=http://h/x%3Fsig%3Dsecret",
+                ErrorKind::InvalidInput,
+                "query",
+            ),
+            (
+                "s3://b?endpoint=http://h/x%253Fsig=secret",
+                ErrorKind::InvalidInput,
+                "query",
+            ),
+            (
+                "s3://b?endpoint=http://h%23secret",
+                ErrorKind::InvalidInput,
+                "fragment",
+            ),
+            (
+                "azblob://c?endpoint=https://h/a%3Fsv%3D1%26sig%3Dsecret",
+                ErrorKind::InvalidInput,
+                "query",
+            ),
+            (
+                "s3://b?endpoint=h.example/secret",
+                ErrorKind::InvalidInput,
+                "http://",
+            ),
+            (
+                "s3://b?endpoint=http://h/%zzsecret",
+                ErrorKind::InvalidInput,
+                "%-escape",
+            ),
             ("s3://", ErrorKind::InvalidInput, "bucket name"),
             ("s3:///prefix", ErrorKind::InvalidInput, "bucket name"),
             (

@@ -16,7 +16,8 @@ pub use service::{ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, ServiceOp
 
 pub use bytes::Bytes;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::{keyfile, pack};
 use crate::id::{object_hash, ID_LEN};
 use std::fmt;
 use std::sync::Arc;
@@ -63,6 +64,44 @@ impl ObjectKind {
             ObjectKind::Plan => "plans",
             ObjectKind::Wait => "waits",
             ObjectKind::Report => "reports",
+        }
+    }
+
+    /// What one object of this kind is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Key => "key file",
+            ObjectKind::Index => "index file",
+            ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Pack => "pack",
+            ObjectKind::Lock => "lock",
+            ObjectKind::Plan => "plan",
+            ObjectKind::Wait => "wait record",
+            ObjectKind::Report => "report",
+        }
+    }
+
+    /// The most bytes an object of this kind may hold (format-spec §3, "Sizes"). A reader
+    /// refuses a larger object before reading it, so storage that plants a giant "snapshot"
+    /// cannot make a client allocate gigabytes; writers never store a larger one.
+    pub fn max_len(self) -> u64 {
+        const KIB: u64 = 1 << 10;
+        const MIB: u64 = 1 << 20;
+        match self {
+            // 106 bytes in v3; the margin lets a later version's config still be read far
+            // enough to name its version (§7).
+            ObjectKind::Config => KIB,
+            ObjectKind::Key => keyfile::MAX_LEN as u64,
+            ObjectKind::Index => 512 * MIB,
+            ObjectKind::Snapshot => 16 * MIB,
+            // A frame area below 2^32 bytes, the largest header, the trailer (§5.4).
+            ObjectKind::Pack => {
+                (1 << 32) - 1 + pack::MAX_HEADER_LEN as u64 + pack::TRAILER_LEN as u64
+            }
+            ObjectKind::Lock | ObjectKind::Wait | ObjectKind::Report => MIB,
+            // 32 bytes per pack to delete: half a million packs in one prune.
+            ObjectKind::Plan => 16 * MIB,
         }
     }
 }
@@ -136,7 +175,14 @@ impl fmt::Debug for ObjectName {
 pub trait Backend: Send + Sync {
     /// Where this is, for messages ("/srv/repo", "memory").
     fn describe(&self) -> String;
-    fn get(&self, name: &ObjectName) -> Result<Vec<u8>>;
+    /// A whole object, refused (`Corrupt`, naming its size) without being read when it
+    /// holds more than `max_len` bytes: the caller passes the size a listing showed, or its
+    /// kind's limit. Implementations provide this; wrappers pass `max_len` on.
+    fn get_limited(&self, name: &ObjectName, max_len: u64) -> Result<Vec<u8>>;
+    /// A whole object, at most its kind's `max_len`. Not overridden: every read has a limit.
+    fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
+        self.get_limited(name, name.kind.max_len())
+    }
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// Store an object. Writing the same name twice is allowed (the bytes are the same).
     /// `Bytes` lets a pack go to opendal, and to several regions, without a copy.
@@ -161,16 +207,51 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// The error for an object larger than a reader accepts: names the object, its size and the
+/// limit, and says that it was not read.
+pub fn too_large(place: &str, name: &ObjectName, size: u64, max_len: u64) -> Error {
+    Error::corrupt(format!(
+        "{place}: {name} is {size} bytes, more than a {} may hold ({max_len}); \
+         damaged or planted, so it was not read",
+        name.kind.noun()
+    ))
+}
+
 /// Open the storage at `location`, with the default timeouts, retries and concurrency.
 pub fn open(location: &Location) -> Result<Arc<dyn Backend>> {
+    if let Location::Local(path) = location {
+        check_folder(path)?;
+    }
     Ok(Arc::new(service::OpendalBackend::open(location)?))
 }
 
 /// Open the storage at `location` with explicit limits and credentials overlay.
 pub fn open_with(location: &Location, options: &ServiceOptions) -> Result<Arc<dyn Backend>> {
+    if let Location::Local(path) = location {
+        check_folder(path)?;
+    }
     Ok(Arc::new(service::OpendalBackend::open_with(
         location, options,
     )?))
+}
+
+/// A local repository must be a folder, or not exist yet (`init` creates it). A file given
+/// by mistake (`-r /etc/hostname`) is the user's to fix: one line that says so, not the
+/// storage library's internal error about its temporary folder.
+fn check_folder(path: &std::path::Path) -> Result<()> {
+    let not_a_folder = |what: &str| {
+        Error::invalid(format!(
+            "repository {}: {what}; give the repository's folder",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(not_a_folder("this is a file, not a folder")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(not_a_folder("a part of this path is a file, not a folder"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +266,55 @@ mod tests {
         }
         assert_eq!(ObjectName::parse("data/zz/abc"), None);
         assert_eq!(ObjectName::parse("tmp/abc"), None);
+    }
+
+    /// The limits of `max_len` are the table in format-spec §3, "Sizes": one source of
+    /// truth, checked.
+    #[test]
+    fn size_limits_are_the_spec_table() {
+        let spec = include_str!("../../format-spec/README.md");
+        let rows: Vec<&str> = spec
+            .lines()
+            .skip_while(|l| !l.starts_with("| kind | largest size"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let mut seen = Vec::new();
+        for row in rows {
+            let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+            let digits: String = cols[2]
+                .split(' ')
+                .next()
+                .unwrap()
+                .chars()
+                .filter(|c| *c != ',')
+                .collect();
+            let size: u64 = digits.parse().unwrap_or_else(|_| panic!("size in {row}"));
+            for noun in cols[1].split(", ") {
+                let kind = ObjectKind::ALL
+                    .into_iter()
+                    .find(|k| k.noun() == noun)
+                    .unwrap_or_else(|| panic!("{noun:?} in the spec is no object kind"));
+                assert_eq!(kind.max_len(), size, "{noun}");
+                seen.push(kind);
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, ObjectKind::ALL.to_vec(), "every kind has one row");
+    }
+
+    #[test]
+    fn a_read_refuses_an_object_above_its_limit_unread() {
+        let b = open(&Location::Memory).unwrap();
+        let big = vec![7u8; 2000];
+        let n = ObjectName::for_bytes(ObjectKind::Config, &big);
+        b.put(&n, Bytes::from(big.clone())).unwrap();
+        let e = b.get(&n).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Corrupt);
+        assert!(e.message().contains("2000 bytes"), "{e}");
+        assert!(e.message().contains(&n.to_string()), "{e}");
+        assert_eq!(b.get_limited(&n, 2000).unwrap(), big);
+        assert!(b.get_limited(&n, 1999).is_err());
     }
 
     #[test]

@@ -146,6 +146,9 @@ impl Regions {
                 }
                 Err(e) => {
                     self.read_failed(i, &e);
+                    if e.kind() == ErrorKind::Corrupt {
+                        fix.push(i);
+                    }
                     errors.push((i, e));
                 }
             }
@@ -337,11 +340,11 @@ impl Backend for Regions {
             .join(", ")
     }
 
-    fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
+    fn get_limited(&self, name: &ObjectName, max_len: u64) -> Result<Vec<u8>> {
         let mut bad = Vec::new();
         let mut errors = Vec::new();
         for (i, (_, b)) in self.regions.iter().enumerate() {
-            match b.get(name) {
+            match b.get_limited(name, max_len) {
                 Ok(bytes) if name.verify(&bytes) => {
                     self.missing_where_found(name, &errors);
                     self.rewrite(name, &bytes, &bad);
@@ -355,6 +358,11 @@ impl Backend for Regions {
                 Err(e) => {
                     if e.kind() != ErrorKind::NotFound {
                         self.read_failed(i, &e);
+                    }
+                    // A copy refused as damaged (larger than its kind allows, truncated)
+                    // is replaced like one that fails its name check.
+                    if e.kind() == ErrorKind::Corrupt {
+                        bad.push(i);
                     }
                     errors.push((i, e));
                 }

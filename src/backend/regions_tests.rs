@@ -309,3 +309,28 @@ fn bad_configurations_are_refused() {
     let twice = vec![("a".into(), m()), ("a".into(), m())];
     assert!(err(Regions::new(twice, 1)).message().contains("used twice"));
 }
+
+#[test]
+fn a_copy_larger_than_its_kind_allows_is_refused_unread_and_rewritten() {
+    let s = setup(&["eu", "us"], 1);
+    let good = vec![5u8; 106];
+    let n = ObjectName::for_bytes(ObjectKind::Config, &good);
+    // Region eu holds a giant under the config's name (planted, or damaged storage).
+    s.faulty[0]
+        .inner()
+        .put(&n, Bytes::from(vec![0u8; 4096]))
+        .unwrap();
+    s.faulty[1]
+        .inner()
+        .put(&n, Bytes::from(good.clone()))
+        .unwrap();
+    assert_eq!(s.regions.get(&n).unwrap(), good);
+    assert_eq!(
+        s.stored(0, &n).unwrap(),
+        good,
+        "the giant copy was replaced"
+    );
+    let w = s.warnings();
+    assert!(w.iter().any(|m| m.contains("4096 bytes")), "{w:?}");
+    assert!(w.iter().any(|m| m.contains("rewrote")), "{w:?}");
+}

@@ -403,18 +403,15 @@ impl OpendalBackend {
             .map_err(|e| map_err(format!("{}: {what}", self.description), e))
     }
 
-    /// Read `len` bytes at `offset` (all of the object when `len` is `None`) into one Vec
-    /// of the right size, piece by piece as opendal delivers them: collecting opendal's
-    /// pieces first and joining them would hold every pack twice at the peak.
-    fn read_exact(&self, name: &ObjectName, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
+    /// Read `len` bytes at `offset` into one Vec of the right size, piece by piece as
+    /// opendal delivers them: collecting opendal's pieces first and joining them would hold
+    /// every pack twice at the peak. Every read names its range, so none is unbounded.
+    fn read_exact(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = name.path();
         self.run(name, async {
             let reader = self.op.reader(&path).await?;
-            let mut out = Vec::with_capacity(len.unwrap_or(0) as usize);
-            match len {
-                Some(len) => reader.read_into(&mut out, offset..offset + len).await?,
-                None => reader.read_into(&mut out, offset..).await?,
-            };
+            let mut out = Vec::with_capacity(len as usize);
+            reader.read_into(&mut out, offset..offset + len).await?;
             Ok(out)
         })
     }
@@ -425,12 +422,27 @@ impl Backend for OpendalBackend {
         self.description.clone()
     }
 
-    fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
-        self.read_exact(name, 0, None)
+    fn get_limited(&self, name: &ObjectName, max_len: u64) -> Result<Vec<u8>> {
+        // The size first, then a read of exactly that range: opendal would ask for the size
+        // anyway to read "to the end", and a bounded range never reads more than was
+        // allowed, even from an object that grows between the two requests.
+        let Some(size) = self.stat(name)? else {
+            return Err(Error::not_found(format!(
+                "{}: {name}: not found",
+                self.description
+            )));
+        };
+        if size > max_len {
+            return Err(super::too_large(&self.description, name, size, max_len));
+        }
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        self.get_range(name, 0, size)
     }
 
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let buf = self.read_exact(name, offset, Some(len))?;
+        let buf = self.read_exact(name, offset, len)?;
         if buf.len() as u64 != len {
             return Err(Error::corrupt(format!(
                 "{}: {name}: asked for {len} bytes at {offset}, got {} (object truncated?)",

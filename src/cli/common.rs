@@ -6,6 +6,7 @@ use coffer::backend::regions::Regions;
 use coffer::backend::throttle::{Throttled, UploadLimit};
 use coffer::backend::{self, Backend, Location};
 use coffer::clock::{Clock, OffsetClock, SystemClock};
+use coffer::crypto::KdfLimit;
 use coffer::repo::{default_cache_dir, OpenOptions, Repository};
 use coffer::{Error, ErrorKind, Result};
 use std::io::IsTerminal;
@@ -184,6 +185,10 @@ pub fn open_options(g: &Global) -> OpenOptions {
         host: hostname(),
         user: username(),
         warn: Arc::new(|m: &str| eprintln!("coffer: warning: {m}")),
+        kdf_limit: KdfLimit {
+            memory_kib: g.max_kdf_memory.unwrap_or(KdfLimit::DEFAULT.memory_kib),
+            iterations: g.max_kdf_passes.unwrap_or(KdfLimit::DEFAULT.iterations),
+        },
     }
 }
 
@@ -200,26 +205,47 @@ pub fn open_store(g: &Global) -> Result<(Repository, Store)> {
     Ok((repo, store))
 }
 
+/// A password as given, refused when empty: an empty password protects nothing, and an
+/// empty variable or file is more likely a mistake than a choice. `source` names where it
+/// came from, for the message.
+fn not_empty(password: Zeroizing<String>, source: &str) -> Result<Zeroizing<String>> {
+    if password.is_empty() {
+        return Err(Error::invalid(format!(
+            "the password from {source} is empty; an empty password is not allowed"
+        )));
+    }
+    Ok(password)
+}
+
 fn read_password_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("password file {}", path.display()), e))?,
     );
-    Ok(Zeroizing::new(
-        text.lines().next().unwrap_or("").to_string(),
-    ))
+    let first = Zeroizing::new(text.lines().next().unwrap_or("").to_string());
+    not_empty(
+        first,
+        &format!("password file {} (its first line)", path.display()),
+    )
+}
+
+fn password_variable(name: &str) -> Result<Option<Zeroizing<String>>> {
+    match std::env::var(name) {
+        Ok(p) => not_empty(Zeroizing::new(p), name).map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The password: --password-file / COFFER_PASSWORD_FILE, then COFFER_PASSWORD, then a
-/// no-echo prompt on the terminal.
+/// no-echo prompt on the terminal. None of them may be empty.
 pub fn password(g: &Global, prompt: &str) -> Result<Zeroizing<String>> {
     if let Some(f) = &g.password_file {
         return read_password_file(f);
     }
-    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
-        return Ok(Zeroizing::new(p));
+    if let Some(p) = password_variable("COFFER_PASSWORD")? {
+        return Ok(p);
     }
-    prompt_password(prompt)
+    not_empty(prompt_password(prompt)?, "the prompt")
 }
 
 fn prompt_password(prompt: &str) -> Result<Zeroizing<String>> {
@@ -235,7 +261,7 @@ fn prompt_password(prompt: &str) -> Result<Zeroizing<String>> {
 }
 
 /// A new password (init, key add, key passwd): `--new-password-file`, COFFER_NEW_PASSWORD,
-/// or (for init) the usual sources, else a prompt asked twice.
+/// or (for init) the usual sources, else a prompt asked twice. None of them may be empty.
 pub fn new_password(
     g: &Global,
     file: Option<&std::path::Path>,
@@ -244,24 +270,21 @@ pub fn new_password(
     if let Some(f) = file {
         return read_password_file(f);
     }
-    if let Ok(p) = std::env::var("COFFER_NEW_PASSWORD") {
-        return Ok(Zeroizing::new(p));
+    if let Some(p) = password_variable("COFFER_NEW_PASSWORD")? {
+        return Ok(p);
     }
     if for_init {
         if let Some(f) = &g.password_file {
             return read_password_file(f);
         }
-        if let Ok(p) = std::env::var("COFFER_PASSWORD") {
-            return Ok(Zeroizing::new(p));
+        if let Some(p) = password_variable("COFFER_PASSWORD")? {
+            return Ok(p);
         }
     }
-    let first = prompt_password("New password: ")?;
+    let first = not_empty(prompt_password("New password: ")?, "the prompt")?;
     let second = prompt_password("Repeat the new password: ")?;
     if *first != *second {
         return Err(Error::invalid("the two passwords differ"));
-    }
-    if first.is_empty() {
-        return Err(Error::invalid("an empty password is not allowed"));
     }
     Ok(first)
 }

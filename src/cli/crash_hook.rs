@@ -45,8 +45,8 @@ impl Backend for CrashAfter {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-    fn get(&self, name: &ObjectName) -> Result<Vec<u8>> {
-        self.inner.get(name)
+    fn get_limited(&self, name: &ObjectName, max_len: u64) -> Result<Vec<u8>> {
+        self.inner.get_limited(name, max_len)
     }
     fn get_range(&self, name: &ObjectName, offset: u64, len: u64) -> Result<Vec<u8>> {
         self.inner.get_range(name, offset, len)

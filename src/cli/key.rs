@@ -5,6 +5,7 @@ use super::{Global, EXIT_OK};
 use coffer::browse::format_time;
 use coffer::crypto::KdfParams;
 use coffer::id::KeyId;
+use coffer::repo::{describe_cost, KeyListing, Repository};
 use coffer::{Error, Result};
 use std::path::PathBuf;
 
@@ -35,34 +36,7 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
     let (host, user) = (opts.host.clone(), opts.user.clone());
     let repo = coffer::repo::Repository::open(backend, password.as_bytes(), opts)?;
     match cmd {
-        KeyCommand::List => {
-            let keys = repo.list_keys()?;
-            if g.json {
-                let list: Vec<_> = keys
-                    .iter()
-                    .map(|(id, k)| {
-                        serde_json::json!({
-                            "id": id.to_hex(), "current": *id == repo.key_id(), "host": k.host,
-                            "user": k.user, "created": coffer::browse::format_time_rfc3339(k.created_ns),
-                            "kdf": {"memory_kib": k.kdf.memory_kib, "iterations": k.kdf.iterations, "parallelism": k.kdf.parallelism},
-                        })
-                    })
-                    .collect();
-                print_json(&list);
-            } else {
-                println!("  {:<8}  {:<19}  {:<12}  user", "id", "created", "host");
-                for (id, k) in &keys {
-                    let mark = if *id == repo.key_id() { "*" } else { " " };
-                    println!(
-                        "{mark} {:<8}  {:<19}  {:<12}  {}",
-                        id.short(),
-                        format_time(k.created_ns),
-                        k.host,
-                        k.user
-                    );
-                }
-            }
-        }
+        KeyCommand::List => list(g, &repo)?,
         KeyCommand::Add { new_password_file } => {
             let new = common::new_password(g, new_password_file.as_deref(), false)?;
             let master = repo.unwrap_master(password.as_bytes())?;
@@ -70,11 +44,12 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
             report(g, "added", &id);
         }
         KeyCommand::Remove { id } => {
-            let keys = repo.list_keys()?;
+            // Every key file, damaged ones too: a planted or broken one must be removable.
+            let keys = repo.key_files()?;
             let want = id.to_ascii_lowercase();
             let matching: Vec<KeyId> = keys
                 .iter()
-                .map(|(k, _)| *k)
+                .map(|k| k.id)
                 .filter(|k| k.to_hex().starts_with(&want))
                 .collect();
             let target = match matching.as_slice() {
@@ -98,6 +73,75 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `key list`. Every key file is shown, marked rather than hidden when its host, user and
+/// time are only claims: a key file authenticates those fields under its own password, so
+/// only the key in use (`*`) has them verified. Hiding the others would also hide a planted
+/// key file from the one command that shows it before `key remove`. Each key file's Argon2
+/// cost is shown, and a cost above the limit says the key file is skipped when opening.
+fn list(g: &Global, repo: &Repository) -> Result<()> {
+    let keys = repo.key_files()?;
+    let limit = common::open_options(g).kdf_limit;
+    let note = |k: &KeyListing| -> String {
+        match &k.file {
+            Err(e) => format!("unusable: {e}"),
+            Ok(f) if !limit.allows(&f.kdf) => format!(
+                "unverified; skipped when opening: Argon2 {} is above the limit",
+                describe_cost(&f.kdf)
+            ),
+            Ok(_) if k.verified => "in use".to_string(),
+            Ok(_) => "unverified".to_string(),
+        }
+    };
+    if g.json {
+        let list: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let mut v = serde_json::json!({
+                    "id": k.id.to_hex(),
+                    "current": k.id == repo.key_id(),
+                    "verified": k.verified,
+                    "note": note(k),
+                });
+                if let Ok(f) = &k.file {
+                    v["host"] = f.host.clone().into();
+                    v["user"] = f.user.clone().into();
+                    v["created"] = coffer::browse::format_time_rfc3339(f.created_ns).into();
+                    v["kdf"] = serde_json::json!({"memory_kib": f.kdf.memory_kib,
+                        "iterations": f.kdf.iterations, "parallelism": f.kdf.parallelism});
+                    v["skipped_when_opening"] = (!limit.allows(&f.kdf)).into();
+                }
+                v
+            })
+            .collect();
+        print_json(&list);
+        return Ok(());
+    }
+    println!(
+        "  {:<8}  {:<19}  {:<12}  {:<12}  note",
+        "id", "created", "host", "user"
+    );
+    for k in &keys {
+        let mark = if k.id == repo.key_id() { "*" } else { " " };
+        let (created, host, user) = match &k.file {
+            Ok(f) => (format_time(f.created_ns), f.host.as_str(), f.user.as_str()),
+            Err(_) => ("?".to_string(), "?", "?"),
+        };
+        println!(
+            "{mark} {:<8}  {created:<19}  {host:<12}  {user:<12}  {}",
+            k.id.short(),
+            note(k)
+        );
+    }
+    if !g.quiet && keys.iter().any(|k| !k.verified) {
+        println!(
+            "created, host and user are verified only for the key in use (*): for the others \
+             they are what the key file claims, and anyone who can write to the storage can \
+             add a key file"
+        );
+    }
+    Ok(())
 }
 
 fn report(g: &Global, what: &str, id: &KeyId) {

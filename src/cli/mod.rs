@@ -102,10 +102,28 @@ pub struct Global {
     /// Most bytes per second written to each region, e.g. 20MiB/s (default: no limit).
     #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
     pub limit_upload: Option<u64>,
+    /// Try key files whose Argon2 memory is up to SIZE (default 1GiB); costlier ones are
+    /// skipped, since anyone who can write to the storage can add key files.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_kdf_memory)]
+    pub max_kdf_memory: Option<u32>,
+    /// Try key files with up to N Argon2 passes (default 10).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_kdf_passes: Option<u32>,
 }
 
 fn parse_rate(s: &str) -> std::result::Result<u64, String> {
     coffer::jobs::units::parse_rate(s)
+}
+
+/// `2GiB`, `4096MiB`: Argon2 memory in KiB, within what a key file can ask for.
+fn parse_kdf_memory(s: &str) -> std::result::Result<u32, String> {
+    let bytes = coffer::jobs::units::parse_rate(s)
+        .map_err(|_| format!("{s:?} is not a size like 2GiB or 512MiB"))?;
+    let max = coffer::crypto::KdfParams::MAX_MEMORY_KIB;
+    match u32::try_from(bytes / 1024) {
+        Ok(kib) if kib <= max => Ok(kib),
+        _ => Err(format!("{s:?} is more than a key file can ask for (4GiB)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -251,7 +269,11 @@ fn report_error(g: &Global, e: &Error) -> i32 {
         ErrorKind::WrongPassword if !e.message().contains("COFFER_PASSWORD") => {
             " (check COFFER_PASSWORD / --password-file)"
         }
-        ErrorKind::Corrupt => " (run `coffer check --read-data` for a full report)",
+        // Unless the message already says which command helps (a damaged key file, which
+        // `check` could not open the repository to report).
+        ErrorKind::Corrupt if !e.message().contains("`coffer ") => {
+            " (run `coffer check --read-data` for a full report)"
+        }
         _ => "",
     };
     eprintln!("coffer: error: {e}{hint}");

@@ -7,7 +7,7 @@
 
 mod password;
 
-pub use password::{derive_wrapping_key, KdfParams};
+pub use password::{derive_wrapping_key, KdfLimit, KdfParams};
 
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ID_LEN};
@@ -40,6 +40,16 @@ impl MasterSecret {
     }
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         MasterSecret(bytes)
+    }
+    /// Copy a secret out of a decrypted buffer straight into its zeroized home, so no other
+    /// copy of it is left behind on the stack. `None` unless it is 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let mut m = MasterSecret([0; 32]);
+        if bytes.len() != m.0.len() {
+            return None;
+        }
+        m.0.copy_from_slice(bytes);
+        Some(m)
     }
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
@@ -78,7 +88,10 @@ impl Keys {
         let mut h = blake3::Hasher::new_keyed(&self.chunk_id_key);
         h.update(&[blob_type]);
         h.update(plaintext);
-        BlobId(*h.finalize().as_bytes())
+        let id = BlobId(*h.finalize().as_bytes());
+        // The hasher's state holds the blob-ID key, expanded.
+        h.zeroize();
+        id
     }
 
     /// The secret seed that moves chunk boundaries, so stored sizes don't fingerprint content.
@@ -88,12 +101,34 @@ impl Keys {
 
     /// Encrypt and authenticate `plaintext`, binding `aad`. Output: nonce || ciphertext || tag.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        self.seal_with_nonce(random_bytes(), aad, plaintext)
+        seal_raw(&self.aead_key, random_bytes(), aad, plaintext)
     }
 
-    /// `seal` with a caller-chosen nonce. Only for test vectors: a nonce must never repeat.
+    /// `seal` with a caller-chosen nonce, for the spec's test vectors only: a nonce must
+    /// never repeat. It exists only in builds with the `vectors` feature, which the test
+    /// suite turns on (Cargo.toml) and a release build never has, so production code cannot
+    /// call it by mistake.
+    #[cfg(feature = "vectors")]
     pub fn seal_with_nonce(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         seal_raw(&self.aead_key, nonce, aad, plaintext)
+    }
+
+    /// What the encoders call: `seal`, or with `Some(nonce)` the vectors' fixed nonce. The
+    /// fixed nonce is honoured only with the `vectors` feature; any other build draws a
+    /// fresh one whatever it is given, so no production path can repeat a nonce.
+    pub fn seal_fixed_or_random(
+        &self,
+        nonce: Option<[u8; NONCE_LEN]>,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        #[cfg(feature = "vectors")]
+        if let Some(n) = nonce {
+            return self.seal_with_nonce(n, aad, plaintext);
+        }
+        #[cfg(not(feature = "vectors"))]
+        let _ = nonce;
+        self.seal(aad, plaintext)
     }
 
     /// Check and decrypt a sealed box. Any change to nonce, ciphertext, tag or `aad` fails.

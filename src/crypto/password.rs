@@ -23,10 +23,15 @@ impl KdfParams {
         iterations: 3,
         parallelism: 1,
     };
-    /// Bounds a decoder accepts, so a hostile key file cannot demand absurd work.
+    /// Bounds a decoder accepts (format-spec §6), so a hostile key file cannot demand absurd
+    /// work. What a reader actually spends is bounded further by a [`KdfLimit`].
     pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
     pub const MAX_ITERATIONS: u32 = 64;
     pub const MAX_PARALLELISM: u32 = 64;
+    /// The least a new key file gets: OWASP's minimum configuration for Argon2id, 19 MiB
+    /// and 2 passes. Below it a stolen key file is too cheap to guess passwords against.
+    pub const MIN_NEW_MEMORY_KIB: u32 = 19 * 1024;
+    pub const MIN_NEW_ITERATIONS: u32 = 2;
 
     pub fn is_within_bounds(&self) -> bool {
         // In u64: a hostile parallelism must not overflow the product.
@@ -34,6 +39,56 @@ impl KdfParams {
             && self.memory_kib <= Self::MAX_MEMORY_KIB
             && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
             && (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
+    }
+
+    /// The work one derivation takes, in KiB of memory filled: Argon2 fills `memory_kib`
+    /// once per pass whatever the lanes. Orders key files cheapest first.
+    pub fn cost(&self) -> u64 {
+        self.memory_kib as u64 * self.iterations as u64
+    }
+
+    /// These parameters for a key file about to be written: below 19 MiB of memory they
+    /// become OWASP's minimum configuration (19 MiB, 2 passes; the passes asked for went
+    /// with the smaller memory). The library's own unit tests keep tiny keys for speed.
+    pub fn for_new_key(self) -> KdfParams {
+        if cfg!(test) || self.memory_kib >= Self::MIN_NEW_MEMORY_KIB {
+            return self;
+        }
+        KdfParams {
+            memory_kib: Self::MIN_NEW_MEMORY_KIB,
+            iterations: Self::MIN_NEW_ITERATIONS,
+            ..self
+        }
+    }
+}
+
+/// The most Argon2 work a reader spends on one key file. A key file that asks for more is
+/// skipped, not tried: anyone who can write to the storage can plant key files, and every
+/// open would otherwise pay for them (format-spec §4.2). Raise it only for a key you made
+/// with a higher cost on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfLimit {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+}
+
+impl KdfLimit {
+    /// 1 GiB and 10 passes: about 16 and 3 times the default for new keys.
+    pub const DEFAULT: KdfLimit = KdfLimit {
+        memory_kib: 1024 * 1024,
+        iterations: 10,
+    };
+
+    pub fn allows(&self, kdf: &KdfParams) -> bool {
+        kdf.memory_kib <= self.memory_kib && kdf.iterations <= self.iterations
+    }
+}
+
+impl Default for KdfLimit {
+    fn default() -> Self {
+        KdfLimit::DEFAULT
     }
 }
 
@@ -60,4 +115,43 @@ pub fn derive_wrapping_key(
         .hash_password_into(password, salt, out.as_mut())
         .map_err(|e| Error::corrupt(format!("argon2 failed: {e}")))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limit_allows_the_default_and_refuses_planted_costs() {
+        let limit = KdfLimit::DEFAULT;
+        assert!(limit.allows(&KdfParams::DEFAULT));
+        for planted in [
+            KdfParams {
+                memory_kib: KdfParams::MAX_MEMORY_KIB,
+                ..KdfParams::DEFAULT
+            },
+            KdfParams {
+                iterations: KdfParams::MAX_ITERATIONS,
+                ..KdfParams::DEFAULT
+            },
+        ] {
+            assert!(planted.is_within_bounds() && !limit.allows(&planted));
+        }
+    }
+
+    #[test]
+    fn cost_orders_by_memory_times_passes() {
+        let cheap = KdfParams {
+            memory_kib: 1024,
+            iterations: 3,
+            parallelism: 1,
+        };
+        let dear = KdfParams {
+            memory_kib: 1024,
+            iterations: 4,
+            parallelism: 1,
+        };
+        assert!(cheap.cost() < dear.cost());
+        assert!(KdfParams::DEFAULT.cost() < dear.cost() * 1024);
+    }
 }

@@ -9,10 +9,15 @@ use super::wire::{checked_len16, Reader, Writer};
 use super::FORMAT_VERSION;
 use crate::crypto::{self, derive_wrapping_key, KdfParams, MasterSecret, NONCE_LEN, SEAL_OVERHEAD};
 use crate::error::{Error, ErrorKind, Result};
+use zeroize::Zeroizing;
 
 pub const MAGIC: &[u8; 4] = b"CFFK";
 const KDF_ARGON2ID: u8 = 1;
 const WRAPPED_LEN: usize = 32 + SEAL_OVERHEAD;
+/// Every field but the host and user names: 62 bytes before the box, then the box (§5.3).
+const FIXED_LEN: usize = 62 + WRAPPED_LEN;
+/// The largest key file the layout allows: host and user names of 65,535 bytes each.
+pub const MAX_LEN: usize = FIXED_LEN + 2 * u16::MAX as usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFile {
@@ -26,7 +31,9 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
-    /// Wrap `master` under `password`. `nonce_salt` fixes the randomness (test vectors only).
+    /// Wrap `master` under `password`. `fixed` gives the salt and nonce for test vectors; it
+    /// is honoured only in builds with the `vectors` feature (see `Keys::seal_with_nonce`),
+    /// and any other build draws both at random.
     pub fn create(
         master: &MasterSecret,
         password: &[u8],
@@ -38,6 +45,11 @@ impl KeyFile {
     ) -> Result<Self> {
         checked_len16("host name", host.as_bytes())?;
         checked_len16("user name", user.as_bytes())?;
+        #[cfg(not(feature = "vectors"))]
+        let fixed: Option<([u8; 32], [u8; NONCE_LEN])> = {
+            let _ = fixed;
+            None
+        };
         let (salt, nonce) =
             fixed.unwrap_or_else(|| (crypto::random_bytes(), crypto::random_bytes()));
         let mut kf = KeyFile {
@@ -56,13 +68,13 @@ impl KeyFile {
     /// Recover the master secret; a wrong password gives `ErrorKind::WrongPassword`.
     pub fn unwrap(&self, password: &[u8]) -> Result<MasterSecret> {
         let key = derive_wrapping_key(password, &self.salt, self.kdf)?;
-        let plain = crypto::open_raw(&key, &self.public_bytes(), &self.wrapped)
-            .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?;
-        let bytes: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::corrupt("key file holds a master secret of the wrong size"))?;
-        Ok(MasterSecret::from_bytes(bytes))
+        // The decrypted buffer is the master secret itself: wiped when dropped.
+        let plain = Zeroizing::new(
+            crypto::open_raw(&key, &self.public_bytes(), &self.wrapped)
+                .map_err(|_| Error::new(ErrorKind::WrongPassword, "wrong password"))?,
+        );
+        MasterSecret::from_slice(&plain)
+            .ok_or_else(|| Error::corrupt("key file holds a master secret of the wrong size"))
     }
 
     fn public_bytes(&self) -> Vec<u8> {
@@ -118,5 +130,33 @@ impl KeyFile {
             user,
             wrapped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: KdfParams = KdfParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[test]
+    fn the_largest_key_file_is_max_len_and_opens() {
+        let master = MasterSecret::from_bytes([7; 32]);
+        let long = "h".repeat(u16::MAX as usize);
+        let kf = KeyFile::create(&master, b"pw", TINY, 0, &long, &long, None).unwrap();
+        let bytes = kf.encode();
+        assert_eq!(bytes.len(), MAX_LEN);
+        let back = KeyFile::decode(&bytes).unwrap();
+        assert_eq!(back.unwrap(b"pw").unwrap().expose(), &[7; 32]);
+        assert_eq!(
+            back.unwrap(b"not it").err().map(|e| e.kind()),
+            Some(ErrorKind::WrongPassword)
+        );
+        let short = KeyFile::create(&master, b"pw", TINY, 0, "", "", None).unwrap();
+        assert_eq!(short.encode().len(), FIXED_LEN);
     }
 }

@@ -58,10 +58,7 @@ pub(crate) fn seal_envelope(
     public: Vec<u8>,
     body: &[u8],
 ) -> Vec<u8> {
-    let sealed = match nonce {
-        Some(n) => keys.seal_with_nonce(n, &public, body),
-        None => keys.seal(&public, body),
-    };
+    let sealed = keys.seal_fixed_or_random(nonce, &public, body);
     let mut out = public;
     out.extend_from_slice(&sealed);
     out

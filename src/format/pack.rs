@@ -13,7 +13,9 @@
 
 use super::wire::{Reader, Writer};
 use super::{BlobType, FORMAT_VERSION};
-use crate::compress::{self, Codec, MAX_BLOB_SIZE};
+#[cfg(feature = "vectors")]
+use crate::compress::Codec;
+use crate::compress::{self, MAX_BLOB_SIZE};
 use crate::crypto::{Keys, NONCE_LEN, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
@@ -65,7 +67,9 @@ pub fn seal_frame(keys: &Keys, blob_type: BlobType, plaintext: &[u8], zstd_level
     keys.seal(&frame_aad(blob_type), &framed)
 }
 
-/// `seal_frame` with a fixed nonce and an explicit codec, for test vectors.
+/// `seal_frame` with a fixed nonce and an explicit codec, for test vectors (only in builds
+/// with the `vectors` feature, like `Keys::seal_with_nonce`).
+#[cfg(feature = "vectors")]
 pub fn seal_frame_with_nonce(
     keys: &Keys,
     blob_type: BlobType,
@@ -175,10 +179,7 @@ pub fn encode_header(keys: &Keys, frames: &[Frame], nonce: Option<[u8; NONCE_LEN
     let mut w = Writer::new();
     encode_frames(&mut w, frames);
     let body = w.finish();
-    let mut out = match nonce {
-        Some(n) => keys.seal_with_nonce(n, HEADER_AAD, &body),
-        None => keys.seal(HEADER_AAD, &body),
-    };
+    let mut out = keys.seal_fixed_or_random(nonce, HEADER_AAD, &body);
     let header_len = out.len() as u32;
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);

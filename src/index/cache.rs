@@ -5,7 +5,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
-use crate::id::{IndexId, PackId, RepoId, SnapshotId};
+use crate::id::{IndexId, KeyId, PackId, RepoId, SnapshotId};
 use crate::index::{Index, IndexBuilder};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -69,6 +69,15 @@ impl Cache {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Open the cache of `repo` under `dir` if there is one, creating nothing: lets a
+    /// reader look at it before it knows that the password opens the repository.
+    pub fn open_existing(dir: &Path, repo: &RepoId) -> Result<Option<Cache>> {
+        if !dir.join(repo.to_hex()).join("cache.sqlite").is_file() {
+            return Ok(None);
+        }
+        Self::open(dir, repo).map(Some)
     }
 
     fn try_open(path: &Path, repo: &RepoId) -> Result<Cache> {
@@ -250,6 +259,29 @@ impl Cache {
             .map(|_| ())
             .map_err(db_err)
     }
+
+    /// The key file that opened the repository last time on this machine. Only a hint of
+    /// which key file to try first: whatever it names is checked like any other.
+    pub fn last_key(&self) -> Result<Option<KeyId>> {
+        let hex: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err)?;
+        Ok(hex.and_then(|h| KeyId::from_hex(&h).ok()))
+    }
+
+    pub fn set_last_key(&self, id: &KeyId) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_key', ?1)",
+                [id.to_hex()],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+    }
 }
 
 fn to_id(bytes: &[u8]) -> Result<[u8; 32]> {
@@ -289,5 +321,18 @@ mod tests {
         for h in handles {
             assert_eq!(h.join().unwrap().unwrap(), 0);
         }
+    }
+
+    #[test]
+    fn the_last_key_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = RepoId([7; 32]);
+        let c = Cache::open(dir.path(), &repo).unwrap();
+        assert_eq!(c.last_key().unwrap(), None);
+        c.set_last_key(&KeyId([1; 32])).unwrap();
+        c.set_last_key(&KeyId([2; 32])).unwrap();
+        drop(c);
+        let c = Cache::open(dir.path(), &repo).unwrap();
+        assert_eq!(c.last_key().unwrap(), Some(KeyId([2; 32])));
     }
 }

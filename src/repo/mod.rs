@@ -8,6 +8,7 @@ mod open;
 mod packer;
 mod plans;
 mod reports;
+mod unlock;
 mod uploader;
 mod writer;
 
@@ -16,12 +17,13 @@ pub use index_files::IndexFilter;
 pub use locks::{LockGuard, REFRESH as LOCK_REFRESH};
 #[cfg(test)]
 pub(crate) use open::memory_repository;
-pub use open::{default_cache_dir, OpenOptions};
+pub use open::{default_cache_dir, KeyListing, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
 pub use reports::KEEP_REPORTS;
+pub use unlock::describe_cost;
 pub use writer::{BlobSaver, SaverStats};
 
-use crate::backend::{Backend, Bytes, ObjectKind, ObjectName};
+use crate::backend::{too_large, Backend, Bytes, ObjectKind, ObjectName};
 use crate::clock::Clock;
 use crate::crypto::Keys;
 use crate::error::{Error, ErrorKind, Result};
@@ -100,9 +102,21 @@ impl Repository {
         Ok(bytes)
     }
 
-    /// Store bytes under their hash; returns the name.
+    /// Store bytes under their hash; returns the name. An object larger than its kind's
+    /// limit is refused: readers would refuse it (format-spec §3, "Sizes").
     pub fn write_object(&self, kind: ObjectKind, bytes: impl Into<Bytes>) -> Result<ObjectName> {
         let bytes = bytes.into();
+        if bytes.len() as u64 > kind.max_len() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "refusing to store a {} of {} bytes: readers accept at most {}",
+                    kind.noun(),
+                    bytes.len(),
+                    kind.max_len()
+                ),
+            ));
+        }
         let name = ObjectName::for_bytes(kind, &bytes);
         self.backend.put(&name, bytes)?;
         Ok(name)
@@ -147,8 +161,14 @@ impl Repository {
         };
         let mut out = Vec::with_capacity(listed.len());
         let mut damaged = Vec::new();
-        for (name, _) in &listed {
+        for (name, size) in &listed {
             let id = SnapshotId(name.hash);
+            // A listing that shows a giant "snapshot" is enough to refuse it unread.
+            if *size > ObjectKind::Snapshot.max_len() {
+                let place = self.backend.describe();
+                damaged.push((id, too_large(&place, name, *size, name.kind.max_len())));
+                continue;
+            }
             let bytes = match cached.get(&id) {
                 Some(b) if name.verify(b) => b.clone(),
                 _ => match self.read_object(name) {

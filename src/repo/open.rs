@@ -4,7 +4,7 @@ use super::Repository;
 use crate::backend::{Backend, ObjectKind, ObjectName};
 use crate::clock::Clock;
 use crate::crypto;
-use crate::crypto::{KdfParams, Keys, MasterSecret};
+use crate::crypto::{KdfLimit, KdfParams, Keys, MasterSecret};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::Config;
 use crate::format::keyfile::KeyFile;
@@ -23,6 +23,8 @@ pub struct OpenOptions {
     /// Told about damage that the repository works around (e.g. an unreadable index file
     /// whose packs are then found again by the next backup).
     pub warn: Arc<dyn Fn(&str) + Send + Sync>,
+    /// The most Argon2 work spent on one key file; costlier ones are skipped, not tried.
+    pub kdf_limit: KdfLimit,
 }
 
 /// `$XDG_CACHE_HOME/coffer`, else `~/.cache/coffer`.
@@ -52,13 +54,14 @@ impl Repository {
                 ));
             }
         }
+        check_new_password(password)?;
         let master = MasterSecret::generate();
         let keys = Keys::derive(&master);
         let config = Config::new(RepoId(crypto::random_bytes()));
         let kf = KeyFile::create(
             &master,
             password,
-            kdf,
+            kdf.for_new_key(),
             opts.clock.now(),
             &opts.host,
             &opts.user,
@@ -76,7 +79,8 @@ impl Repository {
         Ok((config.repo_id, KeyId(key_name.hash)))
     }
 
-    /// Open with a password: try every key file, then read the config.
+    /// Open with a password: check the config, find the key file that opens it
+    /// (`unlock.rs`), then remember that key file as a hint for next time.
     pub fn open(
         backend: Arc<dyn Backend>,
         password: &[u8],
@@ -85,10 +89,7 @@ impl Repository {
         let configs = backend.list(ObjectKind::Config)?;
         let key_names = backend.list(ObjectKind::Key)?;
         if configs.is_empty() {
-            return Err(Error::not_found(format!(
-                "there is no repository at {} (run `coffer init` to create one)",
-                backend.describe()
-            )));
+            return Err(missing_config(backend.as_ref(), key_names.len())?);
         }
         if configs.len() > 1 {
             return Err(Error::corrupt(format!(
@@ -103,58 +104,42 @@ impl Repository {
             return Err(Error::corrupt(format!("{config_name}: config is damaged")));
         }
         // The format version is public: refuse a newer repository before trying any key, so
-        // it is never mistaken for a wrong password.
-        Config::peek_repo_id(&config_bytes)?;
-        // Try every key file. One that unwraps but whose master secret does not open the
-        // config belongs elsewhere (or was planted): keep trying the others.
-        let mut opened = None;
-        let mut wrong_password = false;
-        let mut other_errors = Vec::new();
-        for (name, _) in &key_names {
-            let attempt = backend.get(name).and_then(|bytes| {
-                if !name.verify(&bytes) {
-                    return Err(Error::corrupt(format!("key file {name} is damaged")));
-                }
-                let master = KeyFile::decode(&bytes)?.unwrap(password)?;
-                let keys = Keys::derive(&master);
-                let config = Config::decode(&keys, &config_bytes)
-                    .map_err(|e| e.context(format!("key file {name} opens, but not the config")))?;
-                Ok((keys, config))
-            });
-            match attempt {
-                Ok((keys, config)) => {
-                    opened = Some((KeyId(name.hash), keys, config));
-                    break;
-                }
-                Err(e) if e.kind() == ErrorKind::WrongPassword => wrong_password = true,
-                Err(e) => other_errors.push(e),
+        // it is never mistaken for a wrong password. The repository ID is public too (and
+        // authenticated once a key opens the config): it finds the cache, and in it the hint.
+        let repo_id = Config::peek_repo_id(&config_bytes)?;
+        let early_cache = opts
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| Cache::open_existing(dir, &repo_id).ok().flatten());
+        let hint = early_cache
+            .as_ref()
+            .and_then(|c| c.last_key().ok().flatten());
+        let unlocked = super::unlock::unlock(
+            backend.as_ref(),
+            &key_names,
+            &config_bytes,
+            password,
+            opts.kdf_limit,
+            hint,
+            opts.warn.as_ref(),
+        )?;
+        let cache = match (early_cache, &opts.cache_dir) {
+            (Some(c), _) => Some(c),
+            (None, Some(dir)) => Some(Cache::open(dir, &unlocked.config.repo_id)?),
+            (None, None) => None,
+        };
+        if let Some(c) = &cache {
+            if hint != Some(unlocked.key_id) {
+                // Only a hint: a cache that cannot take it costs speed next time, nothing else.
+                let _ = c.set_last_key(&unlocked.key_id);
             }
         }
-        let (key_id, keys, config) = match opened {
-            Some(o) => o,
-            None if wrong_password || other_errors.is_empty() => {
-                let note = if other_errors.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} other key file(s) are unreadable)", other_errors.len())
-                };
-                return Err(Error::new(
-                    ErrorKind::WrongPassword,
-                    format!("wrong password: no key in this repository opens with it{note}"),
-                ));
-            }
-            None => return Err(other_errors.remove(0)),
-        };
-        let cache = match &opts.cache_dir {
-            Some(dir) => Some(Mutex::new(Cache::open(dir, &config.repo_id)?)),
-            None => None,
-        };
         Ok(Repository {
             backend,
-            keys,
-            config,
-            key_id,
-            cache,
+            keys: unlocked.keys,
+            config: unlocked.config,
+            key_id: unlocked.key_id,
+            cache: cache.map(Mutex::new),
             index: RwLock::new(None),
             index_filter: RwLock::new(Default::default()),
             recent_frames: super::FrameCache::new(super::RECENT_FRAMES_BYTES),
@@ -163,12 +148,38 @@ impl Repository {
         })
     }
 
-    /// Every key file with its metadata.
+    /// Every key file with its metadata. Fails if any key file is damaged (`key_files`
+    /// lists them all).
     pub fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>> {
         let mut out = Vec::new();
         for (name, _) in self.backend.list(ObjectKind::Key)? {
             let kf = KeyFile::decode(&self.read_object(&name)?)?;
             out.push((KeyId(name.hash), kf));
+        }
+        Ok(out)
+    }
+
+    /// Every key file, readable or not, with what can be believed of it: a key file's
+    /// host, user and time are authenticated only by its own password, so for any key file
+    /// but the one this repository was opened with they are claims that anyone who can
+    /// write to the storage could make.
+    pub fn key_files(&self) -> Result<Vec<KeyListing>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(ObjectKind::Key)? {
+            let id = KeyId(name.hash);
+            let file = self
+                .read_object(&name)
+                .and_then(|bytes| KeyFile::decode(&bytes));
+            if let Err(e) = &file {
+                if e.kind() == ErrorKind::NotFound {
+                    continue;
+                }
+            }
+            out.push(KeyListing {
+                id,
+                verified: id == self.key_id,
+                file,
+            });
         }
         Ok(out)
     }
@@ -182,15 +193,18 @@ impl Repository {
         host: &str,
         user: &str,
     ) -> Result<KeyId> {
+        check_new_password(password)?;
+        let kdf = kdf.for_new_key();
         let kf = KeyFile::create(master, password, kdf, self.clock.now(), host, user, None)?;
         let name = self.write_object(ObjectKind::Key, kf.encode())?;
         Ok(KeyId(name.hash))
     }
 
-    /// Remove a key file. The last key, and the key in use, cannot be removed.
+    /// Remove a key file, damaged or not. The last key, and the key in use, cannot be
+    /// removed.
     pub fn remove_key(&self, id: &KeyId) -> Result<()> {
-        let keys = self.list_keys()?;
-        if !keys.iter().any(|(k, _)| k == id) {
+        let keys = self.backend.list(ObjectKind::Key)?;
+        if !keys.iter().any(|(k, _)| k.hash == id.0) {
             return Err(Error::not_found(format!("no key {}", id.short())));
         }
         if *id == self.key_id {
@@ -208,6 +222,56 @@ impl Repository {
     }
 }
 
+/// One key file as `key list` shows it.
+pub struct KeyListing {
+    pub id: KeyId,
+    /// Its public fields, or why it cannot be read (damaged, not a key file).
+    pub file: Result<KeyFile>,
+    /// Whether its host, user and time are authenticated: only for the key file this
+    /// repository was opened with, whose password proved them.
+    pub verified: bool,
+}
+
+/// A new password must not be empty: an empty one protects nothing.
+fn check_new_password(password: &[u8]) -> Result<()> {
+    if password.is_empty() {
+        return Err(Error::invalid("an empty password is not allowed"));
+    }
+    Ok(())
+}
+
+/// The error for a folder without a config: "no repository" when it holds nothing of
+/// coffer's, and when it does, that its config is missing and how to get it back (never
+/// `init`, which would start another repository over the old one's objects).
+fn missing_config(backend: &dyn Backend, keys: usize) -> Result<Error> {
+    let place = backend.describe();
+    let mut held = Vec::new();
+    if keys > 0 {
+        held.push(format!("{keys} key file(s)"));
+    }
+    for kind in [ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack] {
+        // Packs are listed only when nothing cheaper answered: a listing of data/ is long.
+        if kind == ObjectKind::Pack && !held.is_empty() {
+            break;
+        }
+        let n = backend.list(kind)?.len();
+        if n > 0 {
+            held.push(format!("{n} {}(s)", kind.noun()));
+        }
+    }
+    if held.is_empty() {
+        return Ok(Error::not_found(format!(
+            "there is no repository at {place} (run `coffer init` to create one)"
+        )));
+    }
+    Ok(Error::not_found(format!(
+        "no repository config at {place}, but it holds {}: the repository's config object \
+         (config/) is missing. Copy it back from another region (`coffer sync` with every \
+         region given) or from a copy of the repository",
+        held.join(", ")
+    )))
+}
+
 /// A repository in memory with a cheap key, for unit tests of the layers above.
 #[cfg(test)]
 pub(crate) fn memory_repository() -> Repository {
@@ -219,6 +283,7 @@ pub(crate) fn memory_repository() -> Repository {
         host: "test".into(),
         user: "test".into(),
         warn: Arc::new(|_| {}),
+        kdf_limit: KdfLimit::DEFAULT,
     };
     let kdf = KdfParams {
         memory_kib: 64,
