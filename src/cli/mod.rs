@@ -185,6 +185,11 @@ pub fn run() -> i32 {
             };
         }
     };
+    // A test hook (debug builds only): new keys may keep the tiny Argon2 cost the test
+    // suite asks for, so its hundreds of commands stay fast.
+    if cfg!(debug_assertions) && std::env::var_os("COFFER_TEST_TINY_KDF").is_some() {
+        coffer::crypto::allow_tiny_kdf_in_tests();
+    }
     let g = match with_config_file(cli.global.clone()) {
         Ok(g) => g,
         Err(e) => return report_error(&cli.global, &e),

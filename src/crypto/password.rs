@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 /// Argon2id cost parameters, stored in each key file so they can be raised later.
@@ -49,9 +50,11 @@ impl KdfParams {
 
     /// These parameters for a key file about to be written: below 19 MiB of memory they
     /// become OWASP's minimum configuration (19 MiB, 2 passes; the passes asked for went
-    /// with the smaller memory). The library's own unit tests keep tiny keys for speed.
+    /// with the smaller memory). The library's own unit tests, and a debug build asked to by
+    /// the test suite ([`allow_tiny_kdf_in_tests`]), keep tiny keys for speed.
     pub fn for_new_key(self) -> KdfParams {
-        if cfg!(test) || self.memory_kib >= Self::MIN_NEW_MEMORY_KIB {
+        let tiny_allowed = cfg!(test) || TINY_KDF_IN_TESTS.load(Ordering::Relaxed);
+        if tiny_allowed || self.memory_kib >= Self::MIN_NEW_MEMORY_KIB {
             return self;
         }
         KdfParams {
@@ -153,5 +156,18 @@ mod tests {
         };
         assert!(cheap.cost() < dear.cost());
         assert!(KdfParams::DEFAULT.cost() < dear.cost() * 1024);
+    }
+}
+
+static TINY_KDF_IN_TESTS: AtomicBool = AtomicBool::new(false);
+
+/// Let new key files keep a cost below OWASP's minimum: for the test suite, whose hundreds of
+/// commands would each pay 0.1 s more for a real key. Only a debug build honours it (the CLI
+/// calls this when `COFFER_TEST_TINY_KDF` is set in a debug build), so a release binary
+/// always writes keys of at least the minimum.
+#[doc(hidden)]
+pub fn allow_tiny_kdf_in_tests() {
+    if cfg!(debug_assertions) {
+        TINY_KDF_IN_TESTS.store(true, Ordering::Relaxed);
     }
 }

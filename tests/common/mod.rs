@@ -131,6 +131,9 @@ impl Env {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("COFFER_PASSWORD", PASSWORD)
+            // The debug binary keeps the 1 MiB keys the tests make (`init --kdf-memory-kib`);
+            // without this, new keys get OWASP's minimum, 0.1 s more per command.
+            .env("COFFER_TEST_TINY_KDF", "1")
             .env("TZ", "UTC")
             .arg("--repo")
             .arg(self.repo())
