@@ -1,13 +1,22 @@
-//! What coffer leaves on the host, through the real binary (security review M5): nothing
-//! coffer writes is readable by others whatever the umask (but the metrics file, on purpose).
+//! What coffer leaves on the host, through the real binary (security review M5, L9): nothing
+//! coffer writes is readable by others whatever the umask (but the metrics file, on purpose);
+//! names holding escape sequences are shown escaped.
 
 mod common;
 
 use common::{assert_ok, Env};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+const NOBODY: u32 = 65534;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
 
 fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
@@ -116,4 +125,87 @@ fn nothing_coffer_writes_is_readable_by_others_even_with_umask_022() {
     assert!(env.cache().join("jobs/run.lock").exists());
     let open = [open_to_others(&env.repo()), open_to_others(&env.cache())].concat();
     assert!(open.is_empty(), "readable by others after a run: {open:#?}");
+}
+
+/// Security review L9: anyone who can create a file in a backed-up folder could put escape
+/// sequences into an admin's terminal through `ls`, `diff` and warnings.
+#[test]
+fn names_with_escape_sequences_are_shown_escaped_and_json_keeps_them_exact() {
+    let env = Env::new();
+    // Everything runs as nobody, for whom a root-only file is unreadable: a backup warning.
+    std::os::unix::fs::chown(env.dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let src = source(&env);
+    let as_nobody = |args: &[&str]| -> Output {
+        let mut c = env.cmd();
+        c.uid(NOBODY).gid(NOBODY);
+        c.args(args).output().unwrap()
+    };
+    let raw = |out: &[u8]| out.iter().any(|b| *b == 0x1b || *b == 0x07);
+    assert_ok(
+        &as_nobody(&["init", "--kdf-memory-kib", "1024"]),
+        &["init", "(as nobody)"],
+    );
+    let first = as_nobody(&["--json", "backup", src.to_str().unwrap()]);
+    assert_ok(&first, &["backup", "(as nobody)"]);
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let first = first["snapshot"].as_str().unwrap().to_string();
+
+    let readable = src.join(OsStr::from_bytes(b"a\x1b]0;pwned\x07b"));
+    std::fs::write(&readable, b"x").unwrap();
+    let root_only = src.join(OsStr::from_bytes(b"c\x1b]0;pwned\x07d"));
+    std::fs::write(&root_only, b"y").unwrap();
+    set_mode(&root_only, 0o600);
+    let shown = |name: &str| format!("{}/{name}", src.display());
+
+    let out = as_nobody(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(!raw(&out.stderr), "raw escapes in: {:?}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&shown(r"c\x1b]0;pwned\x07d")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    for args in [&["ls", "latest"][..], &["ls", "--long", "latest"]] {
+        let out = as_nobody(args);
+        assert_ok(&out, args);
+        assert!(!raw(&out.stdout), "raw escapes in: {:?}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(&shown(r"a\x1b]0;pwned\x07b")),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let out = as_nobody(&["diff", &first, "latest"]);
+    assert_ok(&out, &["diff"]);
+    assert!(!raw(&out.stdout), "raw escapes in: {:?}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("+ {}", shown(r"a\x1b]0;pwned\x07b"))),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // JSON keeps the name exact (serde escapes it as \u001b).
+    let out = as_nobody(&["--json", "ls", "latest"]);
+    assert_ok(&out, &["--json", "ls"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let exact = readable.to_str().unwrap();
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == exact),
+        "{v}"
+    );
+
+    // An error message quoting a name.
+    let out = as_nobody(&["ls", "latest", "/nowhere\x1b[2J"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!raw(&out.stderr), "raw escapes in: {:?}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(r"/nowhere\x1b[2J"),
+        "{}",
+        text(&out.stderr)
+    );
 }

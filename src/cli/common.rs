@@ -137,8 +137,7 @@ pub fn store(g: &Global) -> Result<Store> {
         opened.push((name.clone(), b));
     }
     let regions = Arc::new(
-        Regions::new(opened, g.min_regions)?
-            .with_warning(Arc::new(|m: &str| eprintln!("coffer: warning: {m}"))),
+        Regions::new(opened, g.min_regions)?.with_warning(Arc::new(|m: &str| super::term::warn(m))),
     );
     Ok(Store {
         backend: regions.clone(),
@@ -183,7 +182,7 @@ pub fn open_options(g: &Global) -> OpenOptions {
         clock: clock(),
         host: hostname(),
         user: username(),
-        warn: Arc::new(|m: &str| eprintln!("coffer: warning: {m}")),
+        warn: Arc::new(|m: &str| super::term::warn(m)),
     }
 }
 

@@ -34,6 +34,7 @@ mod snapshots;
 mod stats;
 mod status;
 mod sync;
+mod term;
 
 use clap::{Parser, Subcommand};
 use coffer::{Error, ErrorKind};
@@ -254,6 +255,6 @@ fn report_error(g: &Global, e: &Error) -> i32 {
         ErrorKind::Corrupt => " (run `coffer check --read-data` for a full report)",
         _ => "",
     };
-    eprintln!("coffer: error: {e}{hint}");
+    term::error(&format!("{e}{hint}"));
     code
 }

@@ -11,7 +11,7 @@ use coffer::jobs::RunReport;
 use coffer::repo::Repository;
 
 fn warn(m: &str) {
-    eprintln!("coffer: warning: {m}");
+    super::term::warn(m);
 }
 
 /// A run is starting: `ping_url/start`, if the job file has one.
