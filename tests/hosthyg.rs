@@ -1,16 +1,18 @@
-//! What coffer leaves on the host, through the real binary (security review M5, L9): nothing
-//! coffer writes is readable by others whatever the umask (but the metrics file, on purpose);
-//! names holding escape sequences are shown escaped.
+//! What coffer leaves on the host, through the real binary (security review M4, M5, L9):
+//! a `./coffer.toml` that someone else could have written does not choose the repository, and
+//! commands name the repository they use; nothing coffer writes is readable by others whatever
+//! the umask (but the metrics file, on purpose); names holding escape sequences are shown
+//! escaped.
 
 mod common;
 
-use common::{assert_ok, Env};
+use common::{assert_ok, Env, PASSWORD};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 const NOBODY: u32 = 65534;
 
@@ -26,11 +28,178 @@ fn set_mode(p: &Path, m: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
 }
 
+/// `coffer` run in `dir` with nothing but PATH, HOME, TZ and a cache folder: no repository
+/// and no password unless the test adds them.
+fn bare(env: &Env, dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("TZ", "UTC")
+        .arg("--cache-dir")
+        .arg(env.cache())
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    c
+}
+
+fn snapshot_count(repo: &Path) -> usize {
+    common::repo_listing(&repo.join("snapshots")).len()
+}
+
 fn source(env: &Env) -> PathBuf {
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("data"), b"the user's data").unwrap();
     src
+}
+
+/// Security review M4: in the review's experiment, a backup run in a folder holding someone
+/// else's `coffer.toml` went to that someone's repository, and said nothing.
+#[test]
+fn a_coffer_toml_that_others_could_write_does_not_choose_the_repository() {
+    let env = Env::new();
+    env.init();
+    let src = source(&env);
+    // The attacker's repository, and the password file that opens it.
+    let evil = env.path("evil");
+    let evil_pw = env.path("evil-password");
+    std::fs::write(&evil_pw, "attacker\n").unwrap();
+    let out = bare(&env, env.dir.path())
+        .arg("--repo")
+        .arg(&evil)
+        .arg("--password-file")
+        .arg(&evil_pw)
+        .args(["init", "--kdf-memory-kib", "1024"])
+        .output()
+        .unwrap();
+    assert_ok(&out, &["init", "(the attacker's repository)"]);
+    let job = format!(
+        "[repository]\nregions = [\"{}\"]\npassword_file = \"{}\"\n\n\
+         [[job]]\nname = \"evil\"\npaths = [\"{}\"]\nschedule = \"every 1h\"\n",
+        evil.display(),
+        evil_pw.display(),
+        src.display()
+    );
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let toml = work.join("coffer.toml");
+    let planted = env.path("planted.toml");
+    std::fs::write(&planted, &job).unwrap();
+
+    for (case, why) in [
+        ("owned by nobody", "belongs to uid 65534"),
+        ("writable by all", "writable by group or others"),
+        ("a symlink", "symbolic link"),
+    ] {
+        let _ = std::fs::remove_file(&toml);
+        match case {
+            "owned by nobody" => {
+                std::fs::write(&toml, &job).unwrap();
+                set_mode(&toml, 0o644);
+                std::os::unix::fs::chown(&toml, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+            "writable by all" => {
+                std::fs::write(&toml, &job).unwrap();
+                set_mode(&toml, 0o666);
+            }
+            _ => std::os::unix::fs::symlink(&planted, &toml).unwrap(),
+        }
+        // No repository given: the backup fails rather than going to the attacker.
+        let out = bare(&env, &work).arg("backup").arg(&src).output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{case}: {err}");
+        assert!(
+            err.contains("ignoring ./coffer.toml") && err.contains(why),
+            "{case}: {err}"
+        );
+        assert!(err.contains("no repository given"), "{case}: {err}");
+        assert_eq!(
+            snapshot_count(&evil),
+            0,
+            "{case}: the attacker got a backup"
+        );
+
+        // With COFFER_REPOSITORY the backup goes there, and says so.
+        let with_repo = |args: &[&str]| {
+            bare(&env, &work)
+                .env("COFFER_REPOSITORY", env.repo())
+                .env("COFFER_PASSWORD", PASSWORD)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = with_repo(&["backup", src.to_str().unwrap()]);
+        assert_ok(&out, &[case, "backup"]);
+        let line = format!(
+            "repository {} (from COFFER_REPOSITORY)",
+            env.repo().display()
+        );
+        assert!(
+            text(&out.stderr).contains(&line),
+            "{case}: {}",
+            text(&out.stderr)
+        );
+        // `coffer run` does not run the planted jobs.
+        let out = with_repo(&["run"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{case}: {err}");
+        assert!(
+            err.contains("no job file: ./coffer.toml was ignored"),
+            "{case}: {err}"
+        );
+        assert_eq!(
+            snapshot_count(&evil),
+            0,
+            "{case}: the attacker got a backup"
+        );
+    }
+    assert_eq!(snapshot_count(&env.repo()), 3);
+
+    // The user's own 0644 file is used, and the output names it as the source.
+    std::fs::remove_file(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("[repository]\nregions = [\"{}\"]\n", env.repo().display()),
+    )
+    .unwrap();
+    set_mode(&toml, 0o644);
+    let run = |dir: &Path, args: &[&str]| {
+        bare(&env, dir)
+            .env("COFFER_PASSWORD", PASSWORD)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&work, &["backup", src.to_str().unwrap()]);
+    assert_ok(&out, &["backup", "(own coffer.toml)"]);
+    let line = format!("repository {} (from ./coffer.toml)", env.repo().display());
+    assert!(text(&out.stderr).contains(&line), "{}", text(&out.stderr));
+    let out = run(&work, &["--json", "backup", src.to_str().unwrap()]);
+    assert_ok(&out, &["--json", "backup"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["repository"]["from"], "./coffer.toml", "{v}");
+    assert_eq!(
+        v["repository"]["regions"][0]["url"].as_str(),
+        env.repo().to_str(),
+        "{v}"
+    );
+    assert!(
+        !text(&out.stderr).contains("repository "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `--config F` is the user's choice, even when others may write it: used, with a warning.
+    set_mode(&toml, 0o666);
+    let out = run(
+        env.dir.path(),
+        &["--config", toml.to_str().unwrap(), "snapshots"],
+    );
+    assert_ok(&out, &["--config", "snapshots"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("is writable by group or others"), "{err}");
+    assert!(err.contains(&format!("(from {})", toml.display())), "{err}");
 }
 
 /// `Env::cmd` with the umask a login shell usually has, 022.
