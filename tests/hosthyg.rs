@@ -1,11 +1,12 @@
-//! What coffer leaves on the host, through the real binary (security review M4, M5, L9):
+//! What coffer leaves on the host, through the real binary (security review M4, M5, L9, L10):
 //! a `./coffer.toml` that someone else could have written does not choose the repository, and
 //! commands name the repository they use; nothing coffer writes is readable by others whatever
 //! the umask (but the metrics file, on purpose); names holding escape sequences are shown
-//! escaped.
+//! escaped; a webhook's redirect is not followed.
 
 mod common;
 
+use common::http::HookServer;
 use common::{assert_ok, Env, PASSWORD};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -376,5 +377,42 @@ fn names_with_escape_sequences_are_shown_escaped_and_json_keeps_them_exact() {
         text(&out.stderr).contains(r"/nowhere\x1b[2J"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Security review L10: reqwest followed up to ten redirects, so a hook answering 302 sent
+/// the run report wherever it pointed.
+#[test]
+fn a_webhook_that_redirects_is_not_followed() {
+    let env = Env::new();
+    env.init();
+    let src = source(&env);
+    let hook = HookServer::start_redirecting("/elsewhere");
+    let job = env.path("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[[job]]\nname = \"app\"\npaths = [\"{}\"]\nschedule = \"every 1h\"\n\n\
+             [monitoring]\nwebhook = \"{}/hook/T0KEN\"\n",
+            src.display(),
+            hook.url()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .arg("--config")
+        .arg(&job)
+        .arg("run")
+        .output()
+        .unwrap();
+    // Reporting never fails a run.
+    assert_ok(&out, &["run"]);
+    let paths: Vec<String> = hook.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec!["/hook/T0KEN".to_string()]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("webhook") && err.contains("302") && !err.contains("T0KEN"),
+        "{err}"
     );
 }
