@@ -304,14 +304,19 @@ impl ConfigFile {
     /// Only the `[repository]` section of the file at `path`: every command reads it, and a
     /// mistake in a job must not stop `snapshots` or `restore` in a disaster.
     pub fn load_repository(path: &Path) -> Result<Option<RepositorySection>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("config file {}", path.display()), e))?;
+        Self::parse_repository(path, &text)
+    }
+
+    /// `load_repository` of text already read (from `path`, named in errors).
+    pub fn parse_repository(path: &Path, text: &str) -> Result<Option<RepositorySection>> {
         #[derive(Deserialize)]
         struct RepositoryOnly {
             #[serde(default)]
             repository: Option<RepositorySection>,
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("config file {}", path.display()), e))?;
-        let file: RepositoryOnly = toml::from_str(&text)
+        let file: RepositoryOnly = toml::from_str(text)
             .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.to_string().trim())))?;
         Ok(file.repository)
     }

@@ -2,7 +2,7 @@
 //! disaster recovery. See `format-spec/` for the on-disk format and `README.md` for use.
 //!
 //! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
-//! `error id clock progress` → `crypto chunker compress` → `format` → `backend` →
+//! `error id clock progress hostfile` → `crypto chunker compress` → `format` → `backend` →
 //! `index` → `repo` → use cases (`backup restore check browse keys stats retention gc sync`) →
 //! `cli` (binary).
 
@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod gc;
+pub mod hostfile;
 pub mod id;
 pub mod index;
 pub mod jobs;

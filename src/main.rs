@@ -5,7 +5,18 @@ mod cli;
 
 fn main() {
     tune_allocator();
+    private_by_default();
     std::process::exit(cli::run());
+}
+
+/// Everything coffer creates on the host is private unless made readable on purpose
+/// (DESIGN.md, "State, cache and secrets on the host"): a local repository's objects and key
+/// files, the cache of decrypted index bodies, job state, restored files while they are
+/// written. The few files that others must read get their mode explicitly: the metrics file
+/// (0644, for node_exporter), the systemd units, and restored files (their snapshot's modes,
+/// applied last). Child processes (pg_dump, psql, ssh) inherit the mask too.
+fn private_by_default() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// coffer's large buffers (16 MiB packs, 1 MiB frames) are short-lived and made on several

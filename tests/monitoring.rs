@@ -383,7 +383,8 @@ fn the_runbook_names_the_regions_and_each_sources_restore_commands() {
 
 #[test]
 fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
-    let env = Env::new();
+    // Outside /tmp, which the service gets a private copy of (PrivateTmp=yes).
+    let env = Env::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")));
     let data = data_folder(&env);
     let config = job_file(&env, &data, "nice = 10\nio_priority = \"idle\"\n");
     let dir = env.path("units");
@@ -411,6 +412,29 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
     assert!(service.contains("Type=oneshot\n"));
     assert!(service.contains("Nice=10\n") && service.contains("IOSchedulingClass=idle\n"));
     assert!(!service.contains(PASSWORD));
+    // Hardening (security review L11): private files, no privilege gain, a read-only system
+    // but for the cache and the repository folder, and a hung run is stopped.
+    for line in [
+        "UMask=0077\n",
+        "NoNewPrivileges=yes\n",
+        "PrivateTmp=yes\n",
+        "ProtectSystem=strict\n",
+        "ProtectHome=read-only\n",
+        "StateDirectory=coffer\nStateDirectoryMode=0700\n",
+        "TimeoutStartSec=12h\n",
+        &format!("ReadWritePaths=-{}\n", env.cache().display()),
+        &format!("ReadWritePaths=-{}\n", env.repo().display()),
+    ] {
+        assert!(service.contains(line), "no {line:?} in:\n{service}");
+    }
+    // The cache folder was given, so systemd's is not used.
+    assert!(!service.contains("CacheDirectory"), "{service}");
+    // Unit files hold no secret and are read by systemctl: 0644 whatever coffer's umask.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["coffer.service", "coffer.timer"] {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "{f}");
+    }
     assert!(
         timer.contains("OnCalendar=*:0/5\n") && timer.contains("Persistent=true\n"),
         "{timer}"
@@ -436,4 +460,51 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         .contains("systemctl --user enable --now coffer.timer"));
     let timer = std::fs::read_to_string(dir.join("coffer.timer")).unwrap();
     assert!(timer.contains("OnUnitActiveSec=420s\n"), "{timer}");
+    // A user manager cannot apply the file system sandbox without a user namespace.
+    let service = std::fs::read_to_string(dir.join("coffer.service")).unwrap();
+    assert!(
+        service.contains("UMask=0077\n") && !service.contains("ProtectSystem"),
+        "{service}"
+    );
+
+    // Without --cache-dir: systemd's private CacheDirectory, and the metrics folder and the
+    // drill's scratch folder are the other writable places. A metrics file in /tmp must be
+    // seen by node_exporter, so the service keeps the shared /tmp.
+    let textfile = PathBuf::from("/tmp/coffer-test-textfile-never-created");
+    let scratch = env.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let config = job_file(
+        &env,
+        &data,
+        &format!(
+            "drill = {{ schedule = \"weekly\", target = \"{}\" }}\n\n\
+             [monitoring]\nprometheus_textfile = \"{}/coffer.prom\"\n",
+            scratch.display(),
+            textfile.display()
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .env_clear()
+        .env("COFFER_PASSWORD", PASSWORD)
+        .arg("--repo")
+        .arg(env.repo())
+        .arg("--config")
+        .arg(&config)
+        .args(["schedule", "install", "--dir"])
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out, &["schedule", "install", "(system cache)"]);
+    let service = std::fs::read_to_string(dir.join("coffer.service")).unwrap();
+    for line in [
+        "CacheDirectory=coffer\nCacheDirectoryMode=0700\n".to_string(),
+        format!("ReadWritePaths=-{}\n", textfile.display()),
+        format!("ReadWritePaths=-{}\n", scratch.display()),
+        format!("ReadWritePaths=-{}\n", env.repo().display()),
+        format!("# No PrivateTmp=yes: {} must", textfile.display()),
+    ] {
+        assert!(service.contains(&line), "no {line:?} in:\n{service}");
+    }
+    assert!(!service.contains("\nPrivateTmp=yes"), "{service}");
 }

@@ -16,6 +16,7 @@ use super::location::{AzblobLocation, KnownHosts, S3Location, SftpLocation};
 use super::ssh_check::SshCheck;
 use super::{Backend, Bytes, Location, ObjectKind, ObjectName};
 use crate::error::{Error, ErrorKind, Result};
+use crate::hostfile;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{services, ErrorKind as OdKind, Operator};
 use std::fmt;
@@ -171,7 +172,21 @@ impl OpendalBackend {
         Self::open_with(location, &ServiceOptions::default())
     }
 
+    /// Open a repository's storage. A local folder is private: created 0700 here (before
+    /// opendal would make it with the umask's mode), and its key files, which allow offline
+    /// password guessing, are narrowed to 0600 when found wider.
     pub fn open_with(location: &Location, opts: &ServiceOptions) -> Result<Self> {
+        if let Location::Local(path) = location {
+            let root = std::path::absolute(path).map_err(|e| Error::io(path.display(), e))?;
+            hostfile::create_dir(&root).map_err(|e| Error::io(root.display(), e))?;
+            narrow_key_files(&root);
+        }
+        Self::connect(location, opts)
+    }
+
+    /// Reach the service at `location`, for a repository or (`ObjectStore`) for the user's
+    /// own objects, whose folders and modes are theirs and left alone.
+    fn connect(location: &Location, opts: &ServiceOptions) -> Result<Self> {
         let description = location.to_string();
         let mut ssh_check = None;
         let op = match location {
@@ -227,6 +242,16 @@ impl OpendalBackend {
             write_via_tmp: matches!(location, Location::Sftp(_)),
             own_runtime,
         })
+    }
+}
+
+/// Best effort: a key file that cannot be narrowed (another user's, say) still opens.
+fn narrow_key_files(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root.join(ObjectKind::Key.dir())) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let _ = hostfile::narrow(&e.path(), hostfile::PRIVATE_FILE);
     }
 }
 
@@ -584,7 +609,7 @@ pub struct ObjectStore {
 impl ObjectStore {
     pub fn open(location: &Location, opts: &ServiceOptions) -> Result<Self> {
         Ok(ObjectStore {
-            inner: OpendalBackend::open_with(location, opts)?,
+            inner: OpendalBackend::connect(location, opts)?,
             markers_are_objects: matches!(location, Location::S3(_) | Location::Azblob(_)),
         })
     }

@@ -48,7 +48,7 @@ pub fn restore(g: &Global, a: &restore::Args, url: &str) -> Result<i32> {
         }));
     } else {
         for e in &out.errors {
-            eprintln!("coffer: error: {e}");
+            super::term::error(e);
         }
         if !g.quiet {
             println!(

@@ -34,10 +34,11 @@ pub fn stdout_failed() -> Option<std::io::ErrorKind> {
     STDOUT_FAILED.get().copied()
 }
 
+/// One JSON document on stdout (with the repository it used: see `announce.rs`).
 pub fn print_json(v: &impl serde::Serialize) {
     println!(
         "{}",
-        serde_json::to_string_pretty(v).expect("JSON of plain data")
+        super::announce::json_text(v).expect("JSON of plain data")
     );
 }
 
@@ -121,6 +122,7 @@ fn open_region(loc: &Location) -> Result<Arc<dyn Backend>> {
 pub fn store(g: &Global) -> Result<Store> {
     upload_limit().set(g.limit_upload);
     let locations = region_locations(g)?;
+    super::announce::announce(g, &locations);
     if let [(_, loc)] = locations.as_slice() {
         if g.min_regions > 1 {
             return Err(Error::invalid(
@@ -138,8 +140,7 @@ pub fn store(g: &Global) -> Result<Store> {
         opened.push((name.clone(), b));
     }
     let regions = Arc::new(
-        Regions::new(opened, g.min_regions)?
-            .with_warning(Arc::new(|m: &str| eprintln!("coffer: warning: {m}"))),
+        Regions::new(opened, g.min_regions)?.with_warning(Arc::new(|m: &str| super::term::warn(m))),
     );
     Ok(Store {
         backend: regions.clone(),
@@ -184,7 +185,7 @@ pub fn open_options(g: &Global) -> OpenOptions {
         clock: clock(),
         host: hostname(),
         user: username(),
-        warn: Arc::new(|m: &str| eprintln!("coffer: warning: {m}")),
+        warn: Arc::new(|m: &str| super::term::warn(m)),
         kdf_limit: KdfLimit {
             memory_kib: g.max_kdf_memory.unwrap_or(KdfLimit::DEFAULT.memory_kib),
             iterations: g.max_kdf_passes.unwrap_or(KdfLimit::DEFAULT.iterations),
@@ -336,21 +337,34 @@ pub fn human_bytes(n: u64) -> String {
     coffer::jobs::units::human_bytes(n)
 }
 
-/// The job file: `--config F` (which must exist) or `./coffer.toml`; its path and contents.
+/// The job file read at start: `--config F`, or `./coffer.toml` when it could be trusted
+/// (`jobfile.rs`); its absolute path and contents.
 pub fn job_file(g: &Global) -> Result<(std::path::PathBuf, coffer::config::ConfigFile)> {
-    let path = g
-        .config
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("coffer.toml"));
-    if !path.is_file() {
-        return Err(Error::invalid(format!(
-            "no job file: {} does not exist (give --config FILE; see `coffer run --help`)",
-            path.display()
-        )));
-    }
-    let cfg = coffer::config::ConfigFile::load(&path)?;
-    let abs = std::path::absolute(&path).unwrap_or(path);
+    let f = started_job_file(g)?;
+    let cfg = coffer::config::ConfigFile::parse(&f.path, &f.text)?;
+    let abs = std::path::absolute(&f.path).unwrap_or_else(|_| f.path.clone());
     Ok((abs, cfg))
+}
+
+/// The job file read again (the daemon takes edits at each wake-up), with the checks it
+/// passed at start.
+pub fn reload_job_file(g: &Global) -> Result<coffer::config::ConfigFile> {
+    let f = started_job_file(g)?;
+    let text = super::jobfile::reread(f)?;
+    coffer::config::ConfigFile::parse(&f.path, &text)
+}
+
+fn started_job_file(g: &Global) -> Result<&super::jobfile::JobFile> {
+    g.job.file.as_ref().ok_or_else(|| {
+        Error::invalid(match &g.job.refused {
+            Some(why) => {
+                format!("no job file: ./coffer.toml was ignored ({why}); give --config FILE")
+            }
+            None => "no job file: ./coffer.toml does not exist (give --config FILE; see \
+                     `coffer run --help`)"
+                .to_string(),
+        })
+    })
 }
 
 /// Where this machine keeps its job attempts and the run lock: `jobs/` beside the cache

@@ -2,7 +2,7 @@
 //! and metadata-only (U) paths.
 
 use super::common::{self, print_json};
-use super::{Global, EXIT_OK};
+use super::{term, Global, EXIT_OK};
 use coffer::browse::{diff, find_snapshot};
 use coffer::Result;
 
@@ -25,7 +25,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         );
     } else {
         for c in &changes {
-            println!("{} {}", c.change, c.path);
+            println!("{} {}", c.change, term::name(c.path.as_bytes()));
         }
         if !g.quiet {
             println!(

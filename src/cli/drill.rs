@@ -84,7 +84,8 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         if !g.json {
             for s in outcome.sources.iter().filter(|s| !s.ok) {
                 for p in &s.problems {
-                    eprintln!("coffer: drill {}: {}: {p}", job.name, s.source);
+                    let problem = super::term::text(p);
+                    eprintln!("coffer: drill {}: {}: {problem}", job.name, s.source);
                 }
                 if s.problem_count > s.problems.len() {
                     eprintln!(

@@ -1,7 +1,7 @@
 //! `coffer ls SNAPSHOT [PATH]`: list a snapshot's entries (below PATH).
 
 use super::common::{self, print_json};
-use super::{Global, EXIT_OK};
+use super::{term, Global, EXIT_OK};
 use coffer::browse::{find_snapshot_tagged, format_time, normalise, walk_snapshot};
 use coffer::format::tree::NodeKind;
 use coffer::Result;
@@ -48,7 +48,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             }
             inside || on_the_way
         },
-        &mut |path, e| errors.push(format!("{}: {e}", String::from_utf8_lossy(path))),
+        &mut |path, e| errors.push((path.to_vec(), e.to_string())),
     )?;
     if let Some(u) = &under {
         if rows.is_empty() && u != b"/" {
@@ -74,6 +74,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 })
             })
             .collect();
+        let errors: Vec<_> = errors
+            .iter()
+            .map(|(p, e)| format!("{}: {e}", String::from_utf8_lossy(p)))
+            .collect();
         print_json(
             &serde_json::json!({"snapshot": id.to_hex(), "entries": list, "errors": errors}),
         );
@@ -91,15 +95,15 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                     n.gid,
                     n.size,
                     format_time(n.mtime_ns),
-                    String::from_utf8_lossy(p),
+                    term::name(p),
                     if n.kind == NodeKind::Symlink {
-                        format!(" -> {}", String::from_utf8_lossy(&n.link_target))
+                        format!(" -> {}", term::name(&n.link_target))
                     } else {
                         String::new()
                     }
                 )
             } else {
-                writeln!(out, "{}", String::from_utf8_lossy(p))
+                writeln!(out, "{}", term::name(p))
             };
             if let Err(e) = r {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -108,8 +112,8 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 break; // stdout closed (e.g. piped into head)
             }
         }
-        for e in &errors {
-            eprintln!("coffer: error: {e}");
+        for (p, e) in &errors {
+            term::error(&format!("{}: {e}", term::name(p)));
         }
     }
     Ok(if errors.is_empty() {

@@ -10,6 +10,7 @@ macro_rules! println {
     };
 }
 
+mod announce;
 mod backup;
 mod bucket;
 mod check;
@@ -20,6 +21,7 @@ mod drill;
 mod dump;
 mod forget;
 mod init;
+mod jobfile;
 mod key;
 mod ls;
 mod monitor;
@@ -34,10 +36,12 @@ mod snapshots;
 mod stats;
 mod status;
 mod sync;
+mod term;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use coffer::{Error, ErrorKind};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Exit statuses (the CLI contract).
 pub const EXIT_OK: i32 = 0;
@@ -80,8 +84,9 @@ pub struct Global {
     /// Read the password from this file (first line).
     #[arg(long, global = true, env = "COFFER_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
-    /// Job file (default ./coffer.toml if present): its [repository] section gives regions,
-    /// password_file and min_regions when neither flags nor environment do.
+    /// Job file (default ./coffer.toml if present, yours or root's, and writable by nobody
+    /// else): its [repository] section gives regions, password_file and min_regions when
+    /// neither flags nor environment do.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete.
@@ -109,6 +114,13 @@ pub struct Global {
     /// Try key files with up to N Argon2 passes (default 10).
     #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_kdf_passes: Option<u32>,
+    /// The job file as read once at start (`jobfile.rs`); not an option.
+    #[arg(skip)]
+    pub job: Arc<jobfile::Found>,
+    /// Where the regions came from (`--repo`, `COFFER_REPOSITORY`, a job file), for the
+    /// line that names the repository; not an option.
+    #[arg(skip)]
+    pub repo_from: String,
 }
 
 fn parse_rate(s: &str) -> std::result::Result<u64, String> {
@@ -173,7 +185,10 @@ pub enum Command {
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, repo_source(&m))));
+    let (cli, repo_from) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -190,7 +205,7 @@ pub fn run() -> i32 {
     if cfg!(debug_assertions) && std::env::var_os("COFFER_TEST_TINY_KDF").is_some() {
         coffer::crypto::allow_tiny_kdf_in_tests();
     }
-    let g = match with_config_file(cli.global.clone()) {
+    let g = match with_config_file(cli.global.clone(), repo_from) {
         Ok(g) => g,
         Err(e) => return report_error(&cli.global, &e),
     };
@@ -230,21 +245,40 @@ pub fn run() -> i32 {
     }
 }
 
-/// Fill in from the job file what the command line and environment left out: regions,
-/// password file, minimum regions. `--config F` must exist; `./coffer.toml` is read if present.
-fn with_config_file(mut g: Global) -> coffer::Result<Global> {
-    let path = match &g.config {
-        Some(p) => p.clone(),
-        None => PathBuf::from("coffer.toml"),
-    };
-    if g.config.is_none() && !path.is_file() {
-        return Ok(g);
+/// Where `--repo` / `COFFER_REPOSITORY` got its value, for the line naming the repository.
+fn repo_source(m: &clap::ArgMatches) -> &'static str {
+    use clap::parser::ValueSource;
+    // A global option's source is recorded where it was parsed: look down the subcommands.
+    let mut at = Some(m);
+    while let Some(m) = at {
+        match m.value_source("repo") {
+            Some(ValueSource::CommandLine) => return "--repo",
+            Some(ValueSource::EnvVariable) => return "COFFER_REPOSITORY",
+            _ => at = m.subcommand().map(|(_, sub)| sub),
+        }
     }
-    let Some(repo) = coffer::config::ConfigFile::load_repository(&path)? else {
+    "--repo"
+}
+
+/// Read the job file (`--config F`, or a trustworthy `./coffer.toml`: see `jobfile.rs`) and
+/// fill in from it what the command line and environment left out: regions, password file,
+/// minimum regions.
+fn with_config_file(mut g: Global, repo_from: &str) -> coffer::Result<Global> {
+    g.repo_from = repo_from.to_string();
+    let found = jobfile::find(g.config.as_deref())?;
+    let section = match &found.file {
+        Some(f) => {
+            coffer::config::ConfigFile::parse_repository(&f.path, &f.text)?.map(|r| (r, f.shown()))
+        }
+        None => None,
+    };
+    g.job = Arc::new(found);
+    let Some((repo, shown)) = section else {
         return Ok(g);
     };
-    if g.repo.iter().all(|r| r.trim().is_empty()) {
+    if g.repo.iter().all(|r| r.trim().is_empty()) && !repo.regions.is_empty() {
         g.repo = repo.regions;
+        g.repo_from = shown;
     }
     if g.password_file.is_none() && std::env::var_os("COFFER_PASSWORD").is_none() {
         g.password_file = repo.password_file;
@@ -281,6 +315,6 @@ fn report_error(g: &Global, e: &Error) -> i32 {
         }
         _ => "",
     };
-    eprintln!("coffer: error: {e}{hint}");
+    term::error(&format!("{e}{hint}"));
     code
 }

@@ -11,11 +11,22 @@ use coffer::jobs::RunReport;
 use coffer::repo::Repository;
 
 fn warn(m: &str) {
-    eprintln!("coffer: warning: {m}");
+    super::term::warn(m);
+}
+
+/// Plain-http webhooks and ping URLs, said once per process (a daemon reports every run).
+fn warn_plaintext_once(cfg: &ConfigFile) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        coffer::jobs::notify::plaintext_warnings(&cfg.monitoring)
+            .iter()
+            .for_each(|w| warn(w))
+    });
 }
 
 /// A run is starting: `ping_url/start`, if the job file has one.
 pub fn before_run(cfg: &ConfigFile) {
+    warn_plaintext_once(cfg);
     if cfg.monitoring.ping_url.is_some() {
         Notifier::new(&cfg.monitoring)
             .started()
@@ -40,6 +51,7 @@ pub fn after_run(
             warn(&format!("metrics not written: {e}"));
         }
     }
+    warn_plaintext_once(cfg);
     let notifier = Notifier::new(&cfg.monitoring);
     if notifier.is_configured() {
         notifier.finished(report).iter().for_each(|w| warn(w));

@@ -60,8 +60,8 @@ impl Progress for Bar {
     fn warn(&self, message: &str) {
         let guard = self.bar.lock().expect("bar lock");
         match guard.as_ref() {
-            Some(b) => b.suspend(|| eprintln!("coffer: warning: {message}")),
-            None => eprintln!("coffer: warning: {message}"),
+            Some(b) => b.suspend(|| super::term::warn(message)),
+            None => super::term::warn(message),
         }
     }
     fn finish(&self) {

@@ -91,7 +91,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         }));
     } else {
         for e in &out.errors {
-            eprintln!("coffer: error: {e}");
+            super::term::error(e);
         }
         if !g.quiet {
             println!(

@@ -163,7 +163,7 @@ pub fn daemon(g: &Global, a: &DaemonArgs) -> Result<i32> {
     loop {
         // Edits to the job file take effect at the next wake-up; a broken edit keeps the
         // last good one running and says so.
-        match coffer::config::ConfigFile::load(&path) {
+        match common::reload_job_file(g) {
             Ok(c) => cfg = c,
             Err(e) => bar.warn(&format!(
                 "job file not reloaded, keeping the last good one: {e}"

@@ -4,6 +4,7 @@
 
 use super::common::{self, print_json};
 use super::{Global, EXIT_OK};
+use coffer::backend::Location;
 use coffer::config::{ConfigFile, IoPriority};
 use coffer::jobs::units::{format_duration, parse_duration};
 use coffer::{Error, Result};
@@ -64,16 +65,25 @@ fn install(g: &Global, a: &InstallArgs) -> Result<i32> {
         None if !a.user => args.extend(["--cache-dir".into(), "/var/cache/coffer".into()]),
         None => {}
     }
-    let file_repo = cfg
+    let file_regions = cfg
         .repository
         .as_ref()
-        .is_some_and(|r| !r.regions.is_empty());
-    if !file_repo {
+        .map(|r| r.regions.clone())
+        .unwrap_or_default();
+    let regions = if file_regions.is_empty() {
         // Regions given on the command line or in the environment: URLs hold no secret.
-        for (name, loc) in common::region_locations(g)? {
+        let regions = common::region_locations(g)?;
+        for (name, loc) in &regions {
             args.extend(["--repo".into(), format!("{name}={loc}")]);
         }
-    }
+        regions
+    } else {
+        let from_file = Global {
+            repo: file_regions,
+            ..g.clone()
+        };
+        common::region_locations(&from_file)?
+    };
     let file_password = cfg
         .repository
         .as_ref()
@@ -88,7 +98,22 @@ fn install(g: &Global, a: &InstallArgs) -> Result<i32> {
         }
     }
     args.push("run".into());
-    let service = service_unit(&exe, &args, &cfg, g.cache_dir.is_none() && !a.user);
+    let sandbox = if a.user {
+        None
+    } else {
+        Some(sandbox(g, &cfg, &regions)?)
+    };
+    for p in sandbox.iter().flat_map(|s| &s.writable) {
+        if !p.exists() {
+            eprintln!(
+                "coffer: warning: {} does not exist yet; create it before the first run, since \
+                 the service may write only to folders that exist when it starts \
+                 (ProtectSystem=strict)",
+                p.display()
+            );
+        }
+    }
+    let service = service_unit(&exe, &args, &cfg, sandbox.as_ref());
     let timer = timer_unit(a.every);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let service_path = dir.join("coffer.service");
@@ -142,11 +167,72 @@ fn unit_word(s: &str) -> String {
     }
 }
 
+/// How a system service is confined. User units get only what a user manager can apply
+/// without a user namespace (`UMask`, `NoNewPrivileges`, the timeout).
+struct Sandbox {
+    /// The cache (and job state) in systemd's CacheDirectory, /var/cache/coffer.
+    cache_directory: bool,
+    /// Everything else the run writes: see `sandbox`.
+    writable: Vec<PathBuf>,
+    /// A place others must see (the repository, the metrics file, the cache) is in /tmp or
+    /// /var/tmp, so the service cannot have private ones.
+    shared_tmp: Option<PathBuf>,
+}
+
+/// What a run writes outside systemd's own folders: the cache folder given with
+/// `--cache-dir` (the job state is inside it), every local repository folder, the metrics
+/// file's folder (its temporary file is made beside it), and each drill's scratch folder
+/// and local scratch bucket. Backups only read, so the sources need no entry.
+fn sandbox(g: &Global, cfg: &ConfigFile, regions: &[(String, Location)]) -> Result<Sandbox> {
+    let mut lasting = Vec::new();
+    if let Some(d) = &g.cache_dir {
+        lasting.push(absolute(d)?);
+    }
+    for (_, loc) in regions {
+        if let Location::Local(p) = loc {
+            lasting.push(absolute(p)?);
+        }
+    }
+    if let Some(f) = &cfg.monitoring.prometheus_textfile {
+        if let Some(d) = absolute(f)?.parent() {
+            lasting.push(d.to_path_buf());
+        }
+    }
+    let shared_tmp = lasting
+        .iter()
+        .find(|p| p.starts_with("/tmp") || p.starts_with("/var/tmp"))
+        .cloned();
+    // Drill scratch space lives only for the drill: a private /tmp suits it.
+    let mut writable = lasting;
+    for drill in cfg.jobs.iter().filter_map(|j| j.drill.as_ref()) {
+        if let Some(t) = &drill.target {
+            writable.push(absolute(t)?);
+        }
+        if let Some(Ok(Location::Local(p))) = drill.bucket.as_deref().map(Location::parse) {
+            writable.push(absolute(&p)?);
+        }
+    }
+    writable.sort();
+    writable.dedup();
+    Ok(Sandbox {
+        cache_directory: g.cache_dir.is_none(),
+        writable,
+        shared_tmp,
+    })
+}
+
+/// A run stuck on something without a timeout of its own (a hung NFS source, pg_dump waiting
+/// on a lock) would hold the run lock, and the timer would never start another run. 12 hours
+/// is far beyond a nightly run, and stopping a long first backup loses little: coffer stops
+/// on SIGTERM after indexing what it uploaded, and the next run reuses it. A daily job then
+/// misses at most one night.
+const RUN_TIMEOUT: &str = "12h";
+
 fn service_unit(
     exe: &Path,
     args: &[String],
     cfg: &ConfigFile,
-    uses_cache_directory: bool,
+    sandbox: Option<&Sandbox>,
 ) -> String {
     let mut words = vec![unit_word(&exe.display().to_string())];
     words.extend(args.iter().map(|a| unit_word(a)));
@@ -161,8 +247,34 @@ fn service_unit(
          Type=oneshot\n",
     );
     out.push_str(&format!("ExecStart={}\n", words.join(" ")));
-    if uses_cache_directory {
-        out.push_str("CacheDirectory=coffer\n");
+    out.push_str(&format!("TimeoutStartSec={RUN_TIMEOUT}\n"));
+    // Everything the run creates is private (the cache holds decrypted index bodies); coffer
+    // sets the same mask itself, and gives the metrics file its 0644 explicitly.
+    out.push_str("UMask=0077\nNoNewPrivileges=yes\n");
+    if let Some(s) = sandbox {
+        if s.cache_directory {
+            out.push_str("CacheDirectory=coffer\nCacheDirectoryMode=0700\n");
+        }
+        // /var/lib/coffer, private: a place for drill targets (e.g. /var/lib/coffer/drill)
+        // that no other user can reach.
+        out.push_str("StateDirectory=coffer\nStateDirectoryMode=0700\n");
+        // The whole file system is read-only but for the folders named below; /home and
+        // /root stay readable, since backups of them only read. A `-` ignores a folder that
+        // does not exist.
+        match &s.shared_tmp {
+            None => out.push_str("PrivateTmp=yes\n"),
+            Some(p) => out.push_str(&format!(
+                "# No PrivateTmp=yes: {} must be the one everybody sees.\n",
+                p.display()
+            )),
+        }
+        out.push_str("ProtectSystem=strict\nProtectHome=read-only\n");
+        for p in &s.writable {
+            out.push_str(&format!(
+                "ReadWritePaths={}\n",
+                unit_word(&format!("-{}", p.display()))
+            ));
+        }
     }
     // Each job lowers its own priority while it runs; the whole service can start as low
     // as the least demanding job asks (a process may lower its priority, not raise it).
@@ -212,13 +324,9 @@ fn timer_unit(every: Duration) -> String {
     )
 }
 
-/// Replace `path` whole (temp file, then rename).
+/// Replace `path` whole (a temporary file with a random name, then a rename), 0644 like
+/// every unit file: systemd and `systemctl` read them, and they hold no secret.
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(path.display(), e)
-        })
+    coffer::hostfile::replace(path, text.as_bytes(), 0o644)
+        .map_err(|e| Error::io(path.display(), e))
 }

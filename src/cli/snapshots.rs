@@ -54,11 +54,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         "id", "time", "host", "size", "tags"
     );
     for (id, s) in &snaps {
-        let paths: Vec<_> = s
-            .paths
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect();
+        let paths: Vec<_> = s.paths.iter().map(|p| super::term::name(p)).collect();
         println!(
             "{:<8}  {:<19}  {:<12}  {:>10}  {:<12}  {}",
             id.short(),

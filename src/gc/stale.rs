@@ -7,6 +7,7 @@
 use crate::backend::ObjectName;
 use crate::error::{Error, Result};
 use crate::format::gc::Lock;
+use crate::hostfile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,10 +76,10 @@ impl Sightings {
             return Ok(());
         };
         let bytes = serde_json::to_vec(&self.seen).map_err(|e| Error::invalid(e.to_string()))?;
-        // Two prunes may share the folder: each writes its own temporary file.
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display(), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display(), e))
+        // Two prunes may share the folder: each writes its own temporary file (a random
+        // name, created with O_EXCL, so a planted symlink is never written through).
+        hostfile::replace(path, &bytes, hostfile::PRIVATE_FILE)
+            .map_err(|e| Error::io(path.display(), e))
     }
 }
 
@@ -121,5 +122,27 @@ mod tests {
         let (live, _) = s.judge(vec![lock(3)], Duration::ZERO);
         assert_eq!(live.len(), 1);
         assert_eq!(s.seen.len(), 1);
+    }
+
+    /// The sightings used to go through `lock-sightings.json.PID.tmp` with `std::fs::write`,
+    /// which follows a symlink planted there.
+    #[test]
+    fn saving_follows_no_symlink_at_the_old_temporary_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let old_tmp = dir
+            .path()
+            .join(format!("lock-sightings.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+        let mut s = Sightings::load(Some(dir.path().into()));
+        s.judge(vec![lock(1)], Duration::ZERO);
+        s.save().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let path = dir.path().join("lock-sightings.json");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(Sightings::load(Some(dir.path().into())).seen.len(), 1);
     }
 }

@@ -5,10 +5,12 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
+use crate::hostfile;
 use crate::id::{IndexId, KeyId, PackId, RepoId, SnapshotId};
 use crate::index::{Index, IndexBuilder};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the tables below change; an older cache is then rebuilt.
@@ -43,10 +45,22 @@ fn db_err(e: rusqlite::Error) -> Error {
 
 impl Cache {
     /// Open (or create) the cache of repository `repo` under `dir`.
+    ///
+    /// The cache holds decrypted index bodies and snapshots, so it is private: a folder made
+    /// here is 0700, and the repository's folder and database files are narrowed to 0700 and
+    /// 0600 when an older coffer left them readable by others.
     pub fn open(dir: &Path, repo: &RepoId) -> Result<Cache> {
+        hostfile::create_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
         let folder = dir.join(repo.to_hex());
-        std::fs::create_dir_all(&folder).map_err(|e| Error::io(folder.display(), e))?;
+        hostfile::private_dir(&folder).map_err(|e| Error::io(folder.display(), e))?;
         let path = folder.join("cache.sqlite");
+        for f in [
+            path.clone(),
+            path.with_extension("sqlite-wal"),
+            path.with_extension("sqlite-shm"),
+        ] {
+            hostfile::narrow(&f, hostfile::PRIVATE_FILE).map_err(|e| Error::io(f.display(), e))?;
+        }
         // SQLite answers "busy" at once, without its busy timeout, when it must not wait
         // (switching to WAL, upgrading a read to a write): try again for a while.
         let started = std::time::Instant::now();
@@ -81,6 +95,16 @@ impl Cache {
     }
 
     fn try_open(path: &Path, repo: &RepoId) -> Result<Cache> {
+        // SQLite creates its files with the process umask's mode, and its -wal and -shm files
+        // with the mode of the database: create the database 0600 first.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(hostfile::PRIVATE_FILE)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+            .map_err(|e| Error::io(path.display(), e))?;
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(db_err)?;
@@ -334,5 +358,34 @@ mod tests {
         drop(c);
         let c = Cache::open(dir.path(), &repo).unwrap();
         assert_eq!(c.last_key().unwrap(), Some(KeyId([2; 32])));
+    }
+
+    /// The cache holds decrypted index bodies: nobody but its owner may read it, whatever
+    /// the umask, and modes an older version left wider are narrowed on open.
+    #[test]
+    fn the_cache_is_private_and_wider_modes_are_narrowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let repo = RepoId([9; 32]);
+        let c = Cache::open(&root, &repo).unwrap();
+        c.put_snapshot(&SnapshotId([1; 32]), b"x").unwrap();
+        let folder = root.join(repo.to_hex());
+        let db = folder.join("cache.sqlite");
+        let wal = folder.join("cache.sqlite-wal");
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        drop(c);
+        set(&folder, 0o755);
+        set(&db, 0o644);
+        let c = Cache::open(&root, &repo).unwrap();
+        assert_eq!((mode(&folder), mode(&db)), (0o700, 0o600));
+        drop(c);
     }
 }

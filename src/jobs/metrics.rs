@@ -7,6 +7,7 @@
 use super::status::JobStatus;
 use crate::backend::{Backend, ObjectKind};
 use crate::error::{Error, Result};
+use crate::hostfile;
 use crate::progress::NoProgress;
 use crate::sync::{sync, SyncOptions};
 use std::fmt::Write as _;
@@ -301,28 +302,20 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Replace `path` with `text` atomically: a temp file in the same folder, then a rename,
-/// so node_exporter reads the old file or the new one, never a part.
+/// Replace `path` with `text` atomically: a temporary file with a random name in the same
+/// folder, then a rename, so node_exporter reads the old file or the new one, never a part,
+/// and a symlink planted in a shared textfile folder is never written through.
 pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{} is not a file name", path.display())))?;
-    // The collector reads only `*.prom`, so the temp file is ignored until renamed.
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(format!("metrics file {}", path.display()), e));
+    if path.file_name().is_none() {
+        return Err(Error::invalid(format!(
+            "{} is not a file name",
+            path.display()
+        )));
     }
-    Ok(())
+    // 0644 on purpose, unlike every other file coffer keeps: node_exporter runs as its own
+    // user and must read it, and it holds only ages, sizes and job names.
+    hostfile::replace(path, text.as_bytes(), 0o644)
+        .map_err(|e| Error::io(format!("metrics file {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -222,3 +222,24 @@ fn the_file_is_replaced_whole() {
     assert_eq!(names, vec![std::ffi::OsString::from("coffer.prom")]);
     assert!(write_textfile(&dir.path().join("missing/coffer.prom"), "x 1\n").is_err());
 }
+
+/// The temporary file used to be `.coffer.prom.PID.tmp`, written with `std::fs::write`: a
+/// symlink planted there in a shared textfile folder made coffer overwrite its target.
+#[test]
+fn a_symlink_at_the_old_temporary_name_is_not_followed_and_the_file_is_0644() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let old_tmp = dir
+        .path()
+        .join(format!(".coffer.prom.{}.tmp", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+    let path = dir.path().join("coffer.prom");
+    write_textfile(&path, "x 1\n").unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&path).unwrap(), b"x 1\n");
+    // Readable by node_exporter whatever the umask of the writer.
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+}

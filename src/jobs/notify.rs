@@ -38,8 +38,11 @@ pub struct Notifier {
 impl Notifier {
     pub fn new(m: &Monitoring) -> Notifier {
         Notifier {
+            // No redirects: a hook that answers 3xx would otherwise send the report (and a
+            // ping's log) wherever it points, up to ten hops away.
             client: Client::builder()
                 .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("coffer/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| error_text(&e)),
@@ -106,7 +109,7 @@ impl Notifier {
     }
 
     /// POST with one retry after a connection error, a timeout or a server error (a 4xx
-    /// answer will not change on retry).
+    /// answer will not change on retry, nor will a redirect, which is not followed).
     fn post(&self, url: &str, content_type: &str, body: Vec<u8>) -> Result<(), String> {
         let client = self
             .client
@@ -124,6 +127,12 @@ impl Notifier {
                 .send();
             match sent {
                 Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_redirection() => {
+                    return Err(format!(
+                        "answered {} (a redirect, not followed: give the final URL)",
+                        r.status()
+                    ))
+                }
                 Ok(r) if r.status().is_client_error() => {
                     return Err(format!("answered {}", r.status()))
                 }
@@ -133,6 +142,41 @@ impl Notifier {
         }
         Err(format!("{last} (tried twice)"))
     }
+}
+
+/// Warnings for the job file's webhook and ping URL that go out unencrypted over the network:
+/// the run report names hosts, databases and errors, and the URL's path is often its token.
+/// Plain `http://` to a loopback address never leaves the machine and is fine.
+pub fn plaintext_warnings(m: &Monitoring) -> Vec<String> {
+    [("webhook", &m.webhook), ("ping_url", &m.ping_url)]
+        .into_iter()
+        .filter_map(|(what, url)| {
+            let url = url.as_deref()?;
+            plaintext_to_network(url).then(|| {
+                format!(
+                    "{what} {} is plain http to another machine: the report and the URL's \
+                     token travel unencrypted; use https",
+                    where_to(url)
+                )
+            })
+        })
+        .collect()
+}
+
+fn plaintext_to_network(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if u.scheme() != "http" {
+        return false;
+    }
+    let host = u.host_str().unwrap_or("");
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match ip.parse::<std::net::IpAddr>() {
+        Ok(a) => a.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost"),
+    };
+    !loopback
 }
 
 /// `URL`, `URL/start` or `URL/fail`, keeping any query string at the end.
@@ -249,6 +293,38 @@ mod tests {
             e.starts_with("ping http://127.0.0.1:9: ") && !e.contains("s3cr3t"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn plain_http_is_flagged_only_when_it_leaves_the_machine() {
+        let m = |webhook: &str, ping: Option<&str>| Monitoring {
+            webhook: Some(webhook.into()),
+            ping_url: ping.map(str::to_string),
+            ..Monitoring::default()
+        };
+        let w = plaintext_warnings(&m("http://hooks.example/T0k3n", Some("https://hc/x")));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("webhook http://hooks.example ") && !w[0].contains("T0k3n"),
+            "{w:?}"
+        );
+        let w = plaintext_warnings(&m(
+            "https://hooks.example/x",
+            Some("http://10.0.0.7:8000/p"),
+        ));
+        assert!(
+            w.len() == 1 && w[0].starts_with("ping_url http://10.0.0.7:8000 "),
+            "{w:?}"
+        );
+        for local in [
+            "http://127.0.0.1:9/x",
+            "http://127.8.0.1/x",
+            "http://[::1]:80/x",
+            "http://localhost/x",
+            "http://LOCALHOST:81/x",
+        ] {
+            assert!(plaintext_warnings(&m(local, None)).is_empty(), "{local}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use jiff::tz::TimeZone;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -44,13 +45,19 @@ pub struct RunLock {
 impl RunLock {
     /// Take the lock, or `None` when another run holds it.
     pub fn try_take(state_dir: &std::path::Path) -> Result<Option<RunLock>> {
-        std::fs::create_dir_all(state_dir).map_err(|e| Error::io(state_dir.display(), e))?;
+        crate::hostfile::private_dir(state_dir).map_err(|e| Error::io(state_dir.display(), e))?;
         let path = state_dir.join("run.lock");
+        // Private, and O_NOFOLLOW: a symlink left there while the folder was still open to
+        // others must not make coffer create or lock another file.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::hostfile::PRIVATE_FILE)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
+            .map_err(|e| Error::io(path.display(), e))?;
+        crate::hostfile::narrow(&path, crate::hostfile::PRIVATE_FILE)
             .map_err(|e| Error::io(path.display(), e))?;
         // SAFETY: flock on a descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

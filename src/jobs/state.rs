@@ -5,6 +5,7 @@
 
 use super::Step;
 use crate::error::{Error, Result};
+use crate::hostfile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,14 +48,14 @@ pub fn load(dir: &Path, job: &str) -> JobState {
         .unwrap_or_default()
 }
 
-/// Replace the job's state atomically (write a temp file, then rename).
+/// Replace the job's state atomically, in a private folder (its messages name hosts,
+/// databases and errors): a temporary file with a random name, then a rename.
 pub fn save(dir: &Path, job: &str, state: &JobState) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    hostfile::private_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
     let path = file(dir, job);
-    let tmp = dir.join(format!(".{job}.json.{}", std::process::id()));
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display(), e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display(), e))
+    hostfile::replace(&path, &bytes, hostfile::PRIVATE_FILE)
+        .map_err(|e| Error::io(path.display(), e))
 }
 
 #[cfg(test)]
@@ -78,5 +79,26 @@ mod tests {
         save(dir.path(), "app", &s).unwrap();
         assert_eq!(load(dir.path(), "app"), s);
         assert!(!load(dir.path(), "app").get(Step::Backup).unwrap().ok);
+    }
+
+    /// The state used to go through `.JOB.json.PID` with `std::fs::write`, which follows a
+    /// symlink planted there; a 0755 folder and 0644 files let anyone read the messages.
+    #[test]
+    fn saving_follows_no_planted_symlink_and_keeps_the_state_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("jobs");
+        std::fs::create_dir(&state_dir).unwrap();
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let old_tmp = state_dir.join(format!(".app.json.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+        save(&state_dir, "app", &JobState::default()).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(load(&state_dir, "app"), JobState::default());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state_dir), 0o700);
+        assert_eq!(mode(&state_dir.join("app.json")), 0o600);
     }
 }

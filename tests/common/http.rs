@@ -59,6 +59,19 @@ impl HookServer {
 
     /// Listen, answering every request with `status` (e.g. 500, to see retries).
     pub fn start_answering(status: u16) -> HookServer {
+        HookServer::start_with(move |_| (status, String::new()))
+    }
+
+    /// Listen, answering every request with `302 Found` and `Location: location` (a path on
+    /// this server, or any URL): a client that follows redirects shows up as a second request.
+    pub fn start_redirecting(location: &str) -> HookServer {
+        let header = format!("Location: {location}\r\n");
+        HookServer::start_with(move |_| (302, header.clone()))
+    }
+
+    /// Listen, answering each request with the status and extra header lines (each ending in
+    /// CRLF) that `answer` gives for it.
+    pub fn start_with(answer: impl Fn(&Request) -> (u16, String) + Send + 'static) -> HookServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -73,10 +86,11 @@ impl HookServer {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
                 // Recorded before answering, so a client that has its answer has been recorded.
                 if let Some(r) = read_request(&mut conn) {
+                    let (status, headers) = answer(&r);
                     reqs.lock().unwrap().push(r);
                     let _ = write!(
                         conn,
-                        "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        "HTTP/1.1 {status} X\r\n{headers}Content-Length: 2\r\nConnection: close\r\n\r\nok"
                     );
                 }
             }
