@@ -247,6 +247,13 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>)> {
     if host.is_empty() {
         return Err(Error::invalid("sftp:// URL without a host name"));
     }
+    // ssh reads an argument that starts with '-' as an option (`-oProxyCommand=...` runs a
+    // command), whether or not the caller could put `--` before it.
+    if host.starts_with('-') {
+        return Err(Error::invalid(format!(
+            "sftp:// host name {host} starts with '-', which ssh would read as an option"
+        )));
+    }
     if host
         .chars()
         .any(|c| c.is_whitespace() || "/?#@[]".contains(c))
@@ -615,6 +622,16 @@ mod tests {
             ("sftp://h:x/p", ErrorKind::InvalidInput, "port x"),
             ("sftp://@h/p", ErrorKind::InvalidInput, "user"),
             ("sftp://[::1/p", ErrorKind::InvalidInput, "]"),
+            (
+                "sftp://-oProxyCommand=touch${IFS}x/srv/r",
+                ErrorKind::InvalidInput,
+                "starts with '-'",
+            ),
+            (
+                "sftp://u@[-x]:22/r",
+                ErrorKind::InvalidInput,
+                "starts with '-'",
+            ),
             (
                 "sftp://h/p?known_hosts=maybe",
                 ErrorKind::InvalidInput,
