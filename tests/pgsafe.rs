@@ -1,21 +1,228 @@
 //! No code execution or secret leaks through the PostgreSQL tools, ssh and drills (issue 12,
 //! security review M1, M2, L1, L6, L8, L12), through the real binary against real servers:
+//! - the child programs get a cleared environment, and the URL's secrets reach libpq through
+//!   private files, never argv or the environment;
+//! - relative `PATH` entries are not searched for the client programs;
 //! - an SFTP host cannot be an ssh option, and coffer's own ssh check records no host key.
 
 mod common;
 
+use common::postgres::PgCluster;
 use common::Env;
+use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "invalid JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
 fn write_script(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A `--pg-bin` folder whose `psql`, `pg_dump` and `pg_dumpall` record their environment,
+/// arguments and the modes of the credential files libpq is pointed at (`log/`, one set of
+/// files per run), then run the real programs. `pg_dump` and `pg_dumpall` insert the lines
+/// of `payload.pg_dump` / `payload.pg_dumpall` (when present) after the first `SET` line of
+/// their output, with DUMPKEY replaced by the key of the dump's own `\restrict` line: a
+/// snapshot as a machine holding the repository password could craft it.
+fn pg_bin(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(dir.join("log")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["psql", "pg_dump", "pg_dumpall"] {
+        let script = r#"#!/bin/bash
+set -o pipefail
+D=@DIR@
+n=$(date +%s%N).$$
+env > "$D/log/@NAME@.$n.env"
+printf '%s\n' "$@" > "$D/log/@NAME@.$n.args"
+for f in "$PGPASSFILE" "$PGSERVICEFILE"; do
+  if [ -n "$f" ]; then stat -c '%a %n' "$f" >> "$D/log/@NAME@.$n.files"; fi
+done
+if [ "$1" = --version ] || [ ! -e "$D/payload.@NAME@" ]; then exec @REAL@/@NAME@ "$@"; fi
+@REAL@/@NAME@ "$@" | awk -v payload="$D/payload.@NAME@" '
+  /^\\restrict / { key = $2 }
+  { print }
+  !done && /^SET / {
+    while ((getline l < payload) > 0) { gsub(/DUMPKEY/, key, l); print l }
+    close(payload); done = 1
+  }'
+"#
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@NAME@", name)
+        .replace("@REAL@", &PgCluster::bin_dir().display().to_string());
+        write_script(&bin.join(name), &script);
+    }
+    bin
+}
+
+/// Every run of psql and pg_dump, over a backup and a restore with a password (with `:` and
+/// `\`, which the password file escapes) and an `sslpassword` in the URL: a cleared
+/// environment with libpq's `PG*` kept, no secret on the command line or in the
+/// environment, 0600 credential files that are gone afterwards, and a snapshot record
+/// without the secrets.
+#[test]
+fn client_programs_get_a_clean_environment_and_no_secrets() {
+    let pg = PgCluster::start();
+    pg.createdb("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10); \
+         CREATE ROLE pwuser LOGIN SUPERUSER PASSWORD 'pa:ss\\w0rd';",
+    );
+    // Password authentication for this one role (trust for the others).
+    let hba = pg.dir.path().join("data/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host all pwuser 127.0.0.1/32 scram-sha-256\n{rules}"),
+    )
+    .unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let env = Env::new();
+    env.init();
+    let bin = pg_bin(&env.path("pg"));
+    let url = |db: &str| {
+        format!(
+            "postgresql://pwuser:pa%3Ass%5Cw0rd@127.0.0.1:{}/{db}?sslpassword=key-secret\
+             &application_name=coffer-test",
+            pg.port
+        )
+    };
+    let with_noise = |c: &mut Command| {
+        c.env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+            .env("AZURE_STORAGE_KEY", "azure-secret")
+            .env("UNRELATED_SETTING", "x")
+            .env("PGCONNECT_TIMEOUT", "9")
+            // Would win over the password file, and is wrong.
+            .env("PGPASSWORD", "wrong-password");
+    };
+    let mut c = env.cmd();
+    with_noise(&mut c);
+    let out = c
+        .args(["--json", "backup", "--postgres", &url("app"), "--pg-bin"])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let id = json_of(&out)["snapshot"].as_str().unwrap().to_string();
+    let mut c = env.cmd();
+    with_noise(&mut c);
+    let out = c
+        .args([
+            "--json",
+            "restore",
+            &id,
+            "--to-postgres",
+            &url("copy"),
+            "--pg-bin",
+        ])
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(pg.psql("copy", "SELECT count(*) FROM t"), "10");
+
+    let mut runs = 0;
+    let mut connecting = 0;
+    for e in std::fs::read_dir(env.path("pg/log")).unwrap().flatten() {
+        let p = e.path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        for secret in ["pa:ss", "w0rd", "key-secret", "aws-secret", "azure-secret"] {
+            assert!(!text.contains(secret), "{}: {text}", p.display());
+        }
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".env") {
+            runs += 1;
+            for line in text.lines() {
+                let var = line.split('=').next().unwrap();
+                assert!(
+                    !var.starts_with("COFFER_")
+                        && !var.starts_with("AWS_")
+                        && !var.starts_with("AZURE_")
+                        && var != "UNRELATED_SETTING"
+                        && var != "PGPASSWORD",
+                    "{name}: {var} was passed on"
+                );
+            }
+            let args = std::fs::read_to_string(p.with_extension("args")).unwrap();
+            if args.lines().any(|a| a.starts_with("--dbname=")) {
+                connecting += 1;
+                let has = |prefix: &str| text.lines().any(|l| l.starts_with(prefix));
+                assert!(has("PGCONNECT_TIMEOUT=9"), "{name}: {text}");
+                assert!(has("PGPASSFILE=/"), "{name}: {text}");
+                assert!(has("PGSERVICEFILE=/"), "{name}: {text}");
+                let files = std::fs::read_to_string(p.with_extension("files")).unwrap();
+                for line in files.lines() {
+                    let (mode, path) = line.split_once(' ').unwrap();
+                    assert_eq!(mode, "600", "{line}");
+                    assert!(!Path::new(path).exists(), "{path} was left behind");
+                }
+            }
+        }
+    }
+    assert!(
+        connecting >= 4 && runs > connecting,
+        "{runs} runs, {connecting} connecting"
+    );
+    let listing = env.ok(&["--json", "snapshots"]);
+    assert!(
+        !listing.contains("key-secret") && !listing.contains("w0rd"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("application_name=coffer-test"),
+        "{listing}"
+    );
+}
+
+/// A `PATH` with an empty and a relative entry: the programs planted there (in the folder
+/// coffer is started from) are never run, not even with `--version`.
+#[test]
+fn relative_path_entries_are_not_searched() {
+    let pg = PgCluster::start();
+    pg.createdb("app");
+    let env = Env::new();
+    env.init();
+    let cwd = env.path("cwd");
+    std::fs::create_dir_all(cwd.join("bin")).unwrap();
+    let ran = env.path("ran");
+    for dir in [cwd.clone(), cwd.join("bin")] {
+        for name in ["psql", "pg_dump"] {
+            write_script(
+                &dir.join(name),
+                &format!("#!/bin/sh\necho \"$0\" >> {}\nexit 1\n", ran.display()),
+            );
+        }
+    }
+    let path = format!("bin::{}", std::env::var("PATH").unwrap());
+    let out = env
+        .cmd()
+        .current_dir(&cwd)
+        .env("PATH", path)
+        .args(["backup", "--postgres", &pg.url("app")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !ran.exists(),
+        "ran: {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
 }
 
 /// An SFTP host that ssh would read as an option is a usage error, and nothing runs.

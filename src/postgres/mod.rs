@@ -4,11 +4,15 @@
 //! recorded at backup time.
 //!
 //! The client programs (`pg_dump`, `pg_dumpall`, `psql`) do the talking to the server; see
-//! `tools.rs` for how they are found and run. Snapshot record (`Snapshot::info`): `database`,
-//! `server` (host:port), `url` (without password), `server-version`, `encoding`,
+//! `tools.rs` for how they are found and run, and `conn.rs` for how they get the
+//! credentials.
+//!
+//! Snapshot record (`Snapshot::info`): `database`,
+//! `server` (host:port), `url` (without its secrets), `server-version`, `encoding`,
 //! `pg-dump-version`, `pg-dump-options`, `dump-file`, `globals-file` (if included),
 //! `tables`, `rows`, and `rows:<schema>.<table>` for each table.
 
+mod conn;
 mod counts;
 mod dump;
 mod restore;

@@ -4,6 +4,7 @@
 //! The dump streams from the repository into `psql --single-transaction` with
 //! `ON_ERROR_STOP`: no temporary file, and a restore that fails part-way commits nothing.
 
+use super::conn::Conn;
 use super::tools::{self, Tool};
 use super::url::PgUrl;
 use super::verify::{compare, TableCheck};
@@ -104,8 +105,9 @@ pub fn restore_database(
         })?
         .to_string();
     let psql = tools::find("psql", opts.pg_bin.as_deref(), None)?;
+    let conn = Conn::new(url)?;
     // CREATE and DROP DATABASE run from the server's maintenance database.
-    let maintenance = url.with_database(if database == "postgres" {
+    let maintenance = conn.with_database(if database == "postgres" {
         "template1"
     } else {
         "postgres"
@@ -133,7 +135,7 @@ pub fn restore_database(
         seconds: 0.0,
     };
     if state.exists {
-        let occupants: Occupants = tools::psql_json(&psql, &url, OCCUPANTS, &[])?;
+        let occupants: Occupants = tools::psql_json(&psql, &conn, OCCUPANTS, &[])?;
         if occupants.count > 0 {
             if !opts.force {
                 return Err(Error::new(
@@ -168,15 +170,15 @@ pub fn restore_database(
         )?;
         report.created = !state.exists;
     }
-    report.bytes = load(repo, &dump, &psql, &url, progress, cancel)?;
-    report.tables = compare(snapshot, &psql, &url)?;
+    report.bytes = load(repo, &dump, &psql, &conn, progress, cancel)?;
+    report.tables = compare(snapshot, &psql, &conn)?;
     report.rows = report.tables.iter().filter_map(|t| t.actual).sum();
     report.mismatches = report.tables.iter().filter(|t| !t.ok()).cloned().collect();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-fn drop_database(psql: &Tool, maintenance: &PgUrl, database: &str, version_num: u32) -> Result<()> {
+fn drop_database(psql: &Tool, maintenance: &Conn, database: &str, version_num: u32) -> Result<()> {
     // WITH (FORCE) (PostgreSQL 13+) ends the sessions still connected to it.
     let force = if version_num >= 130_000 {
         " WITH (FORCE)"
@@ -204,11 +206,11 @@ fn load(
     repo: &Repository,
     dump: &Node,
     psql: &Tool,
-    url: &PgUrl,
+    conn: &Conn,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<u64> {
-    let mut c = tools::command(psql, url);
+    let mut c = conn.command(psql);
     c.args([
         "-X",
         "-q",
@@ -248,7 +250,7 @@ fn load(
     // The end of the script.
     drop(out);
     let status = child.wait().map_err(|e| Error::io("waiting for psql", e))?;
-    let stderr = tools::clean_stderr(&stderr.join().unwrap_or_default(), url);
+    let stderr = conn.clean_stderr(&stderr.join().unwrap_or_default());
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::new(
             ErrorKind::Interrupted,
@@ -258,7 +260,7 @@ fn load(
     if let Err(e) = &written {
         if !psql_stopped {
             return Err(e.clone().context(format!(
-                "reading the dump from the repository (the restore into {url} was rolled back)"
+                "reading the dump from the repository (the restore into {conn} was rolled back)"
             )));
         }
     }
@@ -266,7 +268,7 @@ fn load(
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "psql could not restore into {url} ({status}): {stderr}; \
+                "psql could not restore into {conn} ({status}): {stderr}; \
                  the restore ran in one transaction and was rolled back"
             ),
         ));
@@ -283,7 +285,7 @@ fn load(
 /// still gets its attributes; the CREATE of an existing role is made a no-op here so the
 /// script can stop at any real error. Not one transaction: CREATE TABLESPACE cannot run
 /// inside one.
-fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, url: &PgUrl) -> Result<()> {
+fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, conn: &Conn) -> Result<()> {
     let mut sql = Vec::new();
     dump_file(repo, node, &mut sql)?;
     let sql = String::from_utf8_lossy(&sql);
@@ -297,7 +299,7 @@ fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, url: &PgUrl) -> 
             None => format!("{line}\n"),
         })
         .collect();
-    tools::psql(psql, url, &script, &[])
+    tools::psql(psql, conn, &script, &[])
         .map_err(|e| e.context("restoring roles and tablespaces (globals.sql)"))?;
     Ok(())
 }
