@@ -1,5 +1,7 @@
 //! No code execution or secret leaks through the PostgreSQL tools, ssh and drills (issue 12,
 //! security review M1, M2, L1, L6, L8, L12), through the real binary against real servers:
+//! - psql meta-commands in a snapshot (a crafted dump or globals.sql) never run, and the
+//!   restore or drill fails with nothing committed;
 //! - the child programs get a cleared environment, and the URL's secrets reach libpq through
 //!   private files, never argv or the environment;
 //! - relative `PATH` entries are not searched for the client programs;
@@ -7,6 +9,7 @@
 
 mod common;
 
+use coffer::jobs::JobSource;
 use common::postgres::PgCluster;
 use common::Env;
 use serde_json::Value;
@@ -68,6 +71,185 @@ if [ "$1" = --version ] || [ ! -e "$D/payload.@NAME@" ]; then exec @REAL@/@NAME@
         write_script(&bin.join(name), &script);
     }
     bin
+}
+
+/// Back up `url` through `bin`, with `tags`; returns the snapshot ID.
+fn backup(env: &Env, bin: &Path, url: &str, extra: &[&str], tags: &[String]) -> String {
+    let mut c = env.cmd();
+    c.args(["--json", "backup", "--postgres", url, "--pg-bin"])
+        .arg(bin)
+        .args(extra);
+    for t in tags {
+        c.args(["--tag", t]);
+    }
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    json_of(&out)["snapshot"].as_str().unwrap().to_string()
+}
+
+fn public_tables(pg: &PgCluster, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    )
+}
+
+/// Every meta-command psql knows that could harm the restoring machine or the restore, each
+/// in a dump that first leaves pg_dump's own restricted mode (`\unrestrict` with the dump's
+/// key): none runs, the restore fails with exit 1 and the database stays empty.
+#[test]
+fn meta_commands_in_a_dump_never_run() {
+    let pg = PgCluster::start();
+    pg.createdb("app");
+    // NULL in the first column, and values whose COPY lines start with a backslash: one
+    // starting with a carriage return is written `\restrict ...`.
+    pg.psql(
+        "app",
+        "CREATE TABLE t (a text, b int); \
+         INSERT INTO t VALUES (NULL, 1), (E'\\restrict x', 2), (E'\\\\unrestrict y', 3), ('z', NULL);",
+    );
+    let sums = "SELECT md5(string_agg(t::text, ',' ORDER BY b NULLS LAST)) FROM t";
+    let env = Env::new();
+    env.init();
+    let bin = pg_bin(&env.path("pg"));
+    let fired = env.path("fired");
+    std::fs::create_dir_all(&fired).unwrap();
+    let f = fired.display();
+    let payloads = [
+        format!("\\! id > {f}/shell"),
+        format!("\\o |id > {f}/pipe\nSELECT 1;"),
+        format!("\\copy (SELECT 1) to program 'id > {f}/copy'"),
+        "\\set ON_ERROR_STOP 0".to_string(),
+        "\\connect postgres".to_string(),
+        // Not a line of its own: it reaches psql, with the dump's key.
+        format!(" \\unrestrict DUMPKEY\n\\! id > {f}/own-key"),
+    ];
+    for (i, payload) in payloads.iter().enumerate() {
+        std::fs::write(
+            env.path("pg/payload.pg_dump"),
+            format!("\\unrestrict DUMPKEY\n{payload}\n"),
+        )
+        .unwrap();
+        let id = backup(&env, &bin, &pg.url("app"), &[], &[]);
+        let dump = env.ok(&["dump", &id, "app.sql"]);
+        assert!(dump.contains(payload.lines().last().unwrap()), "{dump}");
+        let target = format!("restored{i}");
+        let out = env.run(&["restore", &id, "--to-postgres", &pg.url(&target)]);
+        let err = stderr(&out);
+        let ran: Vec<_> = std::fs::read_dir(&fired).unwrap().flatten().collect();
+        assert!(ran.is_empty(), "{payload}: {ran:?}");
+        assert_eq!(public_tables(&pg, "postgres"), "0", "{payload}");
+        assert_eq!(out.status.code(), Some(1), "{payload}: {err}");
+        assert!(err.contains("meta-command"), "{payload}: {err}");
+        assert!(err.contains("rolled back"), "{payload}: {err}");
+        assert_eq!(public_tables(&pg, &target), "0", "{payload}");
+    }
+
+    // A genuine dump (with pg_dump's own \restrict lines) still restores exactly.
+    std::fs::remove_file(env.path("pg/payload.pg_dump")).unwrap();
+    let id = backup(&env, &bin, &pg.url("app"), &[], &[]);
+    let dump = env.ok(&["dump", &id, "app.sql"]);
+    assert!(
+        dump.contains("\n\\restrict ") && dump.contains("\n\\N\t1\n"),
+        "{dump}"
+    );
+    let r = env.json(&["restore", &id, "--to-postgres", &pg.url("copy")]);
+    assert_eq!(r["mismatches"], serde_json::json!([]), "{r}");
+    assert_eq!(pg.psql("copy", sums), pg.psql("app", sums));
+}
+
+/// A crafted `globals.sql`: refused before anything in it runs (the globals are not one
+/// transaction, so a role created before the meta-command would stay).
+#[test]
+fn meta_commands_in_globals_never_run() {
+    let pg = PgCluster::start();
+    pg.createdb("app");
+    pg.psql("app", "CREATE TABLE t (id int); INSERT INTO t VALUES (1);");
+    let env = Env::new();
+    env.init();
+    let bin = pg_bin(&env.path("pg"));
+    let fired = env.path("fired");
+    std::fs::write(
+        env.path("pg/payload.pg_dumpall"),
+        format!(
+            "\\unrestrict DUMPKEY\nCREATE ROLE coffer_evil;\n\\! id > {}\n",
+            fired.display()
+        ),
+    )
+    .unwrap();
+    let id = backup(&env, &bin, &pg.url("app"), &["--postgres-globals"], &[]);
+    let out = env.run(&[
+        "restore",
+        &id,
+        "--to-postgres",
+        &pg.url("restored"),
+        "--globals",
+    ]);
+    let err = stderr(&out);
+    assert!(!fired.exists(), "the shell command ran");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("meta-command") && err.contains("globals.sql"),
+        "{err}"
+    );
+    // Refused before anything ran: the roles come first, so not even the database was made.
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'coffer_evil'; \
+             SELECT count(*) FROM pg_database WHERE datname = 'restored';"
+        ),
+        "0\n0"
+    );
+}
+
+/// The drill restores the newest snapshot unattended: a crafted one fails the drill (exit 1)
+/// and runs nothing.
+#[test]
+fn a_drill_of_a_crafted_snapshot_fails_and_runs_nothing() {
+    let pg = PgCluster::start();
+    pg.createdb("app");
+    pg.psql("app", "CREATE TABLE t (id int); INSERT INTO t VALUES (1);");
+    let env = Env::new();
+    env.init();
+    let bin = pg_bin(&env.path("pg"));
+    let fired = env.path("fired");
+    std::fs::write(
+        env.path("pg/payload.pg_dump"),
+        format!("\\unrestrict DUMPKEY\n\\! id > {}\n", fired.display()),
+    )
+    .unwrap();
+    let source = pg.url("app");
+    backup(
+        &env,
+        &bin,
+        &source,
+        &[],
+        &JobSource::Postgres(source.clone()).tags("app"),
+    );
+    let config = env.path("coffer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[job]]\nname = \"app\"\npostgres = [{source:?}]\nschedule = \"daily 02:30\"\n\
+             drill = {{ schedule = \"weekly\", postgres = {:?} }}\n",
+            pg.url("scratch")
+        ),
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .arg("--config")
+        .arg(&config)
+        .args(["--json", "drill"])
+        .output()
+        .unwrap();
+    assert!(!fired.exists(), "the shell command ran");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let d = &json_of(&out)["drills"][0];
+    let problem = d["sources"][0]["problems"][0].as_str().unwrap();
+    assert!(problem.contains("meta-command"), "{problem}");
+    assert_eq!(public_tables(&pg, "scratch"), "0");
 }
 
 /// Every run of psql and pg_dump, over a backup and a restore with a password (with `:` and

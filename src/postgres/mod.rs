@@ -4,8 +4,8 @@
 //! recorded at backup time.
 //!
 //! The client programs (`pg_dump`, `pg_dumpall`, `psql`) do the talking to the server; see
-//! `tools.rs` for how they are found and run, and `conn.rs` for how they get the
-//! credentials.
+//! `tools.rs` for how they are found and run, `conn.rs` for how they get the credentials,
+//! and `restrict.rs` for why nothing in a snapshot can make psql run a command.
 //!
 //! Snapshot record (`Snapshot::info`): `database`,
 //! `server` (host:port), `url` (without its secrets), `server-version`, `encoding`,
@@ -16,6 +16,7 @@ mod conn;
 mod counts;
 mod dump;
 mod restore;
+mod restrict;
 mod tools;
 mod url;
 mod verify;

@@ -3,8 +3,11 @@
 //!
 //! The dump streams from the repository into `psql --single-transaction` with
 //! `ON_ERROR_STOP`: no temporary file, and a restore that fails part-way commits nothing.
+//! psql runs in restricted mode (`restrict.rs`), so the snapshot's text cannot make it run
+//! a meta-command.
 
 use super::conn::Conn;
+use super::restrict::{self, Restricted};
 use super::tools::{self, Tool};
 use super::url::PgUrl;
 use super::verify::{compare, TableCheck};
@@ -105,6 +108,7 @@ pub fn restore_database(
         })?
         .to_string();
     let psql = tools::find("psql", opts.pg_bin.as_deref(), None)?;
+    restrict::require(&psql)?;
     let conn = Conn::new(url)?;
     // CREATE and DROP DATABASE run from the server's maintenance database.
     let maintenance = conn.with_database(if database == "postgres" {
@@ -201,7 +205,8 @@ fn snapshot_file(repo: &Repository, snapshot: &Snapshot, key: &str) -> Result<No
     find_node(repo, &snapshot.root, format!("/{name}").as_bytes())
 }
 
-/// Stream the dump into `psql --single-transaction`; returns the bytes loaded.
+/// Stream the dump into `psql --single-transaction`, in restricted mode; returns the bytes
+/// loaded.
 fn load(
     repo: &Repository,
     dump: &Node,
@@ -230,13 +235,14 @@ fn load(
     progress.start("restore", Some(dump.size));
     progress.item(&String::from_utf8_lossy(&dump.name));
     let mut out = ProgressWriter {
-        inner: stdin,
+        inner: Restricted::new(stdin),
         progress,
         cancel,
     };
     let written = kill_on_cancel(child.id(), cancel, || {
         let n = dump_file(repo, dump, &mut out)?;
-        out.flush().map_err(|e| Error::io("writing to psql", e))?;
+        // Only after the whole dump: `\unrestrict`.
+        out.inner.finish().map_err(pipe_error)?;
         Ok::<_, Error>(n)
     });
     progress.finish();
@@ -265,10 +271,14 @@ fn load(
         }
     }
     if !status.success() {
+        let why = match restrict::explain(&stderr) {
+            Some(why) => format!("{why} (psql said: {stderr})"),
+            None => stderr,
+        };
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "psql could not restore into {conn} ({status}): {stderr}; \
+                "psql could not restore into {conn} ({status}): {why}; \
                  the restore ran in one transaction and was rolled back"
             ),
         ));
@@ -299,8 +309,14 @@ fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, conn: &Conn) -> 
             None => format!("{line}\n"),
         })
         .collect();
-    tools::psql(psql, conn, &script, &[])
-        .map_err(|e| e.context("restoring roles and tablespaces (globals.sql)"))?;
+    let script = restrict::script(&script, "globals.sql")?;
+    tools::psql(psql, conn, &script, &[]).map_err(|e| {
+        let e = match restrict::explain(e.message()) {
+            Some(why) => e.context(why),
+            None => e,
+        };
+        e.context("restoring roles and tablespaces (globals.sql)")
+    })?;
     Ok(())
 }
 
@@ -309,6 +325,15 @@ fn create_role(line: &str) -> Option<&str> {
     let line = line.trim_end();
     (line.starts_with("CREATE ROLE ") && line.ends_with(';') && !line.contains("$coffer$"))
         .then_some(line)
+}
+
+/// A failed write to psql: a closed pipe means psql stopped (its message says why).
+fn pipe_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Error::new(ErrorKind::Interrupted, "psql closed its input")
+    } else {
+        Error::io("writing to psql", e)
+    }
 }
 
 /// Passes the dump to psql, advancing the progress and stopping on cancel.
