@@ -5,6 +5,8 @@
 //! - the child programs get a cleared environment, and the URL's secrets reach libpq through
 //!   private files, never argv or the environment;
 //! - relative `PATH` entries are not searched for the client programs;
+//! - a drill never drops another job's database, the server's own, or a database it did
+//!   not create, and never restores into another job's bucket or a repository region;
 //! - an SFTP host cannot be an ssh option, and coffer's own ssh check records no host key.
 
 mod common;
@@ -405,6 +407,172 @@ fn relative_path_entries_are_not_searched() {
         "ran: {}",
         std::fs::read_to_string(&ran).unwrap_or_default()
     );
+}
+
+fn drill_config(env: &Env, jobs: &str) -> PathBuf {
+    let f = env.path("coffer.toml");
+    std::fs::write(&f, jobs).unwrap();
+    f
+}
+
+fn drill(env: &Env, config: &Path, job: &str) -> Output {
+    env.cmd()
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "drill", job])
+        .output()
+        .unwrap()
+}
+
+fn first_problem(out: &Output) -> String {
+    json_of(out)["drills"][0]["sources"][0]["problems"][0]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Scratch databases that are not a drill's own: another job's source, the server's
+/// `postgres`, a database that exists without the drill's mark. Each is refused and keeps
+/// its data; a database an earlier drill made (marked) is reused.
+#[test]
+fn a_drill_drops_only_its_own_scratch_database() {
+    let pg = PgCluster::start();
+    pg.createdb("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
+    );
+    pg.createdb("orders");
+    pg.psql(
+        "orders",
+        "CREATE TABLE customer_orders (id int); \
+         INSERT INTO customer_orders SELECT generate_series(1, 1000);",
+    );
+    pg.createdb("kept");
+    pg.psql(
+        "kept",
+        "CREATE TABLE precious (id int); INSERT INTO precious VALUES (7);",
+    );
+    let env = Env::new();
+    env.init();
+    let app = pg.url("app");
+    let mut args = vec!["backup".to_string(), "--postgres".to_string(), app.clone()];
+    for t in JobSource::Postgres(app.clone()).tags("a") {
+        args.extend(["--tag".to_string(), t]);
+    }
+    env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let config = |scratch: &str| {
+        drill_config(
+            &env,
+            &format!(
+                "[[job]]\nname = \"a\"\npostgres = [{app:?}]\nschedule = \"daily 02:30\"\n\
+                 drill = {{ schedule = \"weekly\", postgres = {scratch:?} }}\n\n\
+                 [[job]]\nname = \"b\"\npostgres = [{:?}]\nschedule = \"daily 02:30\"\n",
+                pg.url("orders")
+            ),
+        )
+    };
+
+    // Job b's source, written with another host name.
+    let out = drill(
+        &env,
+        &config(&pg.url("orders").replace("127.0.0.1", "localhost")),
+        "a",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let p = first_problem(&out);
+    assert!(p.contains("job \"b\""), "{p}");
+    assert_eq!(
+        pg.psql("orders", "SELECT count(*) FROM customer_orders"),
+        "1000"
+    );
+
+    // The server's own databases.
+    for db in ["postgres", "template1"] {
+        let out = drill(&env, &config(&pg.url(db)), "a");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let p = first_problem(&out);
+        assert!(p.contains("server's own"), "{p}");
+    }
+    assert_eq!(public_tables(&pg, "postgres"), "0");
+
+    // A database the drill did not make.
+    let out = drill(&env, &config(&pg.url("kept")), "a");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let p = first_problem(&out);
+    assert!(p.contains("not a drill's scratch database"), "{p}");
+    assert_eq!(pg.psql("kept", "SELECT id FROM precious"), "7");
+
+    // A new one is made and marked; the next drill replaces it; so is one an earlier drill
+    // left (marked, holding something else).
+    pg.createdb("earlier");
+    pg.psql(
+        "earlier",
+        "CREATE TABLE leftover (id int); COMMENT ON DATABASE earlier IS 'coffer drill scratch';",
+    );
+    for scratch in ["fresh", "fresh", "earlier"] {
+        let out = drill(&env, &config(&pg.url(scratch)), "a");
+        assert_eq!(out.status.code(), Some(0), "{scratch}: {}", stderr(&out));
+        assert_eq!(pg.psql(scratch, "SELECT count(*) FROM t"), "2");
+        assert_eq!(
+            pg.psql(
+                "postgres",
+                &format!(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+                     WHERE datname = '{scratch}'"
+                )
+            ),
+            "coffer drill scratch"
+        );
+    }
+    assert_eq!(
+        pg.psql(
+            "earlier",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'"
+        ),
+        "0"
+    );
+}
+
+/// A bucket drill's scratch place may not overlap another job's source bucket, nor a region
+/// of the repository (local folders here; the check is the same for s3:// and azblob://).
+#[test]
+fn a_bucket_drill_stays_out_of_sources_and_regions() {
+    let env = Env::new();
+    env.init();
+    let src_a = env.path("src-a");
+    let src_b = env.path("src-b");
+    for (d, body) in [(&src_a, "a"), (&src_b, "b")] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("object.txt"), body).unwrap();
+    }
+    let a = src_a.display().to_string();
+    let mut args = vec!["backup".to_string(), "--bucket".to_string(), a.clone()];
+    for t in JobSource::Bucket(a.clone()).tags("a") {
+        args.extend(["--tag".to_string(), t]);
+    }
+    env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = src_b.display().to_string();
+    for scratch in [src_b.join("drill"), env.repo().join("drill")] {
+        let config = drill_config(
+            &env,
+            &format!(
+                "[[job]]\nname = \"a\"\nbuckets = [{a:?}]\nschedule = \"daily 02:30\"\n\
+                 drill = {{ schedule = \"weekly\", bucket = {:?} }}\n\n\
+                 [[job]]\nname = \"b\"\nbuckets = [{b:?}]\nschedule = \"daily 02:30\"\n",
+                scratch.display().to_string()
+            ),
+        );
+        let out = drill(&env, &config, "a");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let p = first_problem(&out);
+        assert!(
+            p.contains("job \"b\"") || p.contains("a region of the repository"),
+            "{p}"
+        );
+        assert!(!scratch.exists(), "{} was written", scratch.display());
+    }
+    assert_eq!(common::read_folder(&src_b).len(), 1);
 }
 
 /// An SFTP host that ssh would read as an option is a usage error, and nothing runs.

@@ -22,7 +22,7 @@ mod url;
 mod verify;
 
 pub use dump::backup_database;
-pub use restore::{restore_database, PgRestoreReport};
+pub use restore::{restore_database, PgRestoreReport, DRILL_MARKER};
 pub use url::PgUrl;
 pub use verify::{verify_row_counts, TableCheck};
 
@@ -51,6 +51,10 @@ pub struct PgRestoreOptions {
     pub globals: bool,
     /// Folder holding `psql`; default: searched for.
     pub pg_bin: Option<PathBuf>,
+    /// The target is a drill's scratch database: one that exists is dropped (with `force`)
+    /// only if it carries the drill's marker comment (`DRILL_MARKER`), and one that is
+    /// created gets it.
+    pub drill_scratch: bool,
 }
 
 /// A snapshot's recorded value for `key`.

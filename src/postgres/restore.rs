@@ -51,7 +51,13 @@ pub struct PgRestoreReport {
 struct ServerState {
     version_num: u32,
     exists: bool,
+    /// `COMMENT ON DATABASE`, if the database exists and has one.
+    comment: Option<String>,
 }
+
+/// The comment a drill puts on the scratch database it creates. A drill drops and replaces
+/// only a database that carries it, as it empties only a bucket prefix with its marker.
+pub const DRILL_MARKER: &str = "coffer drill scratch";
 
 #[derive(serde::Deserialize)]
 struct Occupants {
@@ -120,9 +126,23 @@ pub fn restore_database(
         &psql,
         &maintenance,
         "SELECT json_build_object('version_num', current_setting('server_version_num')::int, \
-         'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db'));",
+         'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db'), \
+         'comment', (SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+                     WHERE datname = :'db'));",
         &[("db", &database)],
     )?;
+    if opts.drill_scratch && state.exists && state.comment.as_deref() != Some(DRILL_MARKER) {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "database {database:?} exists but is not a drill's scratch database (it \
+                 lacks the comment {DRILL_MARKER:?} that a drill gives the database it \
+                 creates), so the drill does not drop it; give a database name that does not \
+                 exist yet, or, if this one really is scratch space, run COMMENT ON DATABASE \
+                 ... IS '{DRILL_MARKER}'"
+            ),
+        ));
+    }
     let mut report = PgRestoreReport {
         database: database.clone(),
         created: false,
@@ -166,10 +186,16 @@ pub fn restore_database(
     }
     if !state.exists || report.replaced {
         // template0: a plain dump expects a database without anything added to template1.
+        // A drill's database is marked at once, so that even a failed drill leaves one
+        // that the next drill may replace.
+        let mark = match opts.drill_scratch {
+            true => format!("\nCOMMENT ON DATABASE :\"db\" IS '{DRILL_MARKER}';"),
+            false => String::new(),
+        };
         tools::psql(
             &psql,
             &maintenance,
-            "CREATE DATABASE :\"db\" TEMPLATE template0;",
+            &format!("CREATE DATABASE :\"db\" TEMPLATE template0;{mark}"),
             &[("db", &database)],
         )?;
         report.created = !state.exists;
