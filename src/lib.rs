@@ -2,7 +2,7 @@
 //! disaster recovery. See `format-spec/` for the on-disk format and `README.md` for use.
 //!
 //! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
-//! `error id clock progress hostfile` → `crypto chunker compress` → `format` → `backend` →
+//! `error id clock progress hostfile child_env` → `crypto chunker compress` → `format` → `backend` →
 //! `index` → `repo` → use cases (`backup restore check browse keys stats retention gc sync`) →
 //! `cli` (binary).
 
@@ -11,6 +11,7 @@ pub mod backup;
 pub mod browse;
 pub mod bucket;
 pub mod check;
+pub mod child_env;
 pub mod chunker;
 pub mod clock;
 pub mod compress;

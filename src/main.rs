@@ -4,6 +4,7 @@
 mod cli;
 
 fn main() {
+    cli::take_password_variables();
     tune_allocator();
     private_by_default();
     std::process::exit(cli::run());

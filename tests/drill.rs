@@ -403,7 +403,7 @@ fn a_postgres_drill_restores_into_the_scratch_database() {
     let d = &json_of(&out)["drills"][0];
     let problem = d["sources"][0]["problems"][0].as_str().unwrap();
     assert!(
-        problem.contains("has the name of a database the job backs up"),
+        problem.contains("has the name of a database that job \"app\" backs up"),
         "{problem}"
     );
     assert_eq!(pg.psql("app", "SELECT count(*) FROM users"), "500");

@@ -216,7 +216,26 @@ fn parse_sftp(rest: &str) -> Result<SftpLocation> {
             _ => loc.known_hosts = KnownHosts::parse(&v)?,
         }
     }
+    // `accept` takes any host key, and the ssh that opendal starts for the SFTP connection
+    // (whose options coffer cannot set) also records it in ~/.ssh/known_hosts, where a later
+    // `strict` run would trust it: a man in the middle once would be trusted for good
+    // (security review L1). So it is only for a throwaway server on this machine.
+    if loc.known_hosts == KnownHosts::Accept && !is_loopback_host(&loc.host) {
+        return Err(Error::invalid(format!(
+            "sftp:// known_hosts=accept is only for a test server on this machine, not {}: \
+             use known_hosts=add (trust on first use) or strict",
+            loc.host
+        )));
+    }
     Ok(loc)
+}
+
+/// `localhost`, or an address of the loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 fn split_host_port(hostport: &str) -> Result<(String, Option<u16>)> {
@@ -244,6 +263,13 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>)> {
     };
     if host.is_empty() {
         return Err(Error::invalid("sftp:// URL without a host name"));
+    }
+    // ssh reads an argument that starts with '-' as an option (`-oProxyCommand=...` runs a
+    // command), whether or not the caller could put `--` before it.
+    if host.starts_with('-') {
+        return Err(Error::invalid(format!(
+            "sftp:// host name {host} starts with '-', which ssh would read as an option"
+        )));
     }
     if host
         .chars()
@@ -596,7 +622,8 @@ mod tests {
             "s3://bucket/a/b?endpoint=http://127.0.0.1:9000&region=us-east-1",
             "s3://bucket/with%20space",
             "azblob://c/p?endpoint=http://127.0.0.1:10000/devstoreaccount1",
-            "sftp://u@h:2/srv/r?key=/home/u/.ssh/id%26x&known_hosts=accept",
+            "sftp://u@127.0.0.1:2/srv/r?key=/home/u/.ssh/id%26x&known_hosts=accept",
+            "sftp://u@h:2/srv/r?known_hosts=add",
             "sftp://[::1]/srv/r",
         ] {
             let l = Location::parse(url).unwrap();
@@ -609,6 +636,11 @@ mod tests {
     fn bad_urls_are_refused_with_reasons() {
         let cases: &[(&str, ErrorKind, &str)] = &[
             ("gcs://b/p", ErrorKind::InvalidInput, "gcs://"),
+            (
+                "sftp://u@backup.example/r?known_hosts=accept",
+                ErrorKind::InvalidInput,
+                "only for a test server",
+            ),
             ("ftp://h/x", ErrorKind::InvalidInput, "ftp://"),
             ("http://[::1", ErrorKind::InvalidInput, "http://"),
             (
@@ -679,6 +711,16 @@ mod tests {
             ("sftp://h:x/p", ErrorKind::InvalidInput, "port x"),
             ("sftp://@h/p", ErrorKind::InvalidInput, "user"),
             ("sftp://[::1/p", ErrorKind::InvalidInput, "]"),
+            (
+                "sftp://-oProxyCommand=touch${IFS}x/srv/r",
+                ErrorKind::InvalidInput,
+                "starts with '-'",
+            ),
+            (
+                "sftp://u@[-x]:22/r",
+                ErrorKind::InvalidInput,
+                "starts with '-'",
+            ),
             (
                 "sftp://h/p?known_hosts=maybe",
                 ErrorKind::InvalidInput,

@@ -5,6 +5,10 @@
 //! hiding ssh's reason (an unknown host key, a refused key, a wrong port). So before the
 //! first operation, and again after a failure, this runs the same `ssh` with the same
 //! options once, and turns a failure into an error carrying ssh's own message.
+//!
+//! ssh starts from a cleared environment (`child_env`): it and whatever it runs (a
+//! `ProxyCommand` from `~/.ssh/config`) never see `COFFER_PASSWORD` or storage credentials.
+//! The destination comes after `--`, so no host name is ever read as an option.
 
 use super::location::{KnownHosts, SftpLocation};
 use crate::error::{Error, Result};
@@ -30,6 +34,12 @@ impl SshCheck {
         };
         args.push("-o".into());
         args.push(format!("StrictHostKeyChecking={strict}").into());
+        if loc.known_hosts == KnownHosts::Accept {
+            // Any key is accepted, so none may be recorded: a key written to known_hosts now
+            // (perhaps a man in the middle's) would be trusted by later `strict` runs.
+            args.push("-o".into());
+            args.push("UserKnownHostsFile=/dev/null".into());
+        }
         args.push("-o".into());
         args.push(format!("ConnectTimeout={}", timeout.as_secs().max(1)).into());
         if let Some(p) = loc.port {
@@ -48,8 +58,13 @@ impl SshCheck {
                 k.into(),
             ]);
         }
-        // `-s HOST sftp`: start the SFTP subsystem; with stdin closed it ends at once.
-        args.extend(["-s".into(), loc.host.clone().into(), "sftp".into()]);
+        // `-s -- HOST sftp`: start the SFTP subsystem; with stdin closed it ends at once.
+        args.extend([
+            "-s".into(),
+            "--".into(),
+            loc.host.clone().into(),
+            "sftp".into(),
+        ]);
         SshCheck {
             args,
             timeout,
@@ -62,8 +77,8 @@ impl SshCheck {
         if self.passed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut child = Command::new("ssh")
-            .args(&self.args)
+        let mut child = self
+            .command()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -118,6 +133,16 @@ impl SshCheck {
     }
 }
 
+impl SshCheck {
+    /// The `ssh` command, with only the allowed environment and the agent's socket.
+    fn command(&self) -> Command {
+        let mut c = Command::new("ssh");
+        crate::child_env::restrict(&mut c, |name| name == "SSH_AUTH_SOCK");
+        c.args(&self.args);
+        c
+    }
+}
+
 /// ssh's messages without its routine notices.
 fn reason(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
@@ -129,5 +154,54 @@ fn reason(stderr: &str) -> String {
         "ssh exited without saying why".to_string()
     } else {
         lines.join(" / ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Location;
+
+    fn check(url: &str) -> SshCheck {
+        let Location::Sftp(loc) = Location::parse(url).unwrap() else {
+            panic!("not sftp")
+        };
+        SshCheck::new(&loc, Some("/k"), Duration::from_secs(5))
+    }
+
+    fn args(c: &SshCheck) -> Vec<String> {
+        c.command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn accept_records_no_key_and_the_host_follows_double_dash() {
+        let a = args(&check("sftp://u@127.0.0.1:2222/r?known_hosts=accept"));
+        assert!(a.contains(&"StrictHostKeyChecking=no".to_string()), "{a:?}");
+        assert!(
+            a.contains(&"UserKnownHostsFile=/dev/null".to_string()),
+            "{a:?}"
+        );
+        assert_eq!(a[a.len() - 4..], ["-s", "--", "127.0.0.1", "sftp"]);
+        for mode in ["strict", "add"] {
+            let a = args(&check(&format!("sftp://u@h/r?known_hosts={mode}")));
+            assert!(
+                !a.iter().any(|x| x.starts_with("UserKnownHostsFile")),
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_environment_is_cleared() {
+        let env = crate::child_env::planned(&check("sftp://h/r").command());
+        assert!(
+            env.iter().all(|(k, _)| !k.starts_with("COFFER_")
+                && !k.starts_with("AWS_")
+                && !k.starts_with("AZURE_")),
+            "{env:?}"
+        );
     }
 }

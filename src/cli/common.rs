@@ -230,10 +230,34 @@ fn read_password_file(path: &std::path::Path) -> Result<Zeroizing<String>> {
     )
 }
 
+/// The variables that hold passwords. [`take_password_variables`] moves them out of the
+/// environment at start.
+const PASSWORD_VARIABLES: [&str; 2] = ["COFFER_PASSWORD", "COFFER_NEW_PASSWORD"];
+
+static PASSWORDS_FROM_ENV: OnceLock<Vec<(&'static str, Zeroizing<String>)>> = OnceLock::new();
+
+/// Read the password variables once and remove them from the process environment, so that
+/// no child process inherits them: not the PostgreSQL tools, and not the `ssh` that opendal
+/// starts for an SFTP region with the environment it finds (security review M1, L8). Call
+/// it first thing in `main`, before any other thread exists.
+pub fn take_password_variables() {
+    PASSWORDS_FROM_ENV.get_or_init(|| {
+        let mut found = Vec::new();
+        for name in PASSWORD_VARIABLES {
+            if let Some(value) = std::env::var_os(name) {
+                found.push((name, Zeroizing::new(value.to_string_lossy().into_owned())));
+                std::env::remove_var(name);
+            }
+        }
+        found
+    });
+}
+
 fn password_variable(name: &str) -> Result<Option<Zeroizing<String>>> {
-    match std::env::var(name) {
-        Ok(p) => not_empty(Zeroizing::new(p), name).map(Some),
-        Err(_) => Ok(None),
+    let taken = PASSWORDS_FROM_ENV.get_or_init(Vec::new);
+    match taken.iter().find(|(n, _)| *n == name) {
+        Some((_, p)) => not_empty(p.clone(), name).map(Some),
+        None => Ok(None),
     }
 }
 

@@ -6,7 +6,7 @@ use super::common::{self, print_json};
 use super::progress::Bar;
 use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::config::{DurationValue, Job};
-use coffer::jobs::drill::{drill, DrillOptions, DrillOutcome};
+use coffer::jobs::drill::{drill, DrillOptions, DrillOutcome, Protected};
 use coffer::jobs::units::format_duration;
 use coffer::{Error, Result};
 use std::time::Duration;
@@ -69,9 +69,12 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         }
     }
     let repo = common::open(g)?;
+    let regions = common::region_locations(g)?;
     let opts = DrillOptions {
         host: common::hostname(),
         keep: a.keep,
+        // Every job of the file and every region, whichever jobs are drilled now.
+        protected: Protected::new(&cfg.jobs, regions.into_iter().map(|(_, l)| l).collect()),
         ..Default::default()
     };
     let cancel = common::cancel_flag();

@@ -15,6 +15,7 @@ mod backup;
 mod bucket;
 mod check;
 mod common;
+pub use common::take_password_variables;
 mod crash_hook;
 mod diff;
 mod drill;

@@ -78,6 +78,7 @@ pub fn restore(g: &Global, a: &restore::Args, url: &str) -> Result<i32> {
         force: a.force,
         globals: a.globals,
         pg_bin: a.pg_bin.clone(),
+        drill_scratch: false,
     };
     let bar = Bar::new(g.quiet, g.json);
     let report = restore_database(&repo, &snap, url, &opts, &bar, common::cancel_flag())?;

@@ -67,6 +67,10 @@ fn options(g: &Global, jobs: &[String], force: bool, retry_after: Duration) -> R
         tz: jiff::tz::TimeZone::system(),
         retry_after,
         upload_limit: Some(common::upload_limit()),
+        regions: common::region_locations(g)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect(),
     })
 }
 

@@ -11,7 +11,7 @@ mod postgres;
 mod verify;
 
 use super::JobSource;
-use crate::backend::ServiceOptions;
+use crate::backend::{Location, ServiceOptions};
 use crate::browse::format_time_rfc3339;
 use crate::config::{DrillSection, Job};
 use crate::error::{Error, ErrorKind, Result};
@@ -42,6 +42,42 @@ pub struct DrillOptions {
     pub pg_bin: Option<PathBuf>,
     /// Limits and credentials for the scratch bucket.
     pub bucket_service: ServiceOptions,
+    /// What no drill may restore into, beyond the drilled job's own sources.
+    pub protected: Protected,
+}
+
+/// Places no drill may restore into, whatever job it drills: the sources of every job in
+/// the job file and the repository's regions. A drill drops its scratch database and
+/// empties its scratch prefix, so a scratch place that is one of these (another job's
+/// database, say, written into the wrong job's drill section) would lose data.
+#[derive(Debug, Clone, Default)]
+pub struct Protected {
+    /// Every job's `postgres` URLs, as (job, URL).
+    pub postgres: Vec<(String, String)>,
+    /// Every job's `buckets` URLs, as (job, URL).
+    pub buckets: Vec<(String, String)>,
+    /// The repository's regions.
+    pub regions: Vec<Location>,
+}
+
+impl Protected {
+    /// The sources of `jobs` (all the jobs of the job file) and the repository's `regions`.
+    pub fn new(jobs: &[Job], regions: Vec<Location>) -> Protected {
+        let mut p = Protected {
+            regions,
+            ..Default::default()
+        };
+        for job in jobs {
+            p.add_sources(job);
+        }
+        p
+    }
+
+    fn add_sources(&mut self, job: &Job) {
+        let of_job = |url: &String| (job.name.clone(), url.clone());
+        self.postgres.extend(job.postgres.iter().map(of_job));
+        self.buckets.extend(job.buckets.iter().map(of_job));
+    }
 }
 
 /// What the drill of one source did.
@@ -132,6 +168,9 @@ pub fn drill(
             job.name
         ))
     })?;
+    // The drilled job's own sources are protected even when the caller named no others.
+    let mut protected = opts.protected.clone();
+    protected.add_sources(job);
     let time_ns = repo.clock().now();
     let started = Instant::now();
     let mut cleanup = Duration::ZERO;
@@ -156,7 +195,7 @@ pub fn drill(
                 job.name
             ))),
             Some((id, snap)) => drill_source(
-                repo, job, section, &source, id, snap, opts, progress, cancel,
+                repo, job, section, &source, id, snap, opts, &protected, progress, cancel,
             ),
         };
         let cleanup_here = result.as_ref().map_or(Duration::ZERO, |r| r.cleanup);
@@ -229,6 +268,7 @@ fn drill_source(
     id: &SnapshotId,
     snap: &Snapshot,
     opts: &DrillOptions,
+    protected: &Protected,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<Restored> {
@@ -251,14 +291,14 @@ fn drill_source(
                 .postgres
                 .as_ref()
                 .ok_or_else(|| missing("PostgreSQL", "a scratch database (postgres = \"URL\")"))?;
-            postgres::drill(repo, job, url, snap, scratch, opts, progress, cancel)
+            postgres::drill(repo, protected, url, snap, scratch, opts, progress, cancel)
         }
-        JobSource::Bucket(url) => {
+        JobSource::Bucket(_) => {
             let scratch = section
                 .bucket
                 .as_ref()
                 .ok_or_else(|| missing("buckets", "a scratch bucket (bucket = \"URL\")"))?;
-            bucket::drill(repo, job, url, snap, scratch, opts, progress, cancel)
+            bucket::drill(repo, protected, snap, scratch, opts, progress, cancel)
         }
     }
 }

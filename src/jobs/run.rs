@@ -4,8 +4,10 @@
 //! on this machine does nothing, and one on another machine is kept apart by the
 //! repository's own locks.
 
+use super::drill::Protected;
 use super::state::{self, Attempt, JobState};
 use super::{steps, JobSource, RunReport, Step, StepResult};
+use crate::backend::Location;
 use crate::backup::BackupOptions;
 use crate::config::{ConfigFile, Job};
 use crate::error::{Error, ErrorKind, Result};
@@ -34,6 +36,8 @@ pub struct RunOptions {
     /// Set to the job's `upload_limit` while the job runs; a job without one keeps the rate
     /// it had (`--limit-upload`).
     pub upload_limit: Option<std::sync::Arc<crate::backend::throttle::UploadLimit>>,
+    /// The repository's regions: no drill restores into one.
+    pub regions: Vec<Location>,
 }
 
 /// Holds the machine-wide run lock while alive (an advisory `flock`, released by the kernel
@@ -92,6 +96,8 @@ pub fn run_due(
             .collect::<Result<_>>()?
     };
     let started_ns = repo.clock().now();
+    // Every job of the file, not only those run now: a drill must not touch any source.
+    let protected = Protected::new(&cfg.jobs, opts.regions.clone());
     let mut steps = Vec::new();
     for job in jobs {
         if cancel.load(Ordering::Relaxed) {
@@ -102,7 +108,7 @@ pub fn run_due(
             limit.set(job.upload_limit.map(|r| r.0).or(base_limit));
         }
         let results = super::limits::with_limits(job, || {
-            JobRun::new(repo, job, opts, progress, cancel).run()
+            JobRun::new(repo, job, opts, &protected, progress, cancel).run()
         })?;
         if let Some(limit) = &opts.upload_limit {
             limit.set(base_limit);
@@ -126,6 +132,7 @@ struct JobRun<'a> {
     repo: &'a Repository,
     job: &'a Job,
     opts: &'a RunOptions,
+    protected: &'a Protected,
     progress: &'a dyn Progress,
     cancel: &'a AtomicBool,
     state: JobState,
@@ -137,6 +144,7 @@ impl<'a> JobRun<'a> {
         repo: &'a Repository,
         job: &'a Job,
         opts: &'a RunOptions,
+        protected: &'a Protected,
         progress: &'a dyn Progress,
         cancel: &'a AtomicBool,
     ) -> Self {
@@ -144,6 +152,7 @@ impl<'a> JobRun<'a> {
             repo,
             job,
             opts,
+            protected,
             progress,
             cancel,
             state: state::load(&opts.state_dir, &job.name),
@@ -383,6 +392,7 @@ impl<'a> JobRun<'a> {
             self.repo,
             self.job,
             &self.opts.host,
+            self.protected,
             self.progress,
             self.cancel,
         )

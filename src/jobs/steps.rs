@@ -104,11 +104,13 @@ pub fn drill(
     repo: &Repository,
     job: &Job,
     host: &str,
+    protected: &super::drill::Protected,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<StepDone> {
     let opts = super::drill::DrillOptions {
         host: host.to_string(),
+        protected: protected.clone(),
         ..Default::default()
     };
     let outcome = super::drill::drill(repo, job, &opts, progress, cancel)?;

@@ -48,6 +48,11 @@ impl DumpScanner {
         }
     }
 
+    /// Inside the data of a COPY block (as of the start of the current line).
+    pub fn in_copy(&self) -> bool {
+        self.in_copy.is_some()
+    }
+
     /// The line that marks a complete dump.
     pub fn marker(&self) -> &'static str {
         self.complete_marker

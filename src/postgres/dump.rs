@@ -7,6 +7,7 @@
 //! Whatever goes wrong (`pg_dump` exits non-zero or is killed, the dump ends early, Ctrl-C),
 //! the custom source returns an error, so no snapshot is written.
 
+use super::conn::Conn;
 use super::counts::{DumpScanner, ScanReader};
 use super::tools::{self, Tool};
 use super::url::PgUrl;
@@ -54,11 +55,12 @@ pub fn backup_database(
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
     let url = PgUrl::parse(url)?;
+    let conn = Conn::new(url.clone())?;
     let pg_bin = pg.pg_bin.as_deref();
     let psql = tools::find("psql", pg_bin, None)?;
     let server: ServerInfo = tools::psql_json(
         &psql,
-        &url,
+        &conn,
         "SELECT json_build_object('version', current_setting('server_version'), \
          'version_num', current_setting('server_version_num')::int, \
          'database', current_database(), 'encoding', pg_encoding_to_char(encoding)) \
@@ -92,22 +94,22 @@ pub fn backup_database(
     let build = move |ctx: &SourceContext| -> Result<BuiltSource> {
         let mut nodes = Vec::new();
         if let Some(dumpall) = &pg_dumpall {
-            let mut c = tools::command(dumpall, &url);
+            let mut c = conn.command(dumpall);
             // The database named in the URL is the one pg_dumpall first connects to (the
             // user may not be allowed into `postgres`); roles are cluster-wide anyway.
             c.args(["--globals-only", "-l", &server.database]);
             let mut scanner = DumpScanner::new(GLOBALS_COMPLETE);
-            let node = stream_dump(ctx, c, dumpall, &url, GLOBALS_FILE, &mut scanner)?;
+            let node = stream_dump(ctx, c, dumpall, &conn, GLOBALS_FILE, &mut scanner)?;
             nodes.push(node);
         }
-        let mut c = tools::command(&pg_dump, &url);
+        let mut c = conn.command(&pg_dump);
         c.args(DUMP_OPTIONS);
         let mut scanner = DumpScanner::new(DUMP_COMPLETE);
         nodes.push(stream_dump(
             ctx,
             c,
             &pg_dump,
-            &url,
+            &conn,
             &dump_file,
             &mut scanner,
         )?);
@@ -180,7 +182,7 @@ fn stream_dump(
     ctx: &SourceContext,
     mut cmd: Command,
     tool: &Tool,
-    url: &PgUrl,
+    conn: &Conn,
     name: &str,
     scanner: &mut DumpScanner,
 ) -> Result<Node> {
@@ -209,7 +211,7 @@ fn stream_dump(
     let status = child
         .wait()
         .map_err(|e| Error::io(format!("waiting for {program}"), e))?;
-    let stderr = tools::clean_stderr(&stderr.join().unwrap_or_default(), url);
+    let stderr = conn.clean_stderr(&stderr.join().unwrap_or_default());
     if ctx.cancel.load(Ordering::Relaxed) {
         return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
     }
@@ -222,14 +224,14 @@ fn stream_dump(
         };
         return Err(Error::new(
             ErrorKind::Io,
-            format!("{program} of {url} failed ({status}){detail}; no snapshot was saved"),
+            format!("{program} of {conn} failed ({status}){detail}; no snapshot was saved"),
         ));
     }
     if !scanner.complete {
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "{program} of {url} exited successfully but its output lacks the closing \
+                "{program} of {conn} exited successfully but its output lacks the closing \
                  line {:?}; the dump is incomplete and no snapshot was saved",
                 scanner.marker()
             ),

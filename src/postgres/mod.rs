@@ -4,20 +4,25 @@
 //! recorded at backup time.
 //!
 //! The client programs (`pg_dump`, `pg_dumpall`, `psql`) do the talking to the server; see
-//! `tools.rs` for how they are found and run. Snapshot record (`Snapshot::info`): `database`,
-//! `server` (host:port), `url` (without password), `server-version`, `encoding`,
+//! `tools.rs` for how they are found and run, `conn.rs` for how they get the credentials,
+//! and `restrict.rs` for why nothing in a snapshot can make psql run a command.
+//!
+//! Snapshot record (`Snapshot::info`): `database`,
+//! `server` (host:port), `url` (without its secrets), `server-version`, `encoding`,
 //! `pg-dump-version`, `pg-dump-options`, `dump-file`, `globals-file` (if included),
 //! `tables`, `rows`, and `rows:<schema>.<table>` for each table.
 
+mod conn;
 mod counts;
 mod dump;
 mod restore;
+mod restrict;
 mod tools;
 mod url;
 mod verify;
 
 pub use dump::backup_database;
-pub use restore::{restore_database, PgRestoreReport};
+pub use restore::{restore_database, PgRestoreReport, DRILL_MARKER};
 pub use url::PgUrl;
 pub use verify::{verify_row_counts, TableCheck};
 
@@ -46,6 +51,10 @@ pub struct PgRestoreOptions {
     pub globals: bool,
     /// Folder holding `psql`; default: searched for.
     pub pg_bin: Option<PathBuf>,
+    /// The target is a drill's scratch database: one that exists is dropped (with `force`)
+    /// only if it carries the drill's marker comment (`DRILL_MARKER`), and one that is
+    /// created gets it.
+    pub drill_scratch: bool,
 }
 
 /// A snapshot's recorded value for `key`.

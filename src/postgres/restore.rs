@@ -3,7 +3,11 @@
 //!
 //! The dump streams from the repository into `psql --single-transaction` with
 //! `ON_ERROR_STOP`: no temporary file, and a restore that fails part-way commits nothing.
+//! psql runs in restricted mode (`restrict.rs`), so the snapshot's text cannot make it run
+//! a meta-command.
 
+use super::conn::Conn;
+use super::restrict::{self, Restricted};
 use super::tools::{self, Tool};
 use super::url::PgUrl;
 use super::verify::{compare, TableCheck};
@@ -47,7 +51,13 @@ pub struct PgRestoreReport {
 struct ServerState {
     version_num: u32,
     exists: bool,
+    /// `COMMENT ON DATABASE`, if the database exists and has one.
+    comment: Option<String>,
 }
+
+/// The comment a drill puts on the scratch database it creates. A drill drops and replaces
+/// only a database that carries it, as it empties only a bucket prefix with its marker.
+pub const DRILL_MARKER: &str = "coffer drill scratch";
 
 #[derive(serde::Deserialize)]
 struct Occupants {
@@ -104,8 +114,10 @@ pub fn restore_database(
         })?
         .to_string();
     let psql = tools::find("psql", opts.pg_bin.as_deref(), None)?;
+    restrict::require(&psql)?;
+    let conn = Conn::new(url)?;
     // CREATE and DROP DATABASE run from the server's maintenance database.
-    let maintenance = url.with_database(if database == "postgres" {
+    let maintenance = conn.with_database(if database == "postgres" {
         "template1"
     } else {
         "postgres"
@@ -114,9 +126,23 @@ pub fn restore_database(
         &psql,
         &maintenance,
         "SELECT json_build_object('version_num', current_setting('server_version_num')::int, \
-         'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db'));",
+         'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db'), \
+         'comment', (SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+                     WHERE datname = :'db'));",
         &[("db", &database)],
     )?;
+    if opts.drill_scratch && state.exists && state.comment.as_deref() != Some(DRILL_MARKER) {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "database {database:?} exists but is not a drill's scratch database (it \
+                 lacks the comment {DRILL_MARKER:?} that a drill gives the database it \
+                 creates), so the drill does not drop it; give a database name that does not \
+                 exist yet, or, if this one really is scratch space, run COMMENT ON DATABASE \
+                 ... IS '{DRILL_MARKER}'"
+            ),
+        ));
+    }
     let mut report = PgRestoreReport {
         database: database.clone(),
         created: false,
@@ -133,7 +159,7 @@ pub fn restore_database(
         seconds: 0.0,
     };
     if state.exists {
-        let occupants: Occupants = tools::psql_json(&psql, &url, OCCUPANTS, &[])?;
+        let occupants: Occupants = tools::psql_json(&psql, &conn, OCCUPANTS, &[])?;
         if occupants.count > 0 {
             if !opts.force {
                 return Err(Error::new(
@@ -160,23 +186,29 @@ pub fn restore_database(
     }
     if !state.exists || report.replaced {
         // template0: a plain dump expects a database without anything added to template1.
+        // A drill's database is marked at once, so that even a failed drill leaves one
+        // that the next drill may replace.
+        let mark = match opts.drill_scratch {
+            true => format!("\nCOMMENT ON DATABASE :\"db\" IS '{DRILL_MARKER}';"),
+            false => String::new(),
+        };
         tools::psql(
             &psql,
             &maintenance,
-            "CREATE DATABASE :\"db\" TEMPLATE template0;",
+            &format!("CREATE DATABASE :\"db\" TEMPLATE template0;{mark}"),
             &[("db", &database)],
         )?;
         report.created = !state.exists;
     }
-    report.bytes = load(repo, &dump, &psql, &url, progress, cancel)?;
-    report.tables = compare(snapshot, &psql, &url)?;
+    report.bytes = load(repo, &dump, &psql, &conn, progress, cancel)?;
+    report.tables = compare(snapshot, &psql, &conn)?;
     report.rows = report.tables.iter().filter_map(|t| t.actual).sum();
     report.mismatches = report.tables.iter().filter(|t| !t.ok()).cloned().collect();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-fn drop_database(psql: &Tool, maintenance: &PgUrl, database: &str, version_num: u32) -> Result<()> {
+fn drop_database(psql: &Tool, maintenance: &Conn, database: &str, version_num: u32) -> Result<()> {
     // WITH (FORCE) (PostgreSQL 13+) ends the sessions still connected to it.
     let force = if version_num >= 130_000 {
         " WITH (FORCE)"
@@ -199,16 +231,17 @@ fn snapshot_file(repo: &Repository, snapshot: &Snapshot, key: &str) -> Result<No
     find_node(repo, &snapshot.root, format!("/{name}").as_bytes())
 }
 
-/// Stream the dump into `psql --single-transaction`; returns the bytes loaded.
+/// Stream the dump into `psql --single-transaction`, in restricted mode; returns the bytes
+/// loaded.
 fn load(
     repo: &Repository,
     dump: &Node,
     psql: &Tool,
-    url: &PgUrl,
+    conn: &Conn,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<u64> {
-    let mut c = tools::command(psql, url);
+    let mut c = conn.command(psql);
     c.args([
         "-X",
         "-q",
@@ -228,13 +261,14 @@ fn load(
     progress.start("restore", Some(dump.size));
     progress.item(&String::from_utf8_lossy(&dump.name));
     let mut out = ProgressWriter {
-        inner: stdin,
+        inner: Restricted::new(stdin),
         progress,
         cancel,
     };
     let written = kill_on_cancel(child.id(), cancel, || {
         let n = dump_file(repo, dump, &mut out)?;
-        out.flush().map_err(|e| Error::io("writing to psql", e))?;
+        // Only after the whole dump: `\unrestrict`.
+        out.inner.finish().map_err(pipe_error)?;
         Ok::<_, Error>(n)
     });
     progress.finish();
@@ -248,7 +282,7 @@ fn load(
     // The end of the script.
     drop(out);
     let status = child.wait().map_err(|e| Error::io("waiting for psql", e))?;
-    let stderr = tools::clean_stderr(&stderr.join().unwrap_or_default(), url);
+    let stderr = conn.clean_stderr(&stderr.join().unwrap_or_default());
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::new(
             ErrorKind::Interrupted,
@@ -258,15 +292,19 @@ fn load(
     if let Err(e) = &written {
         if !psql_stopped {
             return Err(e.clone().context(format!(
-                "reading the dump from the repository (the restore into {url} was rolled back)"
+                "reading the dump from the repository (the restore into {conn} was rolled back)"
             )));
         }
     }
     if !status.success() {
+        let why = match restrict::explain(&stderr) {
+            Some(why) => format!("{why} (psql said: {stderr})"),
+            None => stderr,
+        };
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "psql could not restore into {url} ({status}): {stderr}; \
+                "psql could not restore into {conn} ({status}): {why}; \
                  the restore ran in one transaction and was rolled back"
             ),
         ));
@@ -283,7 +321,7 @@ fn load(
 /// still gets its attributes; the CREATE of an existing role is made a no-op here so the
 /// script can stop at any real error. Not one transaction: CREATE TABLESPACE cannot run
 /// inside one.
-fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, url: &PgUrl) -> Result<()> {
+fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, conn: &Conn) -> Result<()> {
     let mut sql = Vec::new();
     dump_file(repo, node, &mut sql)?;
     let sql = String::from_utf8_lossy(&sql);
@@ -297,8 +335,14 @@ fn restore_globals(repo: &Repository, node: &Node, psql: &Tool, url: &PgUrl) -> 
             None => format!("{line}\n"),
         })
         .collect();
-    tools::psql(psql, url, &script, &[])
-        .map_err(|e| e.context("restoring roles and tablespaces (globals.sql)"))?;
+    let script = restrict::script(&script, "globals.sql")?;
+    tools::psql(psql, conn, &script, &[]).map_err(|e| {
+        let e = match restrict::explain(e.message()) {
+            Some(why) => e.context(why),
+            None => e,
+        };
+        e.context("restoring roles and tablespaces (globals.sql)")
+    })?;
     Ok(())
 }
 
@@ -307,6 +351,15 @@ fn create_role(line: &str) -> Option<&str> {
     let line = line.trim_end();
     (line.starts_with("CREATE ROLE ") && line.ends_with(';') && !line.contains("$coffer$"))
         .then_some(line)
+}
+
+/// A failed write to psql: a closed pipe means psql stopped (its message says why).
+fn pipe_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Error::new(ErrorKind::Interrupted, "psql closed its input")
+    } else {
+        Error::io("writing to psql", e)
+    }
 }
 
 /// Passes the dump to psql, advancing the progress and stopping on cancel.

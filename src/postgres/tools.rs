@@ -1,9 +1,9 @@
 //! Finding and running the PostgreSQL client programs (`pg_dump`, `pg_dumpall`, `psql`).
 //!
 //! They run through `std::process::Command` with arguments, never a shell; the connection
-//! string is passed with `--dbname` and the password through `PGPASSWORD`.
+//! string is passed with `--dbname` and the secrets through private files (`conn.rs`).
 
-use super::url::PgUrl;
+use super::conn::Conn;
 use crate::error::{Error, ErrorKind, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,14 +42,23 @@ fn candidate_dirs() -> Vec<PathBuf> {
         }
     }
     if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
+        dirs.extend(path_dirs(&path));
     }
     dirs
 }
 
+/// The absolute folders of a `PATH`. An empty entry means the current folder to a shell, and
+/// a relative one depends on it too: every program found is run (`--version`), so a
+/// `pg_dump` planted in whatever folder coffer was started from must not be.
+fn path_dirs(path: &std::ffi::OsStr) -> impl Iterator<Item = PathBuf> + '_ {
+    std::env::split_paths(path).filter(|d| d.is_absolute())
+}
+
 /// Ask a program for its version: `pg_dump (PostgreSQL) 15.18 (Debian ...)`.
 fn version_of(path: &Path) -> Option<(String, u32)> {
-    let out = Command::new(path)
+    let mut c = Command::new(path);
+    crate::child_env::restrict(&mut c, |_| false);
+    let out = c
         .arg("--version")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -124,40 +133,11 @@ pub fn find(name: &str, pg_bin: Option<&Path>, min_major: Option<u32>) -> Result
     Ok(chosen)
 }
 
-/// A command for `tool` connecting with `url`: password in the environment, never a prompt.
-pub fn command(tool: &Tool, url: &PgUrl) -> Command {
-    let mut c = Command::new(&tool.path);
-    c.arg("--no-password");
-    c.arg(format!("--dbname={url}"));
-    if let Some(pw) = url.password() {
-        c.env("PGPASSWORD", pw);
-    }
-    c
-}
-
-/// A program's standard error for a message: trimmed, the password (if any) masked, and
-/// only the last lines if it is long.
-pub fn clean_stderr(stderr: &[u8], url: &PgUrl) -> String {
-    let mut text = String::from_utf8_lossy(stderr).trim().to_string();
-    if let Some(pw) = url.password().filter(|p| p.len() >= 4) {
-        text = text.replace(pw, "****");
-    }
-    const MAX: usize = 4000;
-    if text.len() > MAX {
-        let mut cut = text.len() - MAX;
-        while !text.is_char_boundary(cut) {
-            cut += 1;
-        }
-        text = format!("...{}", &text[cut..]);
-    }
-    text
-}
-
 /// Run `psql` with `sql` on its standard input and return what it prints (unaligned,
 /// tuples only). `vars` become psql variables, so values reach SQL through psql's own
 /// quoting (`:'name'` for a literal, `:"name"` for an identifier).
-pub fn psql(psql: &Tool, url: &PgUrl, sql: &str, vars: &[(&str, &str)]) -> Result<String> {
-    let mut c = command(psql, url);
+pub fn psql(psql: &Tool, conn: &Conn, sql: &str, vars: &[(&str, &str)]) -> Result<String> {
+    let mut c = conn.command(psql);
     c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
     for (k, v) in vars {
         c.arg("-v").arg(format!("{k}={v}"));
@@ -174,10 +154,10 @@ pub fn psql(psql: &Tool, url: &PgUrl, sql: &str, vars: &[(&str, &str)]) -> Resul
         .wait_with_output()
         .map_err(|e| Error::io("waiting for psql", e))?;
     if !out.status.success() {
-        let err = clean_stderr(&out.stderr, url);
+        let err = conn.clean_stderr(&out.stderr);
         return Err(Error::new(
             ErrorKind::Io,
-            format!("psql on {url} failed ({}): {err}", out.status),
+            format!("psql on {conn} failed ({}): {err}", out.status),
         ));
     }
     wrote.map_err(|e| Error::io("writing to psql", e))?;
@@ -187,11 +167,11 @@ pub fn psql(psql: &Tool, url: &PgUrl, sql: &str, vars: &[(&str, &str)]) -> Resul
 /// Run psql for one JSON value (a query that prints `json_build_object(...)`).
 pub fn psql_json<T: serde::de::DeserializeOwned>(
     tool: &Tool,
-    url: &PgUrl,
+    conn: &Conn,
     sql: &str,
     vars: &[(&str, &str)],
 ) -> Result<T> {
-    let text = psql(tool, url, sql, vars)?;
+    let text = psql(tool, conn, sql, vars)?;
     serde_json::from_str(&text).map_err(|e| {
         Error::new(
             ErrorKind::Io,
@@ -211,4 +191,19 @@ pub fn drain(mut stderr: impl Read + Send + 'static) -> std::thread::JoinHandle<
         let _ = stderr.read_to_end(&mut buf);
         buf
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_absolute_path_entries_are_searched() {
+        let path = std::ffi::OsString::from("/usr/bin::bin:./x:/opt/pg/bin:");
+        let dirs: Vec<PathBuf> = path_dirs(&path).collect();
+        assert_eq!(
+            dirs,
+            [PathBuf::from("/usr/bin"), PathBuf::from("/opt/pg/bin")]
+        );
+    }
 }

@@ -1,13 +1,18 @@
 //! PostgreSQL connection URLs (`postgresql://user:password@host:port/db?param=value`).
 //!
-//! The password is taken out of the URL as soon as it is parsed: the tools get it through
-//! `PGPASSWORD` (so it is not on a command line that `ps` shows), and what is shown or
-//! recorded in a snapshot is the URL without it.
+//! Secret parameters (the password, `sslpassword`, ...) are taken out of the URL as soon as
+//! it is parsed: the tools get them from a private temporary file (`conn.rs`), so they are
+//! on no command line that `ps` shows, and what is shown or recorded in a snapshot is the
+//! URL without them.
 
 use crate::error::{Error, Result};
 use zeroize::Zeroizing;
 
-/// A parsed connection URL without its password.
+/// libpq connection parameters whose values are secrets. `password` may also come from the
+/// user information (`user:password@`).
+pub const SECRET_PARAMS: &[&str] = &["password", "sslpassword", "oauth_client_secret"];
+
+/// A parsed connection URL without its secrets.
 #[derive(Clone)]
 pub struct PgUrl {
     scheme: String,
@@ -17,9 +22,10 @@ pub struct PgUrl {
     hosts: String,
     /// Database name, decoded.
     dbname: Option<String>,
-    /// Query parameters as written, in order, without `password` and `dbname`.
+    /// Query parameters as written, in order, without the secrets and `dbname`.
     params: Vec<(String, String)>,
-    password: Option<Zeroizing<String>>,
+    /// Secret parameters (from `SECRET_PARAMS`), decoded; the last one given wins.
+    secrets: Vec<(&'static str, Zeroizing<String>)>,
 }
 
 impl std::fmt::Debug for PgUrl {
@@ -61,7 +67,7 @@ impl PgUrl {
             hosts: hosts.to_string(),
             dbname: None,
             params: Vec::new(),
-            password: None,
+            secrets: Vec::new(),
         };
         if let Some(u) = userinfo {
             let (user, password) = match u.split_once(':') {
@@ -69,13 +75,18 @@ impl PgUrl {
                 None => (u, None),
             };
             url.user = Some(user.to_string()).filter(|u| !u.is_empty());
-            url.password = password.map(|p| Zeroizing::new(percent_decode(p)));
+            if let Some(p) = password {
+                url.set_secret("password", percent_decode(p));
+            }
         }
         url.dbname = path.filter(|p| !p.is_empty()).map(percent_decode);
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if let Some(secret) = SECRET_PARAMS.iter().find(|s| **s == k) {
+                url.set_secret(secret, percent_decode(v));
+                continue;
+            }
             match k {
-                "password" => url.password = Some(Zeroizing::new(percent_decode(v))),
                 "dbname" => url.dbname = Some(percent_decode(v)),
                 _ => url.params.push((k.to_string(), v.to_string())),
             }
@@ -83,8 +94,31 @@ impl PgUrl {
         Ok(url)
     }
 
+    fn set_secret(&mut self, key: &'static str, value: String) {
+        self.secrets.retain(|(k, _)| *k != key);
+        self.secrets.push((key, Zeroizing::new(value)));
+    }
+
     pub fn password(&self) -> Option<&str> {
-        self.password.as_ref().map(|p| p.as_str())
+        self.secret("password")
+    }
+
+    /// The value of secret parameter `key` (one of `SECRET_PARAMS`), if the URL gave it.
+    pub fn secret(&self, key: &str) -> Option<&str> {
+        self.secrets
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every secret the URL gave, as (parameter, value).
+    pub fn secrets(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.secrets.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// The user name before '@', decoded.
+    pub fn user(&self) -> Option<String> {
+        self.user.as_deref().map(percent_decode)
     }
 
     pub fn database(&self) -> Option<&str> {
@@ -99,7 +133,8 @@ impl PgUrl {
         }
     }
 
-    fn param(&self, key: &str) -> Option<String> {
+    /// A (non-secret) query parameter's value, decoded; the last one given wins.
+    pub fn param(&self, key: &str) -> Option<String> {
         self.params
             .iter()
             .rev()
@@ -139,7 +174,7 @@ impl PgUrl {
     }
 }
 
-/// The URL without its password: what the tools are given and what is shown.
+/// The URL without its secrets: what the tools are given and what is shown.
 impl std::fmt::Display for PgUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}://", self.scheme)?;
@@ -209,6 +244,27 @@ mod tests {
         let q = PgUrl::parse("postgres://h/db?password=pw&application_name=x").unwrap();
         assert_eq!(q.password(), Some("pw"));
         assert_eq!(q.to_string(), "postgres://h/db?application_name=x");
+    }
+
+    #[test]
+    fn every_secret_is_taken_out() {
+        let u = PgUrl::parse(
+            "postgresql://app:first@h/db?sslpassword=k%26ey&sslmode=require\
+             &oauth_client_secret=o&password=second",
+        )
+        .unwrap();
+        assert_eq!(u.to_string(), "postgresql://app@h/db?sslmode=require");
+        assert!(!format!("{u:?}").contains("k&ey"));
+        let secrets: Vec<(&str, &str)> = u.secrets().collect();
+        assert_eq!(
+            secrets,
+            [
+                ("sslpassword", "k&ey"),
+                ("oauth_client_secret", "o"),
+                ("password", "second")
+            ]
+        );
+        assert_eq!(u.with_database("x").secret("sslpassword"), Some("k&ey"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Checking a restored database against the row counts its snapshot recorded.
 
+use super::conn::Conn;
 use super::tools::{self, Tool};
 use super::url::PgUrl;
 use super::{recorded_row_counts, SOURCE};
@@ -57,13 +58,13 @@ pub fn verify_row_counts(
             snapshot.source
         )));
     }
-    let url = PgUrl::parse(url)?;
+    let conn = Conn::new(PgUrl::parse(url)?)?;
     let psql = tools::find("psql", pg_bin, None)?;
-    compare(snapshot, &psql, &url)
+    compare(snapshot, &psql, &conn)
 }
 
-pub(super) fn compare(snapshot: &Snapshot, psql: &Tool, url: &PgUrl) -> Result<Vec<TableCheck>> {
-    let actual: BTreeMap<String, u64> = tools::psql_json(psql, url, COUNT_ROWS, &[])?;
+pub(super) fn compare(snapshot: &Snapshot, psql: &Tool, conn: &Conn) -> Result<Vec<TableCheck>> {
+    let actual: BTreeMap<String, u64> = tools::psql_json(psql, conn, COUNT_ROWS, &[])?;
     let expected: BTreeMap<String, u64> = recorded_row_counts(snapshot).into_iter().collect();
     let mut names: Vec<&String> = actual.keys().chain(expected.keys()).collect();
     names.sort();

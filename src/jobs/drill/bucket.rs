@@ -2,10 +2,9 @@
 //! read every object back and compare its key, size, content and metadata with the
 //! snapshot's record, and look for keys the snapshot does not have.
 
-use super::{DrillOptions, Restored};
+use super::{DrillOptions, Protected, Restored};
 use crate::backend::{Location, ObjectStore};
 use crate::bucket::{bucket_path, restore_bucket, verify_bucket_with, BucketRestoreOptions};
-use crate::config::Job;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
 use crate::progress::Progress;
@@ -16,8 +15,7 @@ use std::time::Duration;
 #[allow(clippy::too_many_arguments)]
 pub(super) fn drill(
     repo: &Repository,
-    job: &Job,
-    _source_url: &str,
+    protected: &Protected,
     snap: &Snapshot,
     scratch: &str,
     opts: &DrillOptions,
@@ -25,7 +23,7 @@ pub(super) fn drill(
     cancel: &AtomicBool,
 ) -> Result<Restored> {
     let location = Location::parse(scratch).map_err(|e| e.context("the drill's scratch bucket"))?;
-    refuse_a_source(job, &location)?;
+    refuse_protected(protected, &location)?;
     empty(&location, opts)?;
     // The prefix now holds only this drill's marker.
     let restore_opts = BucketRestoreOptions {
@@ -61,27 +59,50 @@ pub(super) fn drill(
     })
 }
 
-/// The scratch place must not overlap a bucket the job backs up: restoring into a source
-/// would change what the next backup sees.
-fn refuse_a_source(job: &Job, scratch: &Location) -> Result<()> {
+/// The scratch place must not overlap a bucket that any job backs up (restoring into a
+/// source would change what its next backup sees), nor a region of the repository (whose
+/// objects the drill would mix with its own, or delete).
+fn refuse_protected(protected: &Protected, scratch: &Location) -> Result<()> {
     let within = |a: &str, b: &str| {
         let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
         a == b || a.starts_with(&format!("{b}/"))
     };
-    let s = bucket_path(scratch);
-    for source in &job.buckets {
+    let s = place(scratch);
+    let overlaps = |b: &str| within(&s, b) || within(b, &s);
+    for (job, source) in &protected.buckets {
         let Ok(loc) = Location::parse(source) else {
             continue;
         };
-        let b = bucket_path(&loc);
-        if within(&s, &b) || within(&b, &s) {
+        let b = place(&loc);
+        if overlaps(&b) {
             return Err(Error::invalid(format!(
-                "the drill's scratch bucket {s} overlaps {b}, which the job backs up; give \
+                "the drill's scratch bucket {s} overlaps {b}, which job {job:?} backs up; give \
+                 a scratch bucket or prefix of its own"
+            )));
+        }
+    }
+    for region in &protected.regions {
+        let r = place(region);
+        if overlaps(&r) {
+            return Err(Error::invalid(format!(
+                "the drill's scratch bucket {s} overlaps {r}, a region of the repository; give \
                  a scratch bucket or prefix of its own"
             )));
         }
     }
     Ok(())
+}
+
+/// A location without its query (endpoints and keys differ, the place may not), and a local
+/// folder as an absolute path.
+fn place(location: &Location) -> String {
+    match location {
+        Location::Local(p) => std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .to_string_lossy()
+            .into_owned(),
+        _ => bucket_path(location),
+    }
 }
 
 /// The object that marks a scratch prefix as a drill's own: a prefix with objects but
@@ -97,7 +118,8 @@ fn empty(location: &Location, opts: &DrillOptions) -> Result<()> {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
             format!(
-                "the scratch bucket {} holds {} object(s) (e.g. {:?}) but no {MARKER} marker:                  it is not a drill's scratch space; give an empty bucket or prefix",
+                "the scratch bucket {} holds {} object(s) (e.g. {:?}) but no {MARKER} \
+                 marker: it is not a drill's scratch space; give an empty bucket or prefix",
                 store.describe(),
                 existing.len(),
                 existing[0].key
@@ -125,5 +147,35 @@ fn empty(location: &Location, opts: &DrillOptions) -> Result<()> {
                 left.key
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_of_any_job_and_regions_are_refused() {
+        let p = Protected {
+            buckets: vec![("b".into(), "s3://media/uploads?endpoint=http://h:1".into())],
+            regions: vec![
+                Location::parse("s3://backups/repo").unwrap(),
+                Location::parse("/srv/repo").unwrap(),
+            ],
+            ..Default::default()
+        };
+        for bad in [
+            "s3://media/uploads/drill",
+            "s3://media",
+            "s3://backups/repo/scratch?endpoint=http://other:2",
+            "s3://backups",
+            "/srv/repo/drill",
+        ] {
+            let e = refuse_protected(&p, &Location::parse(bad).unwrap()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}: {e}");
+        }
+        for ok in ["s3://media/uploads-drill", "s3://scratch/x", "/srv/repo2"] {
+            refuse_protected(&p, &Location::parse(ok).unwrap()).unwrap();
+        }
     }
 }
