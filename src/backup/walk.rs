@@ -53,6 +53,15 @@ pub struct Walker<'a, 'r> {
     pub counters: &'a Counters,
 }
 
+/// Folders nested deeper below `/` than this are left out with a warning: the walk recurses
+/// per level (as do restore and `ls`), and an unprivileged user can make a tree of any depth.
+/// Paths may still be far longer than PATH_MAX (4,096 bytes).
+const MAX_DEPTH: usize = 1024;
+
+/// Stack size of the walk's threads: about 2 KiB per level, for MAX_DEPTH levels on each of
+/// the nested jobs a waiting worker may take on.
+const WALK_STACK: usize = 64 << 20;
+
 fn interrupted() -> Error {
     Error::new(ErrorKind::Interrupted, "interrupted")
 }
@@ -99,21 +108,47 @@ impl Walker<'_, '_> {
     /// root tree. `parent` is the parent snapshot's root tree.
     pub fn save_paths(&self, trie: &PathTrie, parent: Option<&Tree>) -> Result<BlobId> {
         dirfd::raise_open_files_limit();
-        let root = dirfd::open_root().map_err(|e| Error::io("cannot open /", e))?;
-        let path = Path::new("/");
-        if trie.target {
-            // Backing up "/" itself: the root tree is the root directory's listing.
-            return self.save_listing(root.as_fd(), path, parent);
+        // The walk recurses once per folder level, and rayon's threads have 2 MiB stacks by
+        // default: a tree about 1,200 levels deep overflowed one, which aborts the process.
+        // The walk's own pool, as large as the one it runs in (a job's `threads`), has room for
+        // MAX_DEPTH levels many times over. Its threads inherit the caller's nice and I/O class.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .stack_size(WALK_STACK)
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot start worker threads: {e}")))?;
+        pool.install(|| {
+            let root = dirfd::open_root().map_err(|e| Error::io("cannot open /", e))?;
+            let path = Path::new("/");
+            if trie.target {
+                // Backing up "/" itself: the root tree is the root directory's listing.
+                return self.save_listing(root.as_fd(), path, 0, parent);
+            }
+            self.save_trie(root.as_fd(), path, 0, trie, parent)
+        })
+    }
+
+    /// Whether the folder at `path`, `depth` levels below `/`, is too deep to enter; if so,
+    /// a warning says that it was left out.
+    fn too_deep(&self, path: &Path, depth: usize) -> bool {
+        if depth < MAX_DEPTH {
+            return false;
         }
-        self.save_trie(root.as_fd(), path, trie, parent)
+        self.warn(
+            path,
+            "skipped",
+            format!("folders nested more than {MAX_DEPTH} levels deep are not backed up"),
+        );
+        true
     }
 
     /// Save the virtual directories leading to the targets, then the targets themselves.
-    /// `dir` is the open directory at `path`.
+    /// `dir` is the open directory at `path`, `depth` levels below `/`.
     fn save_trie(
         &self,
         dir: BorrowedFd<'_>,
         path: &Path,
+        depth: usize,
         trie: &PathTrie,
         parent: Option<&Tree>,
     ) -> Result<BlobId> {
@@ -124,7 +159,10 @@ impl Walker<'_, '_> {
                 let path = path.join(OsStr::from_bytes(name));
                 let parent_node = parent.and_then(|t| t.get(name));
                 if child.target {
-                    return self.save_entry(dir, name, &path, parent_node);
+                    return self.save_entry(dir, name, &path, depth + 1, parent_node);
+                }
+                if self.too_deep(&path, depth + 1) {
+                    return Ok(None);
                 }
                 // A folder on the way to a target. `absolute_path` resolved the symlinks the
                 // user's path went through; one that appeared since is not followed.
@@ -136,7 +174,8 @@ impl Walker<'_, '_> {
                     }
                 };
                 let sub_parent = self.parent_subtree(parent_node);
-                let id = self.save_trie(fd.as_fd(), &path, child, sub_parent.as_ref())?;
+                let id =
+                    self.save_trie(fd.as_fd(), &path, depth + 1, child, sub_parent.as_ref())?;
                 let mut node = dirfd::node_from_stat(name, &st);
                 node.content = Content::Subtree(id);
                 Ok(Some(node))
@@ -156,12 +195,13 @@ impl Walker<'_, '_> {
         self.saver.save(BlobType::Tree, &tree.encode())
     }
 
-    /// Save the entries of the open directory `dir` (at `path`) as a tree; returns its ID.
-    /// The entries are saved in parallel, each relative to `dir`.
+    /// Save the entries of the open directory `dir` (at `path`, `depth` levels below `/`) as
+    /// a tree; returns its ID. The entries are saved in parallel, each relative to `dir`.
     fn save_listing(
         &self,
         dir: BorrowedFd<'_>,
         path: &Path,
+        depth: usize,
         parent: Option<&Tree>,
     ) -> Result<BlobId> {
         let (names, err) = dirfd::list(dir);
@@ -178,19 +218,20 @@ impl Walker<'_, '_> {
             .collect();
         let nodes: Vec<Result<Option<Node>>> = children
             .par_iter()
-            .map(|(n, p)| self.save_entry(dir, n, p, parent.and_then(|t| t.get(n))))
+            .map(|(n, p)| self.save_entry(dir, n, p, depth + 1, parent.and_then(|t| t.get(n))))
             .collect();
         self.save_tree(nodes)
     }
 
     /// Save the entry `name` of the open directory `dir` (recursively for a directory);
-    /// `path` is where it is, for messages and excludes. `Ok(None)` means it could not be
-    /// read: a warning was reported and the entry is left out.
+    /// `path` is where it is, for messages and excludes, `depth` levels below `/`. `Ok(None)`
+    /// means it could not be read: a warning was reported and the entry is left out.
     fn save_entry(
         &self,
         dir: BorrowedFd<'_>,
         name: &[u8],
         path: &Path,
+        depth: usize,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
         if self.cancel.load(Ordering::Relaxed) {
@@ -207,6 +248,9 @@ impl Walker<'_, '_> {
         self.progress.item(&path.to_string_lossy());
         match node.kind {
             NodeKind::Dir => {
+                if self.too_deep(path, depth) {
+                    return Ok(None);
+                }
                 let (fd, st) = match dirfd::open_dir(dir, name, Some(&st)) {
                     Ok(d) => d,
                     Err(e) => {
@@ -217,8 +261,8 @@ impl Walker<'_, '_> {
                 // The node describes the directory that is listed.
                 node = dirfd::node_from_stat(name, &st);
                 let parent_tree = self.parent_subtree(parent);
-                node.content =
-                    Content::Subtree(self.save_listing(fd.as_fd(), path, parent_tree.as_ref())?);
+                let id = self.save_listing(fd.as_fd(), path, depth, parent_tree.as_ref())?;
+                node.content = Content::Subtree(id);
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
             NodeKind::File => return self.save_file(dir, name, path, &st, node, parent),
