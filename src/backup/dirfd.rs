@@ -32,7 +32,8 @@ impl fmt::Display for OpenError {
             OpenError::Io(e) => write!(f, "cannot open: {e}"),
             OpenError::Replaced(now) => write!(
                 f,
-                "skipped: it was replaced while the backup read it (it is now {now}); run the backup again to include it"
+                "skipped: it was replaced while the backup read it (it is now {now}); \
+                 run the backup again to include it"
             ),
         }
     }
@@ -104,7 +105,8 @@ pub fn open_file(
     };
     let fd = match fd {
         Ok(fd) => fd,
-        Err(Errno::LOOP) => return Err(replaced_by(dir, name)),
+        // A symlink (ELOOP), or a socket (ENXIO), where a file was stat'ed.
+        Err(Errno::LOOP | Errno::NXIO) => return Err(replaced_by(dir, name)),
         Err(e) => return Err(e.into()),
     };
     let st = rustix::fs::fstat(&fd)?;

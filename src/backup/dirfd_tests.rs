@@ -91,6 +91,14 @@ fn a_fifo_swapped_in_is_neither_waited_for_nor_read() {
 }
 
 #[test]
+fn a_socket_swapped_in_is_reported_as_such() {
+    let (tmp, dir, st) = folder_with_file();
+    let _listener = std::os::unix::net::UnixListener::bind(tmp.path().join("sock")).unwrap();
+    swap(tmp.path(), "sock");
+    assert_eq!(replaced_by(open_file_within_limit(&dir, st)), "a socket");
+}
+
+#[test]
 fn another_file_swapped_in_is_not_read() {
     let (tmp, dir, st) = folder_with_file();
     std::fs::write(tmp.path().join("other"), b"other").unwrap();

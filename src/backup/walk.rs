@@ -116,7 +116,15 @@ impl Walker<'_, '_> {
             .num_threads(rayon::current_num_threads())
             .stack_size(WALK_STACK)
             .build()
-            .map_err(|e| Error::invalid(format!("cannot start worker threads: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "cannot start the backup's worker threads ({e}); check the memory and \
+                         process limits, then run the backup again"
+                    ),
+                )
+            })?;
         pool.install(|| {
             let root = dirfd::open_root().map_err(|e| Error::io("cannot open /", e))?;
             let path = Path::new("/");
@@ -169,7 +177,7 @@ impl Walker<'_, '_> {
                 let (fd, st) = match dirfd::open_dir(dir, name, None) {
                     Ok(d) => d,
                     Err(e) => {
-                        self.warn(&path, "cannot read", e);
+                        self.warn_open(&path, e);
                         return Ok(None);
                     }
                 };
