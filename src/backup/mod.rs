@@ -4,10 +4,9 @@
 //! the snapshot. An interrupted backup leaves packs and index files but no snapshot; the
 //! next backup finds their blobs in the index and does not upload them again.
 
+mod dirfd;
 mod stream;
 mod walk;
-
-pub use walk::node_from_metadata;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::gc::LockKind;
@@ -232,18 +231,7 @@ pub fn backup(
                 progress,
                 counters: &counters,
             };
-            let root = if trie.target {
-                // Backing up "/" itself: the root tree is the root directory's listing.
-                match walker.save_entry(Path::new("/"), b"root", None)? {
-                    Some(Node {
-                        content: Content::Subtree(id),
-                        ..
-                    }) => Ok(id),
-                    _ => Err(Error::invalid("cannot read /")),
-                }
-            } else {
-                walker.save_trie(Path::new("/"), &trie, parent_root.as_ref())
-            };
+            let root = walker.save_paths(&trie, parent_root.as_ref());
             (
                 root,
                 path_bytes,

@@ -1,7 +1,12 @@
 //! Archive a directory tree: one tree blob per directory, bottom up. Entries of a directory
 //! are processed in parallel. A file whose size, mtime, ctime and inode match the parent
 //! snapshot's node is not read at all: its content is taken from the parent.
+//!
+//! Every entry is reached through its directory's descriptor (see `dirfd`): a symlink or a
+//! FIFO swapped in while the walk runs is never followed or read, and paths, kept only for
+//! messages and `--exclude`, may be of any length.
 
+use super::dirfd::{self, OpenError};
 use super::stream::{store_bytes, store_stream};
 use super::Counters;
 use crate::error::{Error, ErrorKind, Result};
@@ -11,11 +16,11 @@ use crate::id::BlobId;
 use crate::progress::Progress;
 use crate::repo::{BlobSaver, Repository};
 use rayon::prelude::*;
+use rustix::fs::Stat;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,54 +53,17 @@ pub struct Walker<'a, 'r> {
     pub counters: &'a Counters,
 }
 
+/// Folders nested deeper below `/` than this are left out with a warning: the walk recurses
+/// per level (as do restore and `ls`), and an unprivileged user can make a tree of any depth.
+/// Paths may still be far longer than PATH_MAX (4,096 bytes).
+const MAX_DEPTH: usize = 1024;
+
+/// Stack size of the walk's threads: about 2 KiB per level, for MAX_DEPTH levels on each of
+/// the nested jobs a waiting worker may take on.
+const WALK_STACK: usize = 64 << 20;
+
 fn interrupted() -> Error {
     Error::new(ErrorKind::Interrupted, "interrupted")
-}
-
-/// Nanoseconds since the epoch. i64 spans the years 1677..2262: a time outside is clamped,
-/// not wrapped (and does not panic).
-fn time_ns(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-/// Tree-node metadata from `lstat`, without content.
-pub fn node_from_metadata(name: &[u8], meta: &Metadata) -> Node {
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
-        NodeKind::File
-    } else if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else {
-        NodeKind::Socket
-    };
-    Node {
-        name: name.to_vec(),
-        kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime_ns: time_ns(meta.mtime(), meta.mtime_nsec()),
-        ctime_ns: time_ns(meta.ctime(), meta.ctime_nsec()),
-        size: if kind == NodeKind::File {
-            meta.size()
-        } else {
-            0
-        },
-        dev: meta.dev(),
-        inode: meta.ino(),
-        nlink: meta.nlink().min(u32::MAX as u64) as u32,
-        rdev: meta.rdev(),
-        link_target: vec![],
-        content: Content::None,
-    }
 }
 
 impl Walker<'_, '_> {
@@ -103,6 +71,11 @@ impl Walker<'_, '_> {
         self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
         self.progress
             .warn(&format!("{}: {what}: {err}", path.display()));
+    }
+
+    fn warn_open(&self, path: &Path, err: OpenError) {
+        self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+        self.progress.warn(&format!("{}: {err}", path.display()));
     }
 
     fn is_excluded(&self, path: &Path) -> bool {
@@ -131,28 +104,87 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// Save the paths of `trie`, walking from `/` through directory descriptors; returns the
+    /// root tree. `parent` is the parent snapshot's root tree.
+    pub fn save_paths(&self, trie: &PathTrie, parent: Option<&Tree>) -> Result<BlobId> {
+        dirfd::raise_open_files_limit();
+        // The walk recurses once per folder level, and rayon's threads have 2 MiB stacks by
+        // default: a tree about 1,200 levels deep overflowed one, which aborts the process.
+        // The walk's own pool, as large as the one it runs in (a job's `threads`), has room for
+        // MAX_DEPTH levels many times over. Its threads inherit the caller's nice and I/O class.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .stack_size(WALK_STACK)
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "cannot start the backup's worker threads ({e}); check the memory and \
+                         process limits, then run the backup again"
+                    ),
+                )
+            })?;
+        pool.install(|| {
+            let root = dirfd::open_root().map_err(|e| Error::io("cannot open /", e))?;
+            let path = Path::new("/");
+            if trie.target {
+                // Backing up "/" itself: the root tree is the root directory's listing.
+                return self.save_listing(root.as_fd(), path, 0, parent);
+            }
+            self.save_trie(root.as_fd(), path, 0, trie, parent)
+        })
+    }
+
+    /// Whether the folder at `path`, `depth` levels below `/`, is too deep to enter; if so,
+    /// a warning says that it was left out.
+    fn too_deep(&self, path: &Path, depth: usize) -> bool {
+        if depth < MAX_DEPTH {
+            return false;
+        }
+        self.warn(
+            path,
+            "skipped",
+            format!("folders nested more than {MAX_DEPTH} levels deep are not backed up"),
+        );
+        true
+    }
+
     /// Save the virtual directories leading to the targets, then the targets themselves.
-    pub fn save_trie(&self, dir: &Path, trie: &PathTrie, parent: Option<&Tree>) -> Result<BlobId> {
+    /// `dir` is the open directory at `path`, `depth` levels below `/`.
+    fn save_trie(
+        &self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        depth: usize,
+        trie: &PathTrie,
+        parent: Option<&Tree>,
+    ) -> Result<BlobId> {
         let nodes: Vec<Result<Option<Node>>> = trie
             .children
             .par_iter()
             .map(|(name, child)| {
-                let path = dir.join(OsStr::from_bytes(name));
+                let path = path.join(OsStr::from_bytes(name));
                 let parent_node = parent.and_then(|t| t.get(name));
                 if child.target {
-                    return self.save_entry(&path, name, parent_node);
+                    return self.save_entry(dir, name, &path, depth + 1, parent_node);
                 }
-                let meta = match std::fs::symlink_metadata(&path) {
-                    Ok(m) => m,
+                if self.too_deep(&path, depth + 1) {
+                    return Ok(None);
+                }
+                // A folder on the way to a target. `absolute_path` resolved the symlinks the
+                // user's path went through; one that appeared since is not followed.
+                let (fd, st) = match dirfd::open_dir(dir, name, None) {
+                    Ok(d) => d,
                     Err(e) => {
-                        self.warn(&path, "cannot read", e);
+                        self.warn_open(&path, e);
                         return Ok(None);
                     }
                 };
                 let sub_parent = self.parent_subtree(parent_node);
-                let id = self.save_trie(&path, child, sub_parent.as_ref())?;
-                let mut node = node_from_metadata(name, &meta);
-                node.kind = NodeKind::Dir;
+                let id =
+                    self.save_trie(fd.as_fd(), &path, depth + 1, child, sub_parent.as_ref())?;
+                let mut node = dirfd::node_from_stat(name, &st);
                 node.content = Content::Subtree(id);
                 Ok(Some(node))
             })
@@ -171,110 +203,79 @@ impl Walker<'_, '_> {
         self.saver.save(BlobType::Tree, &tree.encode())
     }
 
-    /// Save one file-system entry (recursively for directories). `Ok(None)` means it could
-    /// not be read: a warning was reported and the entry is left out.
-    pub fn save_entry(
+    /// Save the entries of the open directory `dir` (at `path`, `depth` levels below `/`) as
+    /// a tree; returns its ID. The entries are saved in parallel, each relative to `dir`.
+    fn save_listing(
         &self,
+        dir: BorrowedFd<'_>,
         path: &Path,
+        depth: usize,
+        parent: Option<&Tree>,
+    ) -> Result<BlobId> {
+        let (names, err) = dirfd::list(dir);
+        if let Some(e) = err {
+            self.warn(path, "cannot list directory", e);
+        }
+        let children: Vec<(Vec<u8>, PathBuf)> = names
+            .into_iter()
+            .map(|n| {
+                let p = path.join(OsStr::from_bytes(&n));
+                (n, p)
+            })
+            .filter(|(_, p)| !self.is_excluded(p))
+            .collect();
+        let nodes: Vec<Result<Option<Node>>> = children
+            .par_iter()
+            .map(|(n, p)| self.save_entry(dir, n, p, depth + 1, parent.and_then(|t| t.get(n))))
+            .collect();
+        self.save_tree(nodes)
+    }
+
+    /// Save the entry `name` of the open directory `dir` (recursively for a directory);
+    /// `path` is where it is, for messages and excludes, `depth` levels below `/`. `Ok(None)`
+    /// means it could not be read: a warning was reported and the entry is left out.
+    fn save_entry(
+        &self,
+        dir: BorrowedFd<'_>,
         name: &[u8],
+        path: &Path,
+        depth: usize,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(interrupted());
         }
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
+        let st = match dirfd::stat(dir, name) {
+            Ok(st) => st,
             Err(e) => {
                 self.warn(path, "cannot read", e);
                 return Ok(None);
             }
         };
-        let mut node = node_from_metadata(name, &meta);
+        let mut node = dirfd::node_from_stat(name, &st);
         self.progress.item(&path.to_string_lossy());
         match node.kind {
             NodeKind::Dir => {
-                let entries = match std::fs::read_dir(path) {
-                    Ok(rd) => rd,
+                if self.too_deep(path, depth) {
+                    return Ok(None);
+                }
+                let (fd, st) = match dirfd::open_dir(dir, name, Some(&st)) {
+                    Ok(d) => d,
                     Err(e) => {
-                        self.warn(path, "cannot list directory", e);
+                        self.warn_open(path, e);
                         return Ok(None);
                     }
                 };
-                let mut children: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-                for entry in entries {
-                    match entry {
-                        Ok(e) => {
-                            let p = e.path();
-                            if !self.is_excluded(&p) {
-                                children.push((e.file_name().as_bytes().to_vec(), p));
-                            }
-                        }
-                        Err(e) => self.warn(path, "cannot list directory", e),
-                    }
-                }
+                // The node describes the directory that is listed.
+                node = dirfd::node_from_stat(name, &st);
                 let parent_tree = self.parent_subtree(parent);
-                let nodes: Vec<Result<Option<Node>>> = children
-                    .par_iter()
-                    .map(|(n, p)| {
-                        self.save_entry(p, n, parent_tree.as_ref().and_then(|t| t.get(n)))
-                    })
-                    .collect();
-                node.content = Content::Subtree(self.save_tree(nodes)?);
+                let id = self.save_listing(fd.as_fd(), path, depth, parent_tree.as_ref())?;
+                node.content = Content::Subtree(id);
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
-            NodeKind::File => {
-                if let Some(content) =
-                    unchanged_content(&node, parent).filter(|c| self.still_stored(c))
-                {
-                    node.content = content;
-                    self.counters
-                        .files_unmodified
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.counters
-                        .total_bytes
-                        .fetch_add(node.size, Ordering::Relaxed);
-                    self.progress.advance(node.size);
-                    return Ok(Some(node));
-                }
-                let file = match std::fs::File::open(path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        self.warn(path, "cannot open", e);
-                        return Ok(None);
-                    }
-                };
-                let params = self.repo.config().files_chunker;
-                let seed = self.repo.keys().chunker_seed();
-                let stored = if node.size <= params.max as u64 {
-                    read_small(file, node.size).and_then(|data| {
-                        let ids = store_bytes(self.saver, &data, params, seed, self.progress)?;
-                        Ok((ids, data.len() as u64))
-                    })
-                } else {
-                    store_stream(self.saver, file, params, seed, self.cancel, self.progress)
-                };
-                let (ids, size) = match stored {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == ErrorKind::Io => {
-                        self.warn(path, "cannot read", e);
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e),
-                };
-                // The file may have grown or shrunk while read: record what was stored.
-                node.size = size;
-                node.content = self.saver.save_content(ids)?;
-                let counter = if parent.is_some() {
-                    &self.counters.files_changed
-                } else {
-                    &self.counters.files_new
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                self.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
-                self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
-            }
-            NodeKind::Symlink => match std::fs::read_link(path) {
-                Ok(t) => node.link_target = t.as_os_str().as_bytes().to_vec(),
+            NodeKind::File => return self.save_file(dir, name, path, &st, node, parent),
+            NodeKind::Symlink => match dirfd::read_link(dir, name) {
+                Ok(t) => node.link_target = t,
                 Err(e) => {
                     self.warn(path, "cannot read link", e);
                     return Ok(None);
@@ -282,6 +283,72 @@ impl Walker<'_, '_> {
             },
             _ => {}
         }
+        Ok(Some(node))
+    }
+
+    /// Save the regular file `name` of `dir`, which `st` describes: take its content from
+    /// the parent snapshot if it is unchanged, else read it through a descriptor checked to
+    /// be that same file.
+    fn save_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &Path,
+        st: &Stat,
+        mut node: Node,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        // The shortcut reads nothing, so the stat of the entry is enough to decide it (as in
+        // restic: no open, which is costly on network file systems, for an unchanged file).
+        if let Some(content) = unchanged_content(&node, parent).filter(|c| self.still_stored(c)) {
+            node.content = content;
+            self.counters
+                .files_unmodified
+                .fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .total_bytes
+                .fetch_add(node.size, Ordering::Relaxed);
+            self.progress.advance(node.size);
+            return Ok(Some(node));
+        }
+        let (file, st) = match dirfd::open_file(dir, name, st) {
+            Ok(f) => f,
+            Err(e) => {
+                self.warn_open(path, e);
+                return Ok(None);
+            }
+        };
+        // The node describes the file that is read, not the name's earlier stat.
+        node = dirfd::node_from_stat(name, &st);
+        let params = self.repo.config().files_chunker;
+        let seed = self.repo.keys().chunker_seed();
+        let stored = if node.size <= params.max as u64 {
+            read_small(file, node.size).and_then(|data| {
+                let ids = store_bytes(self.saver, &data, params, seed, self.progress)?;
+                Ok((ids, data.len() as u64))
+            })
+        } else {
+            store_stream(self.saver, file, params, seed, self.cancel, self.progress)
+        };
+        let (ids, size) = match stored {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::Io => {
+                self.warn(path, "cannot read", e);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // The file may have grown or shrunk while read: record what was stored.
+        node.size = size;
+        node.content = self.saver.save_content(ids)?;
+        let counter = if parent.is_some() {
+            &self.counters.files_changed
+        } else {
+            &self.counters.files_new
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
         Ok(Some(node))
     }
 }
