@@ -96,7 +96,7 @@ for t in "${targets[@]}"; do
         rc=$?
         used_wall=$((used_wall + $(date +%s) - t0))
         used_cpu=$(awk '/^cpu-seconds/ {s += $2 + $3} END {printf "%.1f", s}' "$log")
-        [ "$rc" -eq 0 ] && [ "$cpu" -eq 1 ] && [ $((secs - ${used_cpu%.*})) -ge 5 ] || break
+        [ "$rc" -eq 0 ] && [ "$cpu" -eq 1 ] && [ $((secs - ${used_cpu%.*})) -ge 1 ] || break
     done
     if [ "$keep" -eq 1 ] && [ "$rc" -eq 0 ]; then
         cargo "+$toolchain" fuzz cmin "$t" "$kept" >>"$log" 2>&1 || { echo "FAIL: cmin $t" >&2; rc=1; }
