@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install what the tests need, then run every test.
 #
-#   bash tests/run.sh [ARGS...]       ARGS go to `cargo test --all-targets --no-fail-fast`
-#                                     (e.g. `bash tests/run.sh --test backends`)
+#   bash tests/run.sh [ARGS...]       ARGS go to `cargo test --all-targets --no-fail-fast`,
+#                                     e.g. a name filter and harness flags:
+#                                     `bash tests/run.sh sigkill -- --nocapture`
+#                                     (`--test NAME` adds to --all-targets, it does not narrow it)
 #   COFFER_TEST_SETUP_ONLY=1 bash tests/run.sh    install and check the tools, run no test
 #
 # The tests start their own servers on free loopback ports (tests/common/servers.rs,
