@@ -111,12 +111,13 @@ pub fn upload_limit() -> Arc<UploadLimit> {
     LIMIT.get_or_init(Default::default).clone()
 }
 
-/// A region's backend, with its writes paced to the upload limit.
+/// A region's backend, with its writes paced to the upload limit (and the crash-test hook
+/// applied when it is set, `crash_hook.rs`).
 fn open_region(loc: &Location) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(Throttled::new(
+    Ok(super::crash_hook::wrap(Arc::new(Throttled::new(
         backend::open(loc)?,
         upload_limit(),
-    )))
+    ))))
 }
 
 pub fn store(g: &Global) -> Result<Store> {
@@ -151,13 +152,6 @@ pub fn store(g: &Global) -> Result<Store> {
 /// The repository's storage as one backend (all regions behind it).
 pub fn backend(g: &Global) -> Result<Arc<dyn Backend>> {
     Ok(store(g)?.backend)
-}
-
-/// `store`, with the crash-test hook applied when it is set (`crash_hook.rs`).
-fn store_for_open(g: &Global) -> Result<Store> {
-    let mut store = store(g)?;
-    store.backend = super::crash_hook::wrap(store.backend);
-    Ok(store)
 }
 
 /// The clock every command reads "now" from: the system clock, or for tests
@@ -200,7 +194,7 @@ pub fn open(g: &Global) -> Result<Repository> {
 
 /// Open the repository, keeping hold of its regions (for commands that report on them).
 pub fn open_store(g: &Global) -> Result<(Repository, Store)> {
-    let store = store_for_open(g)?;
+    let store = store(g)?;
     let password = password(g, "Repository password: ")?;
     let repo = Repository::open(store.backend.clone(), password.as_bytes(), open_options(g))?;
     Ok((repo, store))

@@ -2,25 +2,43 @@
 //! process kills itself with SIGKILL just before its (N+1)-th change to the repository (a
 //! put or a delete), so tests can stop a command at every point where the repository
 //! changes and then check what it left. Nothing else uses it.
+//!
+//! Every region's backend is wrapped (`common::open_region`) and all of them draw on one
+//! count per process: so the hook also stops `sync` and `key`, which write to the regions
+//! without opening a repository, and with several regions it can stop a write that reached
+//! one region but not the next.
 
 use coffer::backend::{Backend, Bytes, ObjectKind, ObjectName};
 use coffer::Result;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub const VARIABLE: &str = "COFFER_TEST_CRASH_AFTER";
 
 struct CrashAfter {
     inner: Arc<dyn Backend>,
-    changes_left: AtomicU64,
+    changes_left: &'static AtomicU64,
+}
+
+/// The changes this process may still make, shared by every wrapped backend; `None` when
+/// the hook is not set.
+fn changes_left() -> Option<&'static AtomicU64> {
+    static LEFT: OnceLock<Option<AtomicU64>> = OnceLock::new();
+    LEFT.get_or_init(|| {
+        std::env::var(VARIABLE)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(AtomicU64::new)
+    })
+    .as_ref()
 }
 
 /// Wrap `backend` if the hook is set.
 pub fn wrap(backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
-    match std::env::var(VARIABLE).ok().and_then(|v| v.parse().ok()) {
-        Some(n) => Arc::new(CrashAfter {
+    match changes_left() {
+        Some(changes_left) => Arc::new(CrashAfter {
             inner: backend,
-            changes_left: AtomicU64::new(n),
+            changes_left,
         }),
         None => backend,
     }
