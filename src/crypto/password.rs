@@ -120,6 +120,19 @@ pub fn derive_wrapping_key(
     Ok(out)
 }
 
+static TINY_KDF_IN_TESTS: AtomicBool = AtomicBool::new(false);
+
+/// Let new key files keep a cost below OWASP's minimum: for the test suite, whose hundreds of
+/// commands would each pay 0.1 s more for a real key. Only a debug build honours it (the CLI
+/// calls this when `COFFER_TEST_TINY_KDF` is set in a debug build), so a release binary
+/// always writes keys of at least the minimum.
+#[doc(hidden)]
+pub fn allow_tiny_kdf_in_tests() {
+    if cfg!(debug_assertions) {
+        TINY_KDF_IN_TESTS.store(true, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,18 +169,5 @@ mod tests {
         };
         assert!(cheap.cost() < dear.cost());
         assert!(KdfParams::DEFAULT.cost() < dear.cost() * 1024);
-    }
-}
-
-static TINY_KDF_IN_TESTS: AtomicBool = AtomicBool::new(false);
-
-/// Let new key files keep a cost below OWASP's minimum: for the test suite, whose hundreds of
-/// commands would each pay 0.1 s more for a real key. Only a debug build honours it (the CLI
-/// calls this when `COFFER_TEST_TINY_KDF` is set in a debug build), so a release binary
-/// always writes keys of at least the minimum.
-#[doc(hidden)]
-pub fn allow_tiny_kdf_in_tests() {
-    if cfg!(debug_assertions) {
-        TINY_KDF_IN_TESTS.store(true, Ordering::Relaxed);
     }
 }
