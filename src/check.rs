@@ -215,6 +215,11 @@ impl Checker<'_> {
             .into_iter()
             .map(|(n, size)| (PackId(n.hash), size))
             .collect();
+        // A blob listed twice (stored again by a backup that found its pack gone) is
+        // judged by the copy that is there.
+        let recorded = self.index.packs_with_copies();
+        self.index
+            .prefer_copies(|p| listed.get(p).is_some_and(|s| recorded.get(p) == Some(s)));
         self.report.packs = self.index.packs().len() as u64;
         for (id, size) in self.index.packs().to_vec() {
             let name = ObjectName::new(ObjectKind::Pack, id.0);
