@@ -179,7 +179,7 @@ pub fn backup(
     let listing = repo.reconcile_packs()?;
     if listing.missing > 0 {
         progress.warn(&format!(
-            "{} indexed pack(s) are missing or have the wrong size: this backup stores their blobs again instead of using them. Run `coffer check` to see which snapshots they break",
+            "{} indexed pack(s) are missing or have the wrong size: this backup stores their blobs again instead of using them. Run `coffer check` to see which snapshots they break, then `coffer repair`",
             listing.missing
         ));
     }

@@ -49,7 +49,7 @@ pub(super) fn make(
     mark(repo, &index, &snapshots, &mut marks, progress, cancel)?;
     if !marks.missing.is_empty() {
         return Err(Error::corrupt(format!(
-            "snapshots need {} blob(s) that no index file lists (first: {}); prune deletes nothing in a damaged repository: run `coffer check`",
+            "snapshots need {} blob(s) that no index file lists (first: {}); prune deletes nothing in a damaged repository: run `coffer repair`, which indexes again what it can and lists the snapshots that need lost data",
             marks.missing.len(),
             marks.missing[0].short()
         )));

@@ -190,7 +190,9 @@ impl Repository {
             Ok(f) => Ok(Some(f)),
             Err(e) if vanished(&e) => Err(e),
             Err(e) => {
-                (self.warn)(&format!("skipping a damaged index file: {e}"));
+                (self.warn)(&format!(
+                    "skipping a damaged index file: {e} (`coffer repair` indexes its packs again)"
+                ));
                 Ok(None)
             }
         }

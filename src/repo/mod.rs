@@ -19,6 +19,7 @@ pub use locks::{LockGuard, REFRESH as LOCK_REFRESH};
 pub(crate) use open::memory_repository;
 pub use open::{default_cache_dir, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
+pub use plans::{reason, Readable};
 pub use reports::KEEP_REPORTS;
 pub use writer::{BlobSaver, SaverStats};
 
@@ -52,6 +53,16 @@ fn expect_type(loc: &BlobLocation, blob_type: BlobType, id: &BlobId) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// A blob that no readable index file lists: its index file is damaged or lost (repair
+/// indexes its pack again from the pack's header), or its pack is gone.
+pub fn not_in_index(blob_type: BlobType, id: &BlobId) -> Error {
+    Error::not_found(format!(
+        "{} blob {} is not in the index (run `coffer repair`: it indexes again every pack that no readable index file lists)",
+        blob_type.name(),
+        id.short()
+    ))
 }
 
 pub struct Repository {
@@ -211,13 +222,7 @@ impl Repository {
         blob_type: BlobType,
         id: &BlobId,
     ) -> Result<Vec<u8>> {
-        let loc = index.get(id).ok_or_else(|| {
-            Error::not_found(format!(
-                "{} blob {} is not in the index",
-                blob_type.name(),
-                id.short()
-            ))
-        })?;
+        let loc = index.get(id).ok_or_else(|| not_in_index(blob_type, id))?;
         // Checked before any I/O: a blob of the wrong type is not worth a read.
         expect_type(&loc, blob_type, id)?;
         let read = self

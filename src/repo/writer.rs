@@ -99,7 +99,7 @@ impl<'r> BlobSaver<'r> {
             Some(loc) if self.repo.pack_unreadable(&loc.pack) => {
                 if !self.warned_unreadable.swap(true, Ordering::SeqCst) {
                     (self.repo.warn)(&format!(
-                        "pack {} could not be read: this backup stores the blobs it holds again. Run `coffer check --read-data`",
+                        "pack {} could not be read: this backup stores the blobs it holds again. Run `coffer check --read-data`, then `coffer repair`",
                         loc.pack.short()
                     ));
                 }

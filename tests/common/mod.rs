@@ -6,6 +6,7 @@ pub mod http;
 pub mod postgres;
 pub mod s3;
 pub mod servers;
+pub mod stdin_backup;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
