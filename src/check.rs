@@ -308,7 +308,7 @@ impl Checker<'_> {
         }
         if unindexed > 0 {
             self.report.notes.push(format!(
-                "{unindexed} pack(s) are not in any index (left by an interrupted backup or prune; the next backup adopts them, and the prune after that removes unused ones)"
+                "{unindexed} pack(s) are not in any index (left by a backup or prune that failed or was interrupted): `coffer prune` deletes them, or the next backup indexes them again"
             ));
         }
         Ok(())

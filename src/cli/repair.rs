@@ -1,7 +1,7 @@
 //! `coffer repair [--dry-run] [--forget-broken] [--stale-lock-after DURATION]`: fix what
 //! can be fixed safely, while backups run (format-spec §12.7).
 
-use super::common::{self, print_json};
+use super::common::{self, human_bytes, print_json};
 use super::progress::Bar;
 use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::browse::format_time;
@@ -20,7 +20,8 @@ then removes damaged index files once every pack is indexed elsewhere;\n\
 again instead of relying on it;\n\
 - lists the snapshots that need data that is gone (how many files each loses, and why); \
 --forget-broken removes them. Restore what is left of one first if you need it: restore \
-writes every file it can and names the others.\n\n\
+writes every file it can and names the others;\n\
+- removes temporary files of failed writes, as prune does.\n\n\
 Nothing that a snapshot needs is ever deleted. Backups may run meanwhile; a prune may not \
 (repair and prune take the same lock, and the second one exits 1). Every region must answer.\n\n\
 Exit status: 0 nothing left broken; 1 something repair cannot fix is left (snapshots that \
@@ -125,6 +126,14 @@ fn print_human(r: &RepairReport) {
         println!(
             "{} snapshot(s) need data that is gone: restore what is left of them if you need it, then run `coffer repair --forget-broken`",
             r.broken_snapshots.len()
+        );
+    }
+    if r.scratch_files > 0 {
+        println!(
+            "{} {} temporary file(s) of failed writes in tmp/ ({})",
+            did("removed", "found"),
+            r.scratch_files,
+            human_bytes(r.scratch_bytes)
         );
     }
     if r.dry_run {

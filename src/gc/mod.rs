@@ -14,6 +14,7 @@
 //! operation that might rely on it is running.
 
 mod alone;
+pub mod leftovers;
 mod mark;
 mod plan;
 mod stale;
@@ -76,6 +77,10 @@ pub struct PruneReport {
     pub blobs_unused: u64,
     /// Packs holding nothing reachable: deleted (or, dry run, would be).
     pub packs_unused: u64,
+    /// Packs that no index file lists (left by a failed or killed backup or prune): deleted
+    /// like unused ones, unless a snapshot stored meanwhile needs them. Counted in
+    /// `bytes_to_free`, not in `packs_unused`.
+    pub packs_unindexed: u64,
     /// Packs mostly unused: their reachable blobs copied to new packs, then deleted.
     pub packs_repacked: u64,
     pub packs_written: u64,
@@ -93,6 +98,10 @@ pub struct PruneReport {
     pub plans_completed: u64,
     pub plans_pending: Vec<PendingPlan>,
     pub stale_locks_removed: Vec<String>,
+    /// Temporary files of failed or killed writes removed from `tmp/` (with `dry_run`: found
+    /// there), and their bytes.
+    pub scratch_files: u64,
+    pub scratch_bytes: u64,
 }
 
 fn describe(lock: &Lock) -> String {
@@ -138,6 +147,7 @@ pub fn prune(
             });
         }
         plan::make(repo, opts, &mut report, progress, cancel)?;
+        leftovers::count(repo, &mut report.scratch_files, &mut report.scratch_bytes)?;
         return Ok(report);
     }
     let mut alone = lock_alone(
@@ -149,6 +159,9 @@ pub fn prune(
     )?;
     let own = alone.lock.operation();
     let result = (|| {
+        // L1 before the sweep and the plan, L2 after them: a write that was running at the
+        // first listing has finished (or shows another size) by the second.
+        let scratch = leftovers::first_sighting(repo, own)?;
         plan_and_sweep(
             repo,
             opts,
@@ -159,6 +172,11 @@ pub fn prune(
             progress,
             cancel,
         )?;
+        if let Some(first) = scratch {
+            let (files, bytes) = leftovers::remove_unchanged(repo, &first, own)?;
+            report.scratch_files += files;
+            report.scratch_bytes += bytes;
+        }
         Ok(())
     })();
     let released = alone.release();

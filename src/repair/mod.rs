@@ -9,7 +9,8 @@
 //!    covered, and index files that name packs the listing lacks are written again without
 //!    them, so backups do not rely on those packs;
 //! 4. snapshots that need data that is gone are listed, and with `forget_broken` removed
-//!    (`snapshots.rs`).
+//!    (`snapshots.rs`);
+//! 5. temporary files of failed writes are removed as prune removes them (§12.1 L1–L2).
 //!
 //! Repair holds the prune lock: it never runs beside a prune (a damaged plan may be one a
 //! prune is sweeping), and backups go on meanwhile, as they do beside a prune.
@@ -19,7 +20,7 @@ mod objects;
 mod snapshots;
 
 use crate::error::{Error, Result};
-use crate::gc;
+use crate::gc::{self, leftovers};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use serde::Serialize;
@@ -77,6 +78,9 @@ pub struct RepairReport {
     /// Snapshots that need data that is gone, and whether they were removed.
     pub broken_snapshots: Vec<BrokenSnapshot>,
     pub snapshots_forgotten: u64,
+    /// Temporary files of failed writes removed from `tmp/` (dry run: found), and bytes.
+    pub scratch_files: u64,
+    pub scratch_bytes: u64,
 }
 
 impl RepairReport {
@@ -96,7 +100,8 @@ impl RepairReport {
             && self.packs_indexed.is_empty()
             && self.index_files_removed.is_empty()
             && self.index_files_rewritten.is_empty()
-            && self.snapshots_forgotten == 0)
+            && self.snapshots_forgotten == 0
+            && self.scratch_files == 0)
     }
 }
 
@@ -120,6 +125,7 @@ pub fn repair(
     };
     if opts.dry_run {
         steps(repo, opts, &mut report, progress, cancel)?;
+        leftovers::count(repo, &mut report.scratch_files, &mut report.scratch_bytes)?;
         return Ok(report);
     }
     let alone = gc::lock_alone(
@@ -129,7 +135,17 @@ pub fn repair(
         &mut report.stale_locks_removed,
         true,
     )?;
-    let result = steps(repo, opts, &mut report, progress, cancel);
+    let own = alone.lock.operation();
+    let result = (|| {
+        let scratch = leftovers::first_sighting(repo, own)?;
+        steps(repo, opts, &mut report, progress, cancel)?;
+        if let Some(first) = scratch {
+            let (files, bytes) = leftovers::remove_unchanged(repo, &first, own)?;
+            report.scratch_files += files;
+            report.scratch_bytes += bytes;
+        }
+        Ok(())
+    })();
     let released = alone.release();
     result?;
     released?;
