@@ -296,9 +296,7 @@ fn read_data_blobs(repo: &Repository, ids: &[BlobId]) -> Result<HashMap<BlobId, 
         let loc = index
             .get(id)
             .filter(|l| l.blob_type == BlobType::Data)
-            .ok_or_else(|| {
-                Error::not_found(format!("data blob {} is not in the index", id.short()))
-            })?;
+            .ok_or_else(|| crate::repo::not_in_index(BlobType::Data, id))?;
         wanted.push((*id, loc));
     }
     wanted.sort_by_key(|(_, l)| (l.pack, l.frame_offset, l.offset));

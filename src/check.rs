@@ -38,6 +38,9 @@ pub struct Problem {
     /// The damaged or missing object, e.g. `data/3f/3fa1...` or `blob 1a2b3c4d`.
     pub object: String,
     pub problem: String,
+    /// `coffer repair` fixes it (or, for a snapshot that needs lost data, removes the
+    /// snapshot with `--forget-broken`).
+    pub repairable: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +65,28 @@ pub struct CheckReport {
 impl CheckReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Would `coffer repair` fix some of the problems found?
+    pub fn repairable(&self) -> bool {
+        self.problems.iter().any(|p| p.repairable)
+    }
+}
+
+/// What repair does about a tree or chunk list that cannot be read.
+const FORGET_HINT: &str = "`coffer repair --forget-broken` removes the snapshots that need it";
+
+/// What repair does about a damaged object of each kind (`None`: nothing).
+fn repair_hint(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
+        ObjectKind::Index => {
+            Some("`coffer repair` indexes its packs again from their headers, then removes it")
+        }
+        ObjectKind::Lock | ObjectKind::Plan | ObjectKind::Wait => {
+            Some("`coffer repair` removes it")
+        }
+        ObjectKind::Snapshot => Some("`coffer repair --forget-broken` removes it"),
+        _ => None,
     }
 }
 
@@ -100,8 +125,11 @@ pub fn check(
         planned: HashSet::new(),
         report: CheckReport::default(),
     };
-    c.check_small_objects()?;
+    // Snapshots before the index: every blob of a snapshot was indexed before the snapshot
+    // was stored (format-spec §8), so a backup that finishes meanwhile is not reported as
+    // needing blobs that no index lists.
     let snapshots = c.load_snapshots()?;
+    c.check_small_objects()?;
     c.check_packs_exist()?;
     if opts.read_data {
         c.read_data(opts.read_data_subset, progress)?;
@@ -119,7 +147,25 @@ impl Checker<'_> {
         self.report.problems.push(Problem {
             object: object.to_string(),
             problem: problem.to_string(),
+            repairable: false,
         });
+    }
+
+    /// A problem that `coffer repair` fixes; `hint` says how.
+    fn repairable(&mut self, object: impl ToString, problem: impl ToString, hint: &str) {
+        self.report.problems.push(Problem {
+            object: object.to_string(),
+            problem: format!("{} ({hint})", problem.to_string()),
+            repairable: true,
+        });
+    }
+
+    /// A damaged object: repairable or not, by its kind.
+    fn damaged(&mut self, name: ObjectName, problem: impl ToString) {
+        match repair_hint(name.kind) {
+            Some(hint) => self.repairable(name, problem, hint),
+            None => self.problem(name, problem),
+        }
     }
 
     /// Config, keys and index files: read in full, hash checked, decoded.
@@ -149,7 +195,7 @@ impl Checker<'_> {
                         continue
                     }
                     Err(e) => {
-                        self.problem(name, e);
+                        self.damaged(name, e);
                         continue;
                     }
                 };
@@ -170,7 +216,7 @@ impl Checker<'_> {
                     _ => Ok(()),
                 };
                 if let Err(e) = decoded {
-                    self.problem(name, e);
+                    self.damaged(name, e);
                 }
             }
         }
@@ -187,7 +233,7 @@ impl Checker<'_> {
                 .and_then(|b| Snapshot::decode(self.repo.keys(), &b))
             {
                 Ok(s) => out.push((SnapshotId(name.hash), s)),
-                Err(e) => self.problem(name, e),
+                Err(e) => self.damaged(name, e),
             }
         }
         out.sort_by_key(|(id, s)| (s.time_ns, *id));
@@ -215,6 +261,11 @@ impl Checker<'_> {
             .into_iter()
             .map(|(n, size)| (PackId(n.hash), size))
             .collect();
+        // A blob listed twice (stored again by a backup that found its pack gone) is
+        // judged by the copy that is there.
+        let recorded = self.index.packs_with_copies();
+        self.index
+            .prefer_copies(|p| listed.get(p).is_some_and(|s| recorded.get(p) == Some(s)));
         self.report.packs = self.index.packs().len() as u64;
         for (id, size) in self.index.packs().to_vec() {
             let name = ObjectName::new(ObjectKind::Pack, id.0);
@@ -228,7 +279,11 @@ impl Checker<'_> {
                     );
                 }
                 None => {
-                    self.problem(name, "pack is missing");
+                    self.repairable(
+                        name,
+                        "pack is missing",
+                        "`coffer repair` rewrites the index without it and lists the snapshots that need it",
+                    );
                     self.mark_pack_bad(&id, &format!("its pack {} is missing", id.short()));
                 }
                 Some(&found) if found != size => {
@@ -253,7 +308,7 @@ impl Checker<'_> {
         }
         if unindexed > 0 {
             self.report.notes.push(format!(
-                "{unindexed} pack(s) are not in any index (left by an interrupted backup or prune; the next backup adopts them, and the prune after that removes unused ones)"
+                "{unindexed} pack(s) are not in any index (left by a backup or prune that failed or was interrupted): `coffer prune` deletes them, or the next backup indexes them again"
             ));
         }
         Ok(())
@@ -388,9 +443,10 @@ impl Checker<'_> {
                     blob_type.name(),
                     id.short()
                 );
-                self.problem(
+                self.repairable(
                     format!("blob {id}"),
                     "referenced by a snapshot but not in any index (missing)",
+                    "`coffer repair` indexes again the packs that no readable index file lists, and lists the snapshots still broken",
                 );
                 self.bad.insert(*id, why.clone());
                 Some(why)
@@ -427,7 +483,11 @@ impl Checker<'_> {
             Ok(t) => t,
             Err(why) => {
                 if !self.bad.contains_key(id) {
-                    self.problem(format!("blob {id}"), format!("tree cannot be read: {why}"));
+                    self.repairable(
+                        format!("blob {id}"),
+                        format!("tree cannot be read: {why}"),
+                        FORGET_HINT,
+                    );
                     self.bad.insert(*id, why.clone());
                 }
                 self.affected(snap, path, format!("directory listing lost: {why}"));
@@ -479,7 +539,7 @@ impl Checker<'_> {
             Ok(_) => return Some(format!("chunk list {} has the wrong level", id.short())),
             Err(e) => {
                 let why = format!("chunk list {} cannot be read: {e}", id.short());
-                self.problem(format!("blob {id}"), &why);
+                self.repairable(format!("blob {id}"), &why, FORGET_HINT);
                 self.bad.insert(*id, why.clone());
                 return Some(why);
             }

@@ -3,7 +3,7 @@
 //!
 //! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
 //! `error id clock progress hostfile child_env` → `crypto chunker compress` → `format` → `backend` →
-//! `index` → `repo` → use cases (`backup restore check browse keys stats retention gc sync`) →
+//! `index` → `repo` → use cases (`backup restore check browse keys stats retention gc repair sync`) →
 //! `cli` (binary).
 
 pub mod backend;
@@ -26,6 +26,7 @@ pub mod index;
 pub mod jobs;
 pub mod postgres;
 pub mod progress;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -106,6 +106,7 @@ fn modules_import_only_lower_layers() {
         ("stats", 6),
         ("retention", 6),
         ("gc", 6),
+        ("repair", 6),
         ("sync", 6),
     ];
     let mut violations = Vec::new();

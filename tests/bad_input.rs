@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{pseudo_random, repo_listing, Env, PASSWORD};
+use common::{error_lines, pseudo_random, repo_listing, Env, PASSWORD};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -1378,7 +1378,7 @@ fn repository_urls_typed_wrong_exit_2_with_one_line() {
         let out = bare(&env, &["--repo", url, "snapshots"]);
         expect_code(&out, 2, url);
         let err = text(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "{url}: {}", show(&out));
+        assert_eq!(error_lines(&err), 1, "{url}: {}", show(&out));
         assert!(
             !err.contains("secret") && !err.contains(":pw"),
             "{url}: the refused URL's secret is printed\n{}",
@@ -1395,7 +1395,7 @@ fn repository_urls_typed_wrong_exit_2_with_one_line() {
             err.contains("not a folder")
                 && !err.contains("Unexpected")
                 && !err.contains("Builder")
-                && err.trim().lines().count() == 1,
+                && error_lines(&err) == 1,
             "{path}: {}",
             show(&out)
         );

@@ -397,8 +397,7 @@ fn a_missing_config_is_named_and_init_is_not_suggested() {
     );
     assert!(!err.contains("coffer init"), "{}", show(&out));
     // One error line (besides the line that names the repository in use).
-    let lines = err.lines().filter(|l| !l.starts_with("repository "));
-    assert_eq!(lines.count(), 1, "{}", show(&out));
+    assert_eq!(common::error_lines(&err), 1, "{}", show(&out));
 
     // An empty folder is no repository, and there `init` is the answer.
     let empty = Env::new();

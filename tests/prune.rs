@@ -19,6 +19,7 @@
 mod common;
 
 use common::servers::Moto;
+use common::stdin_backup::{objects_in, StdinBackup};
 use common::{
     assert_ok, make_folder, pseudo_random, read_folder, repo_listing, Env, Files, PASSWORD,
 };
@@ -148,14 +149,6 @@ fn prune(env: &Env, args: &[&str]) -> Value {
     let v = json(env, &all);
     assert_eq!(v["exit_code"], 0, "{v}");
     v["report"].clone()
-}
-
-/// The object files of one kind folder (`plans`, `locks`, ...) of a folder repository.
-fn objects_in(repo: &Path, kind: &str) -> Vec<PathBuf> {
-    repo_listing(&repo.join(kind))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect()
 }
 
 fn pack_set(repo: &Path) -> BTreeSet<PathBuf> {
@@ -660,84 +653,6 @@ fn prune_refuses_while_a_region_is_unreachable() {
     );
 }
 
-/// A `coffer backup --stdin` child whose standard input the test writes; killed on drop.
-struct StdinBackup {
-    child: Option<Child>,
-}
-
-impl StdinBackup {
-    /// Start the backup and wait until it has stored its lock (one more lock object than
-    /// before). It then waits for its input.
-    fn start(env: &Env, name: &str, host: &str) -> StdinBackup {
-        Self::start_with(env, name, host, &[])
-    }
-
-    /// `start` with more environment variables for the child.
-    fn start_with(env: &Env, name: &str, host: &str, vars: &[(&str, &str)]) -> StdinBackup {
-        let locks_before = objects_in(&env.repo(), "locks").len();
-        let child = env
-            .cmd()
-            .envs(vars.iter().copied())
-            .args(["--json", "backup", "--stdin", "--stdin-name", name])
-            .args(["--host", host])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut b = StdinBackup { child: Some(child) };
-        let t0 = Instant::now();
-        while objects_in(&env.repo(), "locks").len() <= locks_before {
-            assert!(
-                b.child().try_wait().unwrap().is_none(),
-                "the backup ended before storing its lock"
-            );
-            assert!(t0.elapsed() < Duration::from_secs(60), "no lock appeared");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        b
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("running")
-    }
-
-    /// Write `bytes` to its input. Once 1 MiB went through the pipe (which buffers 64 KiB),
-    /// the backup is reading its stream, so it has read the plans and the index.
-    fn write(&mut self, bytes: &[u8]) {
-        self.child()
-            .stdin
-            .as_mut()
-            .expect("stdin open")
-            .write_all(bytes)
-            .unwrap();
-    }
-
-    /// SIGKILL it: it leaves its lock behind.
-    fn kill(mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-
-    /// Write the rest, close the input, and wait for the end.
-    fn finish(mut self, rest: &[u8]) -> Output {
-        self.write(rest);
-        let mut c = self.child.take().unwrap();
-        drop(c.stdin.take());
-        common::wait_with_limit(c, COMMAND_TIMEOUT, "coffer")
-    }
-}
-
-impl Drop for StdinBackup {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// `coffer --json backup --stdin --stdin-name NAME` of `bytes`; the snapshot ID and summary.
 fn stdin_backup(env: &Env, name: &str, bytes: &[u8]) -> (String, Value) {
     stdin_backup_with(env, name, bytes, &[])
@@ -783,7 +698,7 @@ fn a_running_backup_delays_deletion_and_its_snapshot_survives() {
 
     // A backup of the same bytes is running: it has stored its lock and read the index
     // (the first MiB went through), and waits for the rest of its input.
-    let mut running = StdinBackup::start(&env, "f.bin", "late");
+    let mut running = StdinBackup::start(&env, "f.bin", "late", COMMAND_TIMEOUT);
     running.write(&f[..1 << 20]);
 
     // A is forgotten: its packs are unused, but the plan must wait for that backup.
@@ -862,14 +777,14 @@ fn a_backup_started_after_the_plan_never_relies_on_planned_packs() {
     let packs_a = pack_set(&env.repo());
 
     // One backup runs while the plan is made, so the plan waits for it.
-    let mut first = StdinBackup::start(&env, "other", "first");
+    let mut first = StdinBackup::start(&env, "other", "first", COMMAND_TIMEOUT);
     json(&env, &["forget", "--force"]);
     let r = prune(&env, &[]);
     assert_eq!(r["plans_pending"].as_array().unwrap().len(), 1, "{r}");
 
     // A second backup of F starts after the plan was stored: it must treat the planned
     // packs as absent. The plan does not wait for it (its lock came after).
-    let mut second = StdinBackup::start(&env, "f.bin", "second");
+    let mut second = StdinBackup::start(&env, "f.bin", "second", COMMAND_TIMEOUT);
     second.write(&f[..1 << 20]);
     first.write(b"small");
     let out = first.finish(b"");
@@ -916,7 +831,7 @@ fn a_dead_backups_lock_goes_stale_only_after_the_margin() {
     let packs_a = pack_set(&env.repo());
 
     // A backup dies (SIGKILL: no chance to delete its lock).
-    StdinBackup::start(&env, "x", "dead").kill();
+    StdinBackup::start(&env, "x", "dead", COMMAND_TIMEOUT).kill();
     assert_eq!(objects_in(&env.repo(), "locks").len(), 1);
 
     json(&env, &["forget", "--force"]);
@@ -978,7 +893,7 @@ fn a_backup_whose_lock_was_judged_stale_writes_no_snapshot() {
 
     // A slow but live backup has read the index (with A's packs) and deduplicates against
     // them; a prune with no margin judges its lock stale and deletes A's packs.
-    let mut slow = StdinBackup::start(&env, "f.bin", "slow");
+    let mut slow = StdinBackup::start(&env, "f.bin", "slow", COMMAND_TIMEOUT);
     slow.write(&f[..1 << 20]);
     json(&env, &["forget", "--force"]);
     let r = prune(&env, &[]);
@@ -1024,7 +939,7 @@ fn a_prune_never_removes_its_own_lock() {
         &pseudo_random(seed(24, 1), 1 << 20),
         &["--tag", "b"],
     );
-    StdinBackup::start(&env, "x", "dead").kill();
+    StdinBackup::start(&env, "x", "dead", COMMAND_TIMEOUT).kill();
     // A is forgotten while the dead backup's lock is fresh: that plan waits.
     json(&env, &["forget", "--keep-tag", "b"]);
     let r = prune(&env, &[]);
@@ -1058,6 +973,7 @@ fn a_suspended_backup_whose_lock_was_removed_writes_no_snapshot() {
         "f.bin",
         "asleep",
         &[("COFFER_TEST_LOCK_REFRESH_SECS", "1")],
+        COMMAND_TIMEOUT,
     );
     slow.write(&f[..1 << 20]);
     let pid = slow.child().id() as libc::pid_t;

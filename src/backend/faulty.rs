@@ -124,4 +124,12 @@ impl Backend for Faulty {
         self.check("stat")?;
         self.inner.stat(name)
     }
+    fn scratch(&self) -> Result<Vec<(String, u64)>> {
+        self.check("list")?;
+        self.inner.scratch()
+    }
+    fn delete_scratch(&self, path: &str) -> Result<()> {
+        self.check("delete")?;
+        self.inner.delete_scratch(path)
+    }
 }

@@ -199,6 +199,16 @@ pub trait Backend: Send + Sync {
     fn repair(&self, _name: &ObjectName) -> Result<usize> {
         Ok(0)
     }
+    /// Files that unfinished writes left in the store's scratch folder (`tmp/`, format-spec
+    /// §3), as paths relative to the repository with their sizes. Object stores publish an
+    /// upload atomically and have none.
+    fn scratch(&self) -> Result<Vec<(String, u64)>> {
+        Ok(vec![])
+    }
+    /// Remove one file that `scratch` listed; one already gone is not an error.
+    fn delete_scratch(&self, _path: &str) -> Result<()> {
+        Ok(())
+    }
     /// Fail unless the storage answers now (every region, where there are several).
     /// Deleting needs every copy reachable: a region that misses a deletion gets the
     /// object back from another one at the next sync.

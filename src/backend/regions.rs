@@ -316,6 +316,46 @@ impl Backend for Regions {
         Regions::repair(self, name)
     }
 
+    /// The union over every region that answers: a temporary file belongs to the one
+    /// writer that named it, so the same path in two regions is two leftovers of it.
+    fn scratch(&self) -> Result<Vec<(String, u64)>> {
+        let all: Vec<usize> = (0..self.regions.len()).collect();
+        let mut union: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, r) in self.on_each(&all, |b| b.scratch()) {
+            match r {
+                Ok(files) => {
+                    for (path, size) in files {
+                        let e = union.entry(path).or_insert(size);
+                        *e = (*e).max(size);
+                    }
+                }
+                Err(e) => self.read_failed(i, &e),
+            }
+        }
+        Ok(union.into_iter().collect())
+    }
+
+    fn delete_scratch(&self, path: &str) -> Result<()> {
+        let all: Vec<usize> = (0..self.regions.len()).collect();
+        let failed: Vec<String> = self
+            .on_each(&all, |b| b.delete_scratch(path))
+            .into_iter()
+            .filter_map(|(i, r)| match r {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    Some(format!("{}: {e}", self.region_name(i)))
+                }
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::backend(
+            format!("delete of {path} failed: {}", failed.join("; ")),
+            false,
+        ))
+    }
+
     fn reachable(&self) -> Result<()> {
         let all: Vec<usize> = (0..self.regions.len()).collect();
         let down: Vec<String> = self

@@ -119,6 +119,8 @@ pub struct OpendalBackend {
     /// Services whose writes are not atomic (SFTP) write to `tmp/` and rename into place,
     /// so an interrupted upload never leaves a partial object under its real name.
     write_via_tmp: bool,
+    /// A local folder: opendal writes each object to `tmp/` and renames it into place.
+    local: bool,
     /// SFTP runs on a runtime of its own, shut down on drop: each SSH connection is an
     /// `ssh` master process (ControlPersist=yes) that only exits when the task holding its
     /// session is dropped, and tasks on the shared runtime are never dropped before the
@@ -240,6 +242,7 @@ impl OpendalBackend {
             description,
             ssh_check,
             write_via_tmp: matches!(location, Location::Sftp(_)),
+            local: matches!(location, Location::Local(_)),
             own_runtime,
         })
     }
@@ -403,7 +406,72 @@ fn tmp_name(name: &ObjectName) -> String {
     )
 }
 
+/// The folder of unfinished writes (format-spec §3), relative to the repository root.
+const SCRATCH: &str = "tmp/";
+
+/// A file below `tmp/`, named as opendal or `tmp_name` name them: never an object, never a
+/// path that leads out of the folder.
+fn is_scratch_path(path: &str) -> bool {
+    path.strip_prefix(SCRATCH).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..")
+    })
+}
+
+/// Did the storage refuse a write for want of space (a full disk, a quota)?
+fn out_of_space(e: &opendal::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
 impl OpendalBackend {
+    /// Write one object into a local folder. opendal writes it to `tmp/` and renames it
+    /// into place; a write that fails leaves its temporary file behind, which on a full disk
+    /// holds the very space the next attempt needs, so it is removed here. No retry either:
+    /// a local write that failed does not get better by itself, and opendal's retry sends
+    /// the whole buffer again after a partial write, into the same file.
+    fn put_local(&self, name: &ObjectName, path: &str, bytes: Bytes) -> Result<()> {
+        self.ready()?;
+        let written = self.runtime().block_on(async {
+            let mut w = self.list_op.writer(path).await?;
+            let result = match w.write(bytes).await {
+                Ok(()) => w.close().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if result.is_err() {
+                // Best effort: a leftover is removed by `coffer prune` or `coffer repair`.
+                let _ = w.abort().await;
+            }
+            result
+        });
+        written.map_err(|e| {
+            if out_of_space(&e) {
+                Error::backend(
+                    format!(
+                        "region {} is out of space; free space, or run `coffer prune` to remove what failed writes left",
+                        self.description
+                    ),
+                    false,
+                )
+            } else {
+                map_err(format!("{}: {name}", self.description), e)
+            }
+        })
+    }
+
     fn runtime(&self) -> &Runtime {
         self.own_runtime
             .as_ref()
@@ -480,6 +548,9 @@ impl Backend for OpendalBackend {
 
     fn put(&self, name: &ObjectName, bytes: Bytes) -> Result<()> {
         let path = name.path();
+        if self.local {
+            return self.put_local(name, &path, bytes);
+        }
         if !self.write_via_tmp {
             return self.run(name, self.op.write(&path, bytes)).map(|_| ());
         }
@@ -499,6 +570,44 @@ impl Backend for OpendalBackend {
 
     fn delete(&self, name: &ObjectName) -> Result<()> {
         self.run(name, self.op.delete(&name.path()))
+    }
+
+    fn scratch(&self) -> Result<Vec<(String, u64)>> {
+        if !self.local && !self.write_via_tmp {
+            return Ok(vec![]);
+        }
+        self.ready()?;
+        let listed = self.runtime().block_on(
+            self.list_op
+                .list_with(SCRATCH)
+                .recursive(true)
+                .into_future(),
+        );
+        let entries = match listed {
+            Ok(e) => e,
+            Err(e) if e.kind() == OdKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(map_err(format!("{}: {SCRATCH}", self.description), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.iter().filter(|e| e.metadata().mode().is_file()) {
+            let path = entry.path();
+            // Listings of a folder carry no sizes.
+            match self.runtime().block_on(self.op.stat(path)) {
+                Ok(m) => out.push((path.to_string(), m.content_length())),
+                // Renamed into place or removed since the listing: the write finished.
+                Err(e) if e.kind() == OdKind::NotFound => {}
+                Err(e) => return Err(map_err(format!("{}: {path}", self.description), e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_scratch(&self, path: &str) -> Result<()> {
+        if !is_scratch_path(path) {
+            return Err(Error::invalid(format!("{path} is not a temporary file")));
+        }
+        self.run(path, self.op.delete(path))
     }
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>> {

@@ -172,8 +172,16 @@ pub fn backup(
         opts.lock_refresh.unwrap_or(LOCK_REFRESH),
     )?;
     repo.exclude_planned_packs()?;
-    // Packs left by a backup that was killed are indexed first, so their blobs are reused.
-    repo.adopt_orphan_packs()?;
+    // One listing of the packs: indexed packs that are gone are left out of the index (their
+    // blobs are stored again), and packs left by a backup that was killed are indexed, so
+    // their blobs are reused.
+    let listing = repo.reconcile_packs()?;
+    if listing.missing > 0 {
+        progress.warn(&format!(
+            "{} indexed pack(s) are missing or have the wrong size: this backup stores their blobs again instead of using them. Run `coffer check` to see which snapshots they break, then `coffer repair`",
+            listing.missing
+        ));
+    }
     let saver = BlobSaver::new(repo)?;
 
     let (root, paths, source_name, info, parent_id) = match source {

@@ -130,9 +130,14 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 "regions differ".to_string()
             } else {
                 format!(
-                    "{} problem(s), {} affected path(s)",
+                    "{} problem(s), {} affected path(s){}",
                     report.problems.len(),
-                    report.affected.len()
+                    report.affected.len(),
+                    if report.repairable() {
+                        "; run `coffer repair` to fix what can be fixed (`coffer repair --dry-run` shows what it would do)"
+                    } else {
+                        ""
+                    }
                 )
             }
         );

@@ -86,6 +86,13 @@ impl Backend for CrashAfter {
     fn repair(&self, name: &ObjectName) -> Result<usize> {
         self.inner.repair(name)
     }
+    fn scratch(&self) -> Result<Vec<(String, u64)>> {
+        self.inner.scratch()
+    }
+    fn delete_scratch(&self, path: &str) -> Result<()> {
+        self.before_change();
+        self.inner.delete_scratch(path)
+    }
     fn reachable(&self) -> Result<()> {
         self.inner.reachable()
     }

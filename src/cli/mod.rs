@@ -29,6 +29,7 @@ mod monitor;
 mod pg;
 mod progress;
 mod prune;
+mod repair;
 mod restore;
 mod run;
 mod runbook;
@@ -162,6 +163,9 @@ pub enum Command {
     Forget(forget::Args),
     /// Delete data no snapshot uses, in every region, safely while backups run.
     Prune(prune::Args),
+    /// Fix what can be fixed safely, while backups run: the index, damaged locks and plans,
+    /// leftovers of failed writes; list (and with --forget-broken remove) broken snapshots.
+    Repair(repair::Args),
     /// Manage the passwords (key files) that open the repository.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -222,6 +226,7 @@ pub fn run() -> i32 {
         Command::Check(a) => check::run(g, a),
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
         Command::Key(k) => key::run(g, k),
         Command::Stats(a) => stats::run(g, a),
         Command::Sync(a) => sync::run(g, a),
@@ -309,8 +314,8 @@ fn report_error(g: &Global, e: &Error) -> i32 {
         ErrorKind::WrongPassword if !e.message().contains("COFFER_PASSWORD") => {
             " (check COFFER_PASSWORD / --password-file)"
         }
-        // Unless the message already says which command helps (a damaged key file, which
-        // `check` could not open the repository to report).
+        // Unless the message already says which command helps (`coffer repair`, or a damaged
+        // key file, which `check` could not open the repository to report).
         ErrorKind::Corrupt if !e.message().contains("`coffer ") => {
             " (run `coffer check --read-data` for a full report)"
         }

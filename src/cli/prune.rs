@@ -69,7 +69,7 @@ pub fn print_human(r: &PruneReport) {
     for l in &r.stale_locks_removed {
         println!("removed a stale lock: {l}");
     }
-    if r.snapshots > 0 || r.packs_before > 0 {
+    if r.snapshots > 0 || r.packs_before > 0 || r.packs_unindexed > 0 {
         println!(
             "{} snapshot(s), {} pack(s): {} blob(s) in use, {} unused",
             r.snapshots, r.packs_before, r.blobs_used, r.blobs_unused
@@ -79,8 +79,16 @@ pub fn print_human(r: &PruneReport) {
         } else {
             "deleting"
         };
+        let unindexed = if r.packs_unindexed > 0 {
+            format!(
+                " and {} pack(s) that no index lists (left by failed writes)",
+                r.packs_unindexed
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{verb} {} unused pack(s), repacking {} pack(s): frees about {}",
+            "{verb} {} unused pack(s){unindexed}, repacking {} pack(s): frees about {}",
             r.packs_unused,
             r.packs_repacked,
             human_bytes(r.bytes_to_free)
@@ -125,9 +133,17 @@ pub fn print_human(r: &PruneReport) {
             );
         }
     }
+    if r.scratch_files > 0 {
+        println!(
+            "{} {} temporary file(s) of failed writes in tmp/ ({})",
+            if r.dry_run { "found" } else { "removed" },
+            r.scratch_files,
+            human_bytes(r.scratch_bytes)
+        );
+    }
     if r.dry_run {
         println!("dry run: nothing was changed");
-    } else if r.plans_completed == 0 && r.plans_pending.is_empty() {
+    } else if r.plans_completed == 0 && r.plans_pending.is_empty() && r.scratch_files == 0 {
         println!("nothing to delete");
     }
 }

@@ -13,21 +13,23 @@
 //! Nothing is deleted that a plan did not name, and nothing a plan names is deleted while an
 //! operation that might rely on it is running.
 
+mod alone;
+pub mod leftovers;
 mod mark;
 mod plan;
 mod stale;
 mod sweep;
 
+pub use alone::{lock_alone, Alone};
 pub use mark::{mark, Marks};
 pub use stale::Sightings;
 
 use crate::backend::ObjectName;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::gc::{Lock, LockKind, OperationId};
+use crate::format::gc::{Lock, OperationId};
 use crate::progress::Progress;
 use crate::repo::{Repository, LOCK_REFRESH};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -75,6 +77,10 @@ pub struct PruneReport {
     pub blobs_unused: u64,
     /// Packs holding nothing reachable: deleted (or, dry run, would be).
     pub packs_unused: u64,
+    /// Packs that no index file lists (left by a failed or killed backup or prune): deleted
+    /// like unused ones, unless a snapshot stored meanwhile needs them. Counted in
+    /// `bytes_to_free`, not in `packs_unused`.
+    pub packs_unindexed: u64,
     /// Packs mostly unused: their reachable blobs copied to new packs, then deleted.
     pub packs_repacked: u64,
     pub packs_written: u64,
@@ -92,6 +98,10 @@ pub struct PruneReport {
     pub plans_completed: u64,
     pub plans_pending: Vec<PendingPlan>,
     pub stale_locks_removed: Vec<String>,
+    /// Temporary files of failed or killed writes removed from `tmp/` (with `dry_run`: found
+    /// there), and their bytes.
+    pub scratch_files: u64,
+    pub scratch_bytes: u64,
 }
 
 fn describe(lock: &Lock) -> String {
@@ -137,103 +147,88 @@ pub fn prune(
             });
         }
         plan::make(repo, opts, &mut report, progress, cancel)?;
+        leftovers::count(repo, &mut report.scratch_files, &mut report.scratch_bytes)?;
         return Ok(report);
     }
-    let lock = repo.lock(LockKind::Prune, &opts.host, LOCK_REFRESH)?;
-    let mut sightings = Sightings::load(repo.state_dir());
+    let mut alone = lock_alone(
+        repo,
+        &opts.host,
+        opts.stale_after,
+        &mut report.stale_locks_removed,
+        false,
+    )?;
+    let own = alone.lock.operation();
     let result = (|| {
-        let live = live_locks(repo, &mut sightings, opts, &mut report, lock.operation())?;
-        if let Some((_, other)) = live
-            .iter()
-            .find(|(_, l)| l.kind == LockKind::Prune && l.operation != lock.operation())
-        {
-            return Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "another prune is running ({}); try again when it has finished",
-                    describe(other)
-                ),
-            ));
-        }
-        sweep::sweep_ready(repo, &live, &mut report, progress, cancel)?;
-        if !report.plans_pending.is_empty() {
-            return Ok(());
-        }
-        let Some(plan::Made { plan, marked }) =
-            plan::make(repo, opts, &mut report, progress, cancel)?
-        else {
-            return Ok(());
-        };
-        // §12 M4: the operations running now that the plan is stored.
-        let live = live_locks(repo, &mut sightings, opts, &mut report, lock.operation())?;
-        let waiting: Vec<_> = live
-            .into_iter()
-            .filter(|(_, l)| l.operation != lock.operation())
-            .collect();
-        let wait = sweep::store_wait(repo, &plan, &waiting)?;
-        if waiting.is_empty() {
-            sweep::sweep(
-                repo,
-                &plan,
-                &wait,
-                Some(&marked),
-                &mut report,
-                progress,
-                cancel,
-            )?;
-        } else {
-            report.plans_pending.push(PendingPlan {
-                plan: plan.0.path(),
-                packs: plan.1.packs.len() as u64,
-                waiting_for: waiting.iter().map(|(_, l)| describe(l)).collect(),
-            });
+        // L1 before the sweep and the plan, L2 after them: a write that was running at the
+        // first listing has finished (or shows another size) by the second.
+        let scratch = leftovers::first_sighting(repo, own)?;
+        plan_and_sweep(
+            repo,
+            opts,
+            &alone.live,
+            &mut alone.sightings,
+            &mut report,
+            own,
+            progress,
+            cancel,
+        )?;
+        if let Some(first) = scratch {
+            let (files, bytes) = leftovers::remove_unchanged(repo, &first, own)?;
+            report.scratch_files += files;
+            report.scratch_bytes += bytes;
         }
         Ok(())
     })();
-    sightings.save()?;
-    let released = lock.release();
+    let released = alone.release();
     result?;
     released?;
     Ok(report)
 }
 
-/// The locks of running operations. Stale ones are deleted (so their owner, if it is in
-/// fact alive, finds its lock gone and commits nothing) and reported. This prune's own lock
-/// is never judged. An operation whose stale lock object was replaced by a refresh just
-/// before the deletion is alive after all: it stays among the running ones (§12.3).
-fn live_locks(
+/// M2–M7 of §12.1: sweep the plans that are ready; if none is left waiting, mark and store
+/// a new plan, and sweep it at once if no backup is running.
+#[allow(clippy::too_many_arguments)]
+fn plan_and_sweep(
     repo: &Repository,
-    sightings: &mut Sightings,
     opts: &PruneOptions,
+    live: &[(ObjectName, Lock)],
+    sightings: &mut Sightings,
     report: &mut PruneReport,
     own: OperationId,
-) -> Result<Vec<(ObjectName, Lock)>> {
-    let (mine, others): (Vec<_>, Vec<_>) = repo
-        .locks()?
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    sweep::sweep_ready(repo, live, report, progress, cancel)?;
+    if !report.plans_pending.is_empty() {
+        return Ok(());
+    }
+    let Some(plan::Made { plan, marked }) = plan::make(repo, opts, report, progress, cancel)?
+    else {
+        return Ok(());
+    };
+    // §12 M4: the operations running now that the plan is stored.
+    let list = || repo.locks();
+    let live = alone::live_locks(
+        repo,
+        sightings,
+        opts.stale_after,
+        &mut report.stale_locks_removed,
+        own,
+        &list,
+    )?;
+    let waiting: Vec<_> = live
         .into_iter()
-        .partition(|(_, l)| l.operation == own);
-    let (mut live, stale) = sightings.judge(others, opts.stale_after);
-    live.extend(mine);
-    if stale.is_empty() {
-        return Ok(live);
+        .filter(|(_, l)| l.operation != own)
+        .collect();
+    let wait = sweep::store_wait(repo, &plan, &waiting)?;
+    if waiting.is_empty() {
+        sweep::sweep(repo, &plan, &wait, Some(&marked), report, progress, cancel)?;
+    } else {
+        report.plans_pending.push(PendingPlan {
+            plan: plan.0.path(),
+            packs: plan.1.packs.len() as u64,
+            waiting_for: waiting.iter().map(|(_, l)| describe(l)).collect(),
+        });
     }
-    for (name, _) in &stale {
-        repo.backend().delete(name)?;
-    }
-    let deleted: HashSet<ObjectName> = stale.iter().map(|(n, _)| *n).collect();
-    let known: HashSet<ObjectName> = live.iter().map(|(n, _)| *n).collect();
-    let mut revived = HashSet::new();
-    for (name, lock) in repo.locks()? {
-        let was_stale = stale.iter().any(|(_, l)| l.operation == lock.operation);
-        if was_stale && !deleted.contains(&name) && !known.contains(&name) {
-            revived.insert(lock.operation);
-            live.push((name, lock));
-        }
-    }
-    for (_, lock) in stale {
-        if !revived.contains(&lock.operation) {
-            report.stale_locks_removed.push(describe(&lock));
-        }
-    }
-    Ok(live)
+    Ok(())
 }

@@ -41,6 +41,9 @@ pub(super) fn make(
     // stored (§8), so an index read afterwards lists them all. Snapshots stored after this
     // listing are the sweep's concern (S2).
     let snapshots = repo.snapshots()?;
+    // The packs, listed before the index is read: a pack indexed by then is classified by
+    // what it holds; one still unindexed is a leftover (below).
+    let listed = repo.backend().list(ObjectKind::Pack)?;
     repo.set_index_filter(IndexFilter::default());
     let index = repo.index()?;
     report.snapshots = snapshots.len() as u64;
@@ -49,7 +52,7 @@ pub(super) fn make(
     mark(repo, &index, &snapshots, &mut marks, progress, cancel)?;
     if !marks.missing.is_empty() {
         return Err(Error::corrupt(format!(
-            "snapshots need {} blob(s) that no index file lists (first: {}); prune deletes nothing in a damaged repository: run `coffer check`",
+            "snapshots need {} blob(s) that no index file lists (first: {}); prune deletes nothing in a damaged repository: run `coffer repair`, which indexes again what it can and lists the snapshots that need lost data",
             marks.missing.len(),
             marks.missing[0].short()
         )));
@@ -84,6 +87,27 @@ pub(super) fn make(
     }
     report.packs_unused = delete.len() as u64;
     report.packs_repacked = repack.len() as u64;
+    // Packs that no index file lists: left by a backup or prune that failed or was killed
+    // before its index file, or uploaded by a running backup whose index file is not stored
+    // yet. The plan names them like unused packs: it waits for every backup running once it
+    // is stored, and its sweep keeps (rescues) any that a snapshot stored meanwhile needs
+    // (format-spec §12.1 M3). Packs an older plan names are that plan's.
+    let pending: HashSet<PackId> = if opts.dry_run {
+        repo.plans()?
+            .into_iter()
+            .flat_map(|(_, p)| p.packs)
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    for (name, size) in &listed {
+        let id = PackId(name.hash);
+        if !index.has_pack(&id) && !pending.contains(&id) {
+            delete.push(id);
+            report.packs_unindexed += 1;
+            report.bytes_to_free += size;
+        }
+    }
     if opts.dry_run || (delete.is_empty() && repack.is_empty()) {
         return Ok(None);
     }

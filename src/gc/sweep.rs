@@ -181,7 +181,7 @@ fn rescue(
     mark(repo, &full, &snapshots, &mut all, progress, cancel)?;
     if !all.missing.is_empty() {
         return Err(Error::corrupt(format!(
-            "snapshots need {} blob(s) that no index file lists (first: {}); nothing was deleted: run `coffer check`",
+            "snapshots need {} blob(s) that no index file lists (first: {}); nothing was deleted: run `coffer repair`, which indexes again what it can and lists the snapshots that need lost data",
             all.missing.len(),
             all.missing[0].short()
         )));

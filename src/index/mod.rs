@@ -75,6 +75,10 @@ pub struct Index {
     frames: Vec<FrameRecord>,
     /// Sorted by ID, one entry per ID.
     blobs: Vec<Entry>,
+    /// Further copies of blobs that are listed more than once, sorted by ID. They are rare
+    /// (two backups that raced, a repack whose sweep is pending, a blob stored again because
+    /// the pack of its indexed copy went missing), so only they cost a second entry.
+    copies: Vec<Entry>,
     /// `blobs[bucket_start[b]..bucket_start[b + 1]]` holds the IDs starting with bucket `b`.
     bucket_start: Vec<u32>,
 }
@@ -143,11 +147,20 @@ impl IndexBuilder {
         }
     }
 
-    /// Sort and freeze. A blob stored twice (two backups raced) keeps one location.
+    /// Sort and freeze. A blob stored twice is served from one location; the others are
+    /// kept aside (`prefer_copies` can switch to one of them).
     pub fn build(mut self) -> Index {
         self.blobs.sort_unstable_by_key(|e| e.id);
-        self.blobs.dedup_by(|a, b| a.id == b.id);
+        let mut copies = Vec::new();
+        self.blobs.dedup_by(|later, kept| {
+            let same = later.id == kept.id;
+            if same {
+                copies.push(*later);
+            }
+            same
+        });
         self.blobs.shrink_to_fit();
+        copies.shrink_to_fit();
         let mut bucket_start = vec![0u32; BUCKETS + 1];
         for e in &self.blobs {
             bucket_start[bucket_of(&e.id) + 1] += 1;
@@ -160,6 +173,7 @@ impl IndexBuilder {
             pack_pos: self.pack_pos,
             frames: self.frames,
             blobs: self.blobs,
+            copies,
             bucket_start,
         }
     }
@@ -226,6 +240,46 @@ impl Index {
         self.pack_pos.contains_key(id)
     }
 
+    fn pack_of(&self, e: &Entry) -> (PackId, u64) {
+        self.packs[self.frames[e.frame as usize].pack as usize]
+    }
+
+    /// The packs (with their recorded sizes) that hold a blob listed more than once: the
+    /// places where `prefer_copies` may choose.
+    pub fn packs_with_copies(&self) -> HashMap<PackId, u64> {
+        let mut out = HashMap::new();
+        for e in &self.copies {
+            out.extend([self.pack_of(e)]);
+            if let Some(kept) = self.find(&BlobId(e.id)) {
+                out.extend([self.pack_of(kept)]);
+            }
+        }
+        out
+    }
+
+    /// Serve every blob listed more than once from a copy in a pack that `usable` accepts,
+    /// if the copy chosen so far is in one it does not. Returns how many blobs switched.
+    pub fn prefer_copies(&mut self, usable: impl Fn(&PackId) -> bool) -> usize {
+        let mut switched = 0;
+        for j in 0..self.copies.len() {
+            let Some(k) = self.find_position(&BlobId(self.copies[j].id)) else {
+                continue;
+            };
+            if !usable(&self.pack_of(&self.blobs[k]).0) && usable(&self.pack_of(&self.copies[j]).0)
+            {
+                // Same ID: the sort order of both tables stays as it is.
+                std::mem::swap(&mut self.blobs[k], &mut self.copies[j]);
+                switched += 1;
+            }
+        }
+        switched
+    }
+
+    /// The size recorded for a pack, if the index lists it.
+    pub fn pack_size(&self, id: &PackId) -> Option<u64> {
+        self.pack_pos.get(id).map(|&k| self.packs[k as usize].1)
+    }
+
     /// Every pack with the size recorded for it.
     pub fn packs(&self) -> &[(PackId, u64)] {
         &self.packs
@@ -252,7 +306,7 @@ impl Index {
 
     /// Bytes held by the index's tables (what it costs in memory).
     pub fn memory_bytes(&self) -> usize {
-        self.blobs.capacity() * std::mem::size_of::<Entry>()
+        (self.blobs.capacity() + self.copies.capacity()) * std::mem::size_of::<Entry>()
             + self.frames.capacity() * std::mem::size_of::<FrameRecord>()
             + self.packs.capacity() * std::mem::size_of::<(PackId, u64)>()
             + self.pack_pos.capacity() * (std::mem::size_of::<(PackId, u32)>() + 1)
@@ -332,5 +386,56 @@ mod tests {
         assert_eq!(loc.frame_raw_length, (10..17).sum::<u32>());
         assert!(!index.contains(&id(999_999)));
         assert_eq!(index.iter().count(), 700);
+    }
+
+    fn pack_of_blobs(n: u32, blobs: &[u32]) -> IndexPack {
+        IndexPack {
+            id: PackId(id(2_000_000 + n).0),
+            size: 100,
+            frames: vec![Frame {
+                blob_type: BlobType::Data,
+                length: 100,
+                blobs: blobs
+                    .iter()
+                    .map(|b| FrameBlob {
+                        id: id(*b),
+                        raw_length: 10,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_blob_listed_twice_is_served_from_a_usable_copy() {
+        let (a, b) = (pack_of_blobs(1, &[1, 2, 3]), pack_of_blobs(2, &[2, 3, 4]));
+        for order in [[&a, &b], [&b, &a]] {
+            let mut builder = IndexBuilder::new();
+            for p in order {
+                builder.add_pack(p);
+            }
+            let mut index = builder.build();
+            assert_eq!(index.blob_count(), 4);
+            let both: HashMap<PackId, u64> = [(a.id, 100), (b.id, 100)].into();
+            assert_eq!(index.packs_with_copies(), both);
+            // Whichever copy was chosen, a usable one wins, and the others stay put.
+            for gone in [a.id, b.id] {
+                index.prefer_copies(|p| *p != gone);
+                for n in [2, 3] {
+                    assert_ne!(index.get(&id(n)).unwrap().pack, gone);
+                    assert_eq!(
+                        index.get(&id(n)).unwrap().offset,
+                        (n - 2 + (gone == b.id) as u32) * 10
+                    );
+                }
+                assert_eq!(index.get(&id(1)).unwrap().pack, a.id);
+                assert_eq!(index.get(&id(4)).unwrap().pack, b.id);
+            }
+            // Neither usable: nothing to switch to.
+            assert_eq!(index.prefer_copies(|_| false), 0);
+        }
+        let mut single = IndexBuilder::new();
+        single.add_pack(&a);
+        assert!(single.build().packs_with_copies().is_empty());
     }
 }

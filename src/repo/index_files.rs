@@ -11,10 +11,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexFile;
 use crate::id::{IndexId, PackId};
 use crate::index::{Index, IndexBuilder};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// How often a load starts over because index files vanished under it.
 const LOAD_ATTEMPTS: usize = 5;
+/// Up to this many packs with copies of the same blob are checked one by one (`stat`);
+/// more are checked with one listing of every pack.
+const STAT_COPIES: usize = 32;
 
 /// What the loaded index leaves out.
 #[derive(Debug, Clone, Default)]
@@ -57,20 +60,57 @@ impl Repository {
 
     fn try_load_index(&self, filter: &IndexFilter) -> Result<Index> {
         let listed = self.list_index_files()?;
-        let Some(cache) = &self.cache else {
-            let mut index = IndexBuilder::new().excluding(&filter.packs);
-            for id in listed.iter().filter(|id| !filter.files.contains(id)) {
-                if let Some(file) = self.read_index_file_or_warn(id)? {
-                    index.add_file(&file);
+        let mut index = match &self.cache {
+            None => {
+                let mut index = IndexBuilder::new().excluding(&filter.packs);
+                for id in listed.iter().filter(|id| !filter.files.contains(id)) {
+                    if let Some(file) = self.read_index_file_or_warn(id)? {
+                        index.add_file(&file);
+                    }
+                }
+                index.build()
+            }
+            Some(cache) => {
+                self.refresh_cache(&listed)?;
+                cache
+                    .lock()
+                    .expect("cache lock")
+                    .load_index(&filter.packs, &filter.files)?
+            }
+        };
+        self.prefer_present_copies(&mut index)?;
+        Ok(index)
+    }
+
+    /// A blob listed more than once (§5.5) is read from a copy whose pack exists with its
+    /// recorded size. A backup stores a blob again when the pack of its indexed copy is gone
+    /// (§12.1 B2), and the old index entry stays until `coffer repair` rewrites it: without
+    /// this, a reader could pick the lost copy of a blob that is safely stored.
+    fn prefer_present_copies(&self, index: &mut Index) -> Result<()> {
+        let packs = index.packs_with_copies();
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let found: HashMap<PackId, u64> = if packs.len() <= STAT_COPIES {
+            let mut found = HashMap::new();
+            for id in packs.keys() {
+                if let Some(size) = self
+                    .backend
+                    .stat(&ObjectName::new(ObjectKind::Pack, id.0))?
+                {
+                    found.insert(*id, size);
                 }
             }
-            return Ok(index.build());
+            found
+        } else {
+            self.backend
+                .list(ObjectKind::Pack)?
+                .into_iter()
+                .map(|(n, size)| (PackId(n.hash), size))
+                .collect()
         };
-        self.refresh_cache(&listed)?;
-        cache
-            .lock()
-            .expect("cache lock")
-            .load_index(&filter.packs, &filter.files)
+        index.prefer_copies(|p| found.get(p).is_some_and(|s| packs.get(p) == Some(s)));
+        Ok(())
     }
 
     fn list_index_files(&self) -> Result<Vec<IndexId>> {
@@ -150,7 +190,9 @@ impl Repository {
             Ok(f) => Ok(Some(f)),
             Err(e) if vanished(&e) => Err(e),
             Err(e) => {
-                (self.warn)(&format!("skipping a damaged index file: {e}"));
+                (self.warn)(&format!(
+                    "skipping a damaged index file: {e} (`coffer repair` indexes its packs again)"
+                ));
                 Ok(None)
             }
         }

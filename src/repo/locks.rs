@@ -7,10 +7,10 @@
 //! same operation with the next counter (a new object) and then deletes the old object, so
 //! an observer that sees the same lock object for a long time knows its owner is gone.
 
-use super::Repository;
+use super::{Readable, Repository};
 use crate::backend::{Backend, ObjectKind, ObjectName};
 use crate::crypto::{random_bytes, Keys};
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::format::gc::{Lock, LockKind, OperationId};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -98,20 +98,29 @@ impl Repository {
     }
 
     /// Every lock object that can be read, with its name. A lock that vanishes while it is
-    /// read was refreshed or released; one that does not decode is reported by `check`.
+    /// read was refreshed or released. One whose bytes match its name but that does not
+    /// open was not written with this repository's key: nobody's lock, ignored. A damaged
+    /// one (bytes that do not match its name) is an error: it may be a running backup's,
+    /// and a prune must not go on without knowing what to wait for.
     pub fn locks(&self) -> Result<Vec<(ObjectName, Lock)>> {
-        let mut out = Vec::new();
-        for (name, _) in self.backend.list(ObjectKind::Lock)? {
-            match self.read_object(&name) {
-                Ok(bytes) => match Lock::decode(&self.keys, &bytes) {
-                    Ok(lock) => out.push((name, lock)),
-                    Err(e) => (self.warn)(&format!("ignoring a damaged lock {name}: {e}")),
-                },
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        let listed = self.lock_objects()?;
+        if let Some((name, e)) = listed.damaged.first() {
+            return Err(super::plans::unusable(
+                "lock",
+                name,
+                e,
+                "it may belong to a running backup, so prune cannot tell what to wait for",
+            ));
         }
-        Ok(out)
+        for (name, e) in &listed.undecodable {
+            (self.warn)(&format!("ignoring a lock that does not open {name}: {e}"));
+        }
+        Ok(listed.objects)
+    }
+
+    /// Every lock object, readable, damaged or undecodable (for `coffer repair`).
+    pub fn lock_objects(&self) -> Result<Readable<Lock>> {
+        self.read_all(ObjectKind::Lock, Lock::decode)
     }
 }
 

@@ -9,6 +9,7 @@ mod packer;
 mod plans;
 mod reports;
 mod unlock;
+mod unreadable;
 mod uploader;
 mod writer;
 
@@ -19,6 +20,7 @@ pub use locks::{LockGuard, REFRESH as LOCK_REFRESH};
 pub(crate) use open::memory_repository;
 pub use open::{default_cache_dir, KeyListing, OpenOptions};
 pub use packer::{FinishedPack, PackWriter};
+pub use plans::{reason, Readable};
 pub use reports::KEEP_REPORTS;
 pub use unlock::describe_cost;
 pub use writer::{BlobSaver, SaverStats};
@@ -55,6 +57,16 @@ fn expect_type(loc: &BlobLocation, blob_type: BlobType, id: &BlobId) -> Result<(
     Ok(())
 }
 
+/// A blob that no readable index file lists: its index file is damaged or lost (repair
+/// indexes its pack again from the pack's header), or its pack is gone.
+pub fn not_in_index(blob_type: BlobType, id: &BlobId) -> Error {
+    Error::not_found(format!(
+        "{} blob {} is not in the index (run `coffer repair`: it indexes again every pack that no readable index file lists)",
+        blob_type.name(),
+        id.short()
+    ))
+}
+
 pub struct Repository {
     backend: Arc<dyn Backend>,
     keys: Keys,
@@ -64,6 +76,8 @@ pub struct Repository {
     index: RwLock<Option<Arc<Index>>>,
     index_filter: RwLock<IndexFilter>,
     recent_frames: FrameCache,
+    /// Packs that failed to read in this process (a backup stops deduplicating against them).
+    unreadable: unreadable::UnreadablePacks,
     clock: Arc<dyn Clock>,
     warn: Arc<dyn Fn(&str) + Send + Sync>,
 }
@@ -228,19 +242,27 @@ impl Repository {
         blob_type: BlobType,
         id: &BlobId,
     ) -> Result<Vec<u8>> {
-        let loc = index.get(id).ok_or_else(|| {
-            Error::not_found(format!(
-                "{} blob {} is not in the index",
-                blob_type.name(),
-                id.short()
-            ))
-        })?;
+        let loc = index.get(id).ok_or_else(|| not_in_index(blob_type, id))?;
         // Checked before any I/O: a blob of the wrong type is not worth a read.
         expect_type(&loc, blob_type, id)?;
-        let frame = self
+        let read = self
             .with_repair(&loc, || self.frame(&loc))
-            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
-        Ok(self.blob_in_frame(&frame, blob_type, id, &loc)?.to_vec())
+            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+            .and_then(|frame| Ok(self.blob_in_frame(&frame, blob_type, id, &loc)?.to_vec()));
+        if read.is_err() {
+            self.unreadable.record(loc.pack);
+        }
+        read
+    }
+
+    /// Did a read from this pack fail in this process?
+    pub fn pack_unreadable(&self, pack: &crate::id::PackId) -> bool {
+        self.unreadable.contains(pack)
+    }
+
+    /// Did any read from a pack fail in this process?
+    pub fn any_pack_unreadable(&self) -> bool {
+        self.unreadable.any()
     }
 
     /// A blob's plaintext inside its opened frame: of the type asked for, bounds-checked (the
@@ -482,36 +504,98 @@ impl Repository {
     }
 }
 
+/// What a backup learnt from the pack listing before deduplicating (format-spec §12.1 B2).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PackListing {
+    /// Indexed packs that the listing lacks or lists with another size than the index
+    /// records: left out of the index, so their blobs are stored again.
+    pub missing: usize,
+    /// Listed packs that no index file listed, now indexed (§8).
+    pub adopted: usize,
+}
+
 impl Repository {
-    /// Index packs that exist but are in no index file: they were uploaded by a backup that
-    /// was killed before it wrote its index. Each is verified (hash and authenticated header)
-    /// before it is trusted; packs that fail are left alone for `check` to report.
-    /// Returns how many packs were adopted.
-    pub fn adopt_orphan_packs(&self) -> Result<usize> {
+    /// Compare the index with one listing of every pack before a backup deduplicates: leave
+    /// out every indexed pack that is missing or has the wrong size (a backup that
+    /// deduplicated against it would write a snapshot that can never be restored), and
+    /// adopt the listed packs that no index file lists (`adopt_orphan_packs`).
+    pub fn reconcile_packs(&self) -> Result<PackListing> {
+        let listed: std::collections::HashMap<PackId, u64> = self
+            .backend
+            .list(ObjectKind::Pack)?
+            .into_iter()
+            .map(|(n, size)| (PackId(n.hash), size))
+            .collect();
         let index = self.index()?;
+        let missing: Vec<PackId> = index
+            .packs()
+            .iter()
+            .filter(|(id, size)| listed.get(id) != Some(size))
+            .map(|(id, _)| *id)
+            .collect();
+        let adopted = self.adopt_orphan_packs(&index, &listed)?;
+        if !missing.is_empty() {
+            let mut filter = self.index_filter();
+            filter.packs.extend(missing.iter().copied());
+            self.set_index_filter(filter);
+        }
+        Ok(PackListing {
+            missing: missing.len(),
+            adopted,
+        })
+    }
+
+    /// A pack's index entry, from the pack itself: read in full, checked against its name
+    /// and its listed size, its header opened (format-spec §9, "Rebuilding the index").
+    pub fn index_entry_from_pack(
+        &self,
+        id: &PackId,
+        size: u64,
+    ) -> Result<crate::format::index::IndexPack> {
+        let name = ObjectName::new(ObjectKind::Pack, id.0);
+        let bytes = self.backend.get(&name)?;
+        if bytes.len() as u64 != size {
+            return Err(Error::corrupt(format!(
+                "{name}: read {} bytes, listed with {size}",
+                bytes.len()
+            )));
+        }
+        if !name.verify(&bytes) {
+            return Err(Error::corrupt(format!(
+                "{name}: stored bytes do not match their name (damaged or tampered)"
+            )));
+        }
+        let frames =
+            pack::decode_pack(&self.keys, &bytes).map_err(|e| e.context(format!("{name}")))?;
+        Ok(crate::format::index::IndexPack {
+            id: *id,
+            size,
+            frames,
+        })
+    }
+
+    /// Index listed packs that are in no index file: they were uploaded by a backup that
+    /// was killed (or failed) before it wrote its index. Each is verified (hash and
+    /// authenticated header) before it is trusted; packs that fail are left alone for
+    /// `check` to report. Returns how many packs were adopted.
+    fn adopt_orphan_packs(
+        &self,
+        index: &Index,
+        listed: &std::collections::HashMap<PackId, u64>,
+    ) -> Result<usize> {
         // A pack a deletion plan names is unindexed on purpose once its index files are
         // deleted: adopting it would index a pack that is about to go.
         let planned = self.index_filter().packs;
         let mut found = Vec::new();
-        for (name, size) in self.backend.list(ObjectKind::Pack)? {
-            let id = PackId(name.hash);
-            if index.has_pack(&id) || planned.contains(&id) {
-                continue;
+        let mut orphans: Vec<(&PackId, &u64)> = listed
+            .iter()
+            .filter(|(id, _)| !index.has_pack(id) && !planned.contains(*id))
+            .collect();
+        orphans.sort();
+        for (id, &size) in orphans {
+            if let Ok(entry) = self.index_entry_from_pack(id, size) {
+                found.push(entry);
             }
-            let Ok(bytes) = self.backend.get(&name) else {
-                continue;
-            };
-            if bytes.len() as u64 != size || !name.verify(&bytes) {
-                continue;
-            }
-            let Ok(frames) = pack::decode_pack(&self.keys, &bytes) else {
-                continue;
-            };
-            found.push(crate::format::index::IndexPack {
-                id: PackId(name.hash),
-                size,
-                frames,
-            });
         }
         let n = found.len();
         if n > 0 {

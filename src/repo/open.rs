@@ -143,6 +143,7 @@ impl Repository {
             index: RwLock::new(None),
             index_filter: RwLock::new(Default::default()),
             recent_frames: super::FrameCache::new(super::RECENT_FRAMES_BYTES),
+            unreadable: Default::default(),
             clock: opts.clock,
             warn: opts.warn,
         })

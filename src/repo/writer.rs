@@ -13,6 +13,7 @@ use crate::format::BlobType;
 use crate::id::BlobId;
 use crate::index::Index;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A file with at most this many chunks lists them in its tree node; longer lists go into
@@ -57,6 +58,9 @@ pub struct BlobSaver<'r> {
     known: Arc<Index>,
     state: Mutex<State>,
     uploader: Uploader,
+    /// A blob was stored again because the pack of its indexed copy failed to read: said
+    /// once per saver.
+    warned_unreadable: AtomicBool,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -72,6 +76,7 @@ impl<'r> BlobSaver<'r> {
                 stats: SaverStats::default(),
             }),
             uploader: Uploader::start(repo.backend().clone())?,
+            warned_unreadable: AtomicBool::new(false),
         })
     }
 
@@ -81,7 +86,28 @@ impl<'r> BlobSaver<'r> {
 
     /// Is this blob already stored or being stored?
     pub fn is_known(&self, id: &BlobId) -> bool {
-        self.known.contains(id) || self.lock().pending.contains(id)
+        self.indexed(id) || self.lock().pending.contains(id)
+    }
+
+    /// Does the index hold a copy of this blob that may be relied on? Not one in a pack
+    /// that failed to read during this run (format-spec §12.1 B2): that blob is stored again.
+    fn indexed(&self, id: &BlobId) -> bool {
+        if !self.repo.any_pack_unreadable() {
+            return self.known.contains(id);
+        }
+        match self.known.get(id) {
+            Some(loc) if self.repo.pack_unreadable(&loc.pack) => {
+                if !self.warned_unreadable.swap(true, Ordering::SeqCst) {
+                    (self.repo.warn)(&format!(
+                        "pack {} could not be read: this backup stores the blobs it holds again. Run `coffer check --read-data`, then `coffer repair`",
+                        loc.pack.short()
+                    ));
+                }
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// Store a blob unless it exists; returns its ID.
@@ -94,7 +120,7 @@ impl<'r> BlobSaver<'r> {
             )));
         }
         let id = self.repo.keys().blob_id(blob_type as u8, plaintext);
-        if self.known.contains(&id) {
+        if self.indexed(&id) {
             return Ok(id);
         }
         let full = {
@@ -267,5 +293,43 @@ impl<'r> BlobSaver<'r> {
             current = next;
             level += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::memory_repository;
+    use super::*;
+    use crate::backend::{ObjectKind, ObjectName};
+
+    /// Format-spec §12.1 B2: a blob whose indexed copy could not be read during this run is
+    /// stored again, and a reader then finds the copy that exists.
+    #[test]
+    fn a_blob_whose_pack_failed_to_read_is_stored_again() {
+        let repo = memory_repository();
+        let tree = b"a tree's bytes, as a backup stores them".to_vec();
+        let saver = BlobSaver::new(&repo).unwrap();
+        let id = saver.save(BlobType::Tree, &tree).unwrap();
+        saver.flush().unwrap();
+        drop(saver);
+        let first = repo.index().unwrap().get(&id).unwrap().pack;
+        repo.backend()
+            .delete(&ObjectName::new(ObjectKind::Pack, first.0))
+            .unwrap();
+
+        // The index still lists the blob: a saver made now knows it...
+        let saver = BlobSaver::new(&repo).unwrap();
+        assert!(saver.is_known(&id));
+        // ...until a read of its pack fails (here: a backup reading its parent's tree).
+        assert!(repo.read_tree(&id).is_err());
+        assert!(repo.pack_unreadable(&first));
+        assert!(!saver.is_known(&id));
+        saver.save(BlobType::Tree, &tree).unwrap();
+        saver.flush().unwrap();
+        assert_eq!(saver.stats().blobs_added, 1);
+
+        // Two index entries now; the one whose pack exists serves reads.
+        assert_eq!(repo.read_blob(BlobType::Tree, &id).unwrap(), tree);
+        assert_ne!(repo.index().unwrap().get(&id).unwrap().pack, first);
     }
 }

@@ -192,7 +192,10 @@ pub(super) fn restore_files(
         let mut offset = 0u64;
         for id in chunks {
             let Some(loc) = index.get(&id).filter(|l| l.blob_type == BlobType::Data) else {
-                state.fail(i, &format!("data blob {} is not in the index", id.short()));
+                state.fail(
+                    i,
+                    &crate::repo::not_in_index(BlobType::Data, &id).to_string(),
+                );
                 break;
             };
             let (pack, k) = *position.entry(id).or_insert_with(|| {

@@ -6,6 +6,7 @@ pub mod http;
 pub mod postgres;
 pub mod s3;
 pub mod servers;
+pub mod stdin_backup;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -68,6 +69,16 @@ impl Env {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup JSON");
         v["snapshot"].as_str().expect("snapshot id").to_string()
     }
+}
+
+/// How many lines of `stderr` are not the "repository X (from Y)" line that names the
+/// repository before any work starts: an error should be one line of its own.
+pub fn error_lines(stderr: &str) -> usize {
+    stderr
+        .trim()
+        .lines()
+        .filter(|l| !(l.starts_with("repository ") && l.contains(" (from ")))
+        .count()
 }
 
 pub fn assert_ok(out: &Output, args: &[&str]) {
