@@ -14,7 +14,7 @@
 //! that run prints.
 
 use coffer::backend::{ObjectKind, ObjectName};
-use coffer::chunker::{chunk_stream, ChunkerParams};
+use coffer::chunker::{chunk_stream, ChunkerParams, Gear};
 use coffer::compress::Codec;
 use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
@@ -121,10 +121,13 @@ const WAIT_LEN: usize = 113;
 const REPORT_LEN: usize = 216;
 /// The name of `plan.bin` (the BLAKE3 of its bytes), which `wait.bin` names.
 const PLAN_HASH: &str = "296203b7adc7f74e6dbf27864c1c43a45ea73b9f7b97b54b2d03334cf8da40b2";
-/// Chunk lengths of `chunker_input()` with the stream parameters and the fixed key's seed.
-const CHUNKER_SEED: u64 = 0x2e1f_bb69_b110_b297;
+/// The first and last entries of the fixed key's gear table (spec §4.1), and the chunk
+/// lengths of `chunker_input()` with the pinned sizes and that table.
+const GEAR_FIRST: u64 = 0xbd43_52cf_65dd_b482;
+const GEAR_LAST: u64 = 0xc7ff_f548_ce24_83ab;
 const CHUNK_LENGTHS: &[usize] = &[
-    27310, 98249, 37358, 97930, 23937, 72098, 90374, 145278, 101085, 147138, 207819,
+    72983, 48082, 43545, 25657, 56836, 75150, 103292, 68936, 20822, 75532, 68292, 40399, 76800,
+    137403, 117247, 17600,
 ];
 
 /// Blob types, as the byte that starts the hashed input of a blob ID (spec §5.9).
@@ -582,7 +585,7 @@ fn chunker_input() -> Vec<u8> {
         .collect()
 }
 
-fn chunk_lengths(seed: u64) -> Vec<usize> {
+fn chunk_lengths(gear: &Gear) -> Vec<usize> {
     let mut out = vec![];
     // Explicit sizes (the v1 stream defaults when these boundaries were pinned), so that
     // tuning the defaults does not move the pinned cut points.
@@ -591,7 +594,7 @@ fn chunk_lengths(seed: u64) -> Vec<usize> {
         avg: 64 * 1024,
         max: 256 * 1024,
     };
-    chunk_stream(&chunker_input()[..], params, seed, |c| {
+    chunk_stream(&chunker_input()[..], params, gear, |c| {
         out.push(c.len());
         Ok(())
     })
@@ -1101,8 +1104,9 @@ fn blob_ids_are_typed() {
 #[test]
 fn chunker_boundaries_are_pinned() {
     let keys = keys();
-    assert_eq!(keys.chunker_seed(), CHUNKER_SEED);
-    let lengths = chunk_lengths(keys.chunker_seed());
+    assert_eq!(keys.chunker_gear()[0], GEAR_FIRST);
+    assert_eq!(keys.chunker_gear()[255], GEAR_LAST);
+    let lengths = chunk_lengths(keys.chunker_gear());
     assert_eq!(lengths.iter().sum::<usize>(), 1 << 20);
     assert_eq!(lengths, CHUNK_LENGTHS);
 }
@@ -1467,7 +1471,8 @@ fn object_names_match_the_readme() {
         EMPTY_TREE_ID,
         EMPTY_TREE_AS_DATA_ID,
         PLAN_HASH,
-        &format!("{CHUNKER_SEED:#018x}"),
+        &format!("{GEAR_FIRST:#018x}"),
+        &format!("{GEAR_LAST:#018x}"),
     ] {
         assert!(
             readme.contains(literal),
@@ -1594,15 +1599,53 @@ mod from_the_spec {
         *blake3::keyed_hash(&d.id_key, &[&[blob_type][..], plain].concat()).as_bytes()
     }
 
+    /// §4.1: `gear[i]` = u64 LE of the first 8 bytes of `BLAKE3-keyed(gear key, "gear" || i)`.
+    fn gear(m: &[u8; 32]) -> [u64; 256] {
+        let key = blake3::derive_key("coffer v3 2026-12 chunker gear key", m);
+        std::array::from_fn(|i| {
+            let out = blake3::keyed_hash(&key, &[b"gear".as_slice(), &[i as u8]].concat());
+            u64::from_le_bytes(out.as_bytes()[..8].try_into().unwrap())
+        })
+    }
+
+    /// §2 and §4.1: FastCDC 2020 with normalization level 1 over the keyed table, from
+    /// fastcdc's cut-point function alone (not coffer's chunker): the small mask for
+    /// log2(avg) + 1 bits, the large one for log2(avg) − 1, the second table shifted left.
+    #[test]
+    fn chunk_boundaries() {
+        use fastcdc::v2020::{cut_gear, logarithm2, MASKS};
+        let table = gear(&master_bytes());
+        let shifted = table.map(|g| g << 1);
+        let (min, avg, max) = (16 * 1024, 64 * 1024, 256 * 1024);
+        let bits = logarithm2(avg as u32) as usize;
+        let (mask_s, mask_l) = (MASKS[bits + 1], MASKS[bits - 1]);
+        let input = chunker_input();
+        let mut lengths = vec![];
+        let mut at = 0;
+        while at < input.len() {
+            let (_, n) = cut_gear(
+                &input[at..],
+                min,
+                avg,
+                max,
+                mask_s,
+                mask_l,
+                mask_s << 1,
+                mask_l << 1,
+                &table,
+                &shifted,
+            );
+            lengths.push(n);
+            at += n;
+        }
+        assert_eq!(lengths, CHUNK_LENGTHS);
+    }
+
     #[test]
     fn subkeys() {
         let m = master_bytes();
         let d = derived();
-        let seed = blake3::derive_key("coffer v1 2026-11 chunker seed", &m);
-        assert_eq!(
-            keys().chunker_seed(),
-            u64::from_le_bytes(seed[..8].try_into().unwrap())
-        );
+        assert_eq!(keys().chunker_gear(), &gear(&m));
         for t in [0, 1, 2] {
             assert_eq!(keys().blob_id(t, b"").0, blob_id(&d, t, b""));
             assert_eq!(keys().blob_id(t, b"abc").0, blob_id(&d, t, b"abc"));
@@ -2136,9 +2179,10 @@ fn regenerate_vectors() {
         "const PLAN_HASH: &str = \"{}\";",
         hex::encode(object_hash(&read("plan.bin")))
     );
-    println!("const CHUNKER_SEED: u64 = {:#018x};", keys.chunker_seed());
+    println!("const GEAR_FIRST: u64 = {:#018x};", keys.chunker_gear()[0]);
+    println!("const GEAR_LAST: u64 = {:#018x};", keys.chunker_gear()[255]);
     println!(
         "const CHUNK_LENGTHS: &[usize] = &{:?};",
-        chunk_lengths(keys.chunker_seed())
+        chunk_lengths(keys.chunker_gear())
     );
 }
