@@ -24,6 +24,7 @@ use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
+use coffer::format::tombstone::{BuriedKind, Tombstone};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
 use coffer::id::{object_hash, BlobId, IndexId, PackId, RepoId, SnapshotId};
@@ -62,6 +63,7 @@ const N_LOCK: u8 = 9;
 const N_PLAN: u8 = 10;
 const N_WAIT: u8 = 11;
 const N_REPORT: u8 = 12;
+const N_TOMBSTONE: u8 = 13;
 const KDF: KdfParams = KdfParams {
     memory_kib: 64,
     iterations: 1,
@@ -119,6 +121,8 @@ const WAIT_LEN: usize = 113;
 /// 5 + 24 + 16 around a body of 1 + (2 + 3) + 8 + 8 + 1 + (4 + 2 × 32) + (1 + 8) + (2 + 31)
 /// + 2 + (2 + 11 + 2 + 4) + (2 + 4 + 2 + 9) (report).
 const REPORT_LEN: usize = 216;
+/// 5 (magic, version) + 4 (count) + 2 × 33 (names) + 24 + 8 (time) + 16 (tombstone).
+const TOMBSTONE_LEN: usize = 123;
 /// The name of `plan.bin` (the BLAKE3 of its bytes), which `wait.bin` names.
 const PLAN_HASH: &str = "296203b7adc7f74e6dbf27864c1c43a45ea73b9f7b97b54b2d03334cf8da40b2";
 /// The first and last entries of the fixed key's gear table (spec §4.1), and the chunk
@@ -479,6 +483,17 @@ fn expected_report(snapshot_bytes: &[u8]) -> Report {
     }
 }
 
+/// The deletion of `key.bin` and `snapshot.bin`, named by their object names, at T0.
+fn expected_tombstone(key_bytes: &[u8], snapshot_bytes: &[u8]) -> Tombstone {
+    Tombstone {
+        names: vec![
+            (BuriedKind::Key, object_hash(key_bytes)),
+            (BuriedKind::Snapshot, object_hash(snapshot_bytes)),
+        ],
+        time_ns: T0,
+    }
+}
+
 /// Every vector file, encoded from the expected values with the fixed nonces.
 fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
     let keys = keys();
@@ -511,6 +526,11 @@ fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
         (
             "report.bin",
             expected_report(&snapshot_bytes).encode(&keys, Some(nonce(N_REPORT))),
+        ),
+        (
+            "tombstone.bin",
+            expected_tombstone(&expected_key_file().encode(), &snapshot_bytes)
+                .encode(&keys, Some(nonce(N_TOMBSTONE))),
         ),
     ]
 }
@@ -546,6 +566,7 @@ fn stored_as(file: &str) -> Stored {
         "plan.bin" => Stored::Object(ObjectKind::Plan),
         "wait.bin" => Stored::Object(ObjectKind::Wait),
         "report.bin" => Stored::Object(ObjectKind::Report),
+        "tombstone.bin" => Stored::Object(ObjectKind::Tombstone),
         other => panic!("unknown vector {other}"),
     }
 }
@@ -983,6 +1004,36 @@ fn report_vector() {
     assert_eq!(report.encode(&keys, Some(nonce(N_REPORT))), bytes);
 }
 
+#[test]
+fn tombstone_vector() {
+    let keys = keys();
+    let bytes = read("tombstone.bin");
+    assert_eq!(bytes.len(), TOMBSTONE_LEN);
+    assert_eq!(&bytes[..9], b"CFFT\x03\x02\x00\x00\x00");
+    // The names are in clear (and authenticated): key.bin, then snapshot.bin.
+    let key_name = ObjectName::for_bytes(ObjectKind::Key, &read("key.bin"));
+    let snapshot_name = ObjectName::for_bytes(ObjectKind::Snapshot, &read("snapshot.bin"));
+    assert_eq!(bytes[9], 1);
+    assert_eq!(bytes[10..42], key_name.hash);
+    assert_eq!(bytes[42], 2);
+    assert_eq!(bytes[43..75], snapshot_name.hash);
+    assert_eq!(
+        &bytes[75..75 + NONCE_LEN],
+        &nonce(N_TOMBSTONE),
+        "the tombstone's nonce"
+    );
+    let (names, public) = Tombstone::peek(&bytes).unwrap();
+    assert_eq!(public, 75);
+    let t = Tombstone::decode(&keys, &bytes).unwrap();
+    assert_eq!(t.names, names);
+    assert_eq!(t.time_ns, T0);
+    assert_eq!(
+        t,
+        expected_tombstone(&read("key.bin"), &read("snapshot.bin"))
+    );
+    assert_eq!(t.encode(&keys, Some(nonce(N_TOMBSTONE))), bytes);
+}
+
 /// The three garbage-collection objects and the report share one envelope; the magic, which
 /// the box authenticates, is what keeps one from being read as another.
 #[test]
@@ -1011,6 +1062,23 @@ fn gc_objects_cannot_stand_in_for_each_other() {
             Box::new(|b| Report::decode(&keys, b).map(drop)),
         ),
     ];
+    // A tombstone's names are public fields, which the others do not have: read as one of
+    // the others it fails authentication, and none of them reads as a tombstone.
+    let tombstone = read("tombstone.bin");
+    for (other, magic, decode) in &kinds {
+        assert!(decode(&tombstone).is_err(), "tombstone as {other}");
+        let mut forged = tombstone.clone();
+        forged[..4].copy_from_slice(*magic);
+        assert!(decode(&forged).is_err(), "tombstone as {other}");
+        let mut forged = read(other);
+        forged[..4].copy_from_slice(b"CFFT");
+        let err = Tombstone::decode(&keys, &forged).expect_err("another kind as a tombstone");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Corrupt,
+            "{other} as a tombstone: {err}"
+        );
+    }
     for (file, _, _) in &kinds {
         let bytes = read(file);
         for (other, magic, decode) in &kinds {
@@ -1171,6 +1239,10 @@ fn flipped_bytes_are_detected() {
     for (i, b) in flips(&report) {
         assert_kind("report", i, Report::decode(&keys, &b), kind_for(i, 4));
     }
+    let tombstone = read("tombstone.bin");
+    for (i, b) in flips(&tombstone) {
+        assert_kind("tombstone", i, Tombstone::decode(&keys, &b), kind_for(i, 4));
+    }
     let pack_bytes = read("pack.bin");
     let version_at = pack_bytes.len() - 5;
     for (i, b) in flips(&pack_bytes) {
@@ -1251,6 +1323,18 @@ fn other_versions_are_refused_by_name() {
             read("report.bin"),
             4,
             Box::new(|b| Report::decode(&keys, b).map(drop)),
+        ),
+        (
+            "tombstone",
+            read("tombstone.bin"),
+            4,
+            Box::new(|b| Tombstone::decode(&keys, b).map(drop)),
+        ),
+        (
+            "tombstone",
+            read("tombstone.bin"),
+            4,
+            Box::new(|b| Tombstone::peek(b).map(drop)),
         ),
         (
             "pack trailer",
@@ -1392,6 +1476,15 @@ fn truncated_vectors_are_refused() {
             ErrorKind::Corrupt,
         );
     }
+    let tombstone = read("tombstone.bin");
+    for n in 0..tombstone.len() {
+        assert_kind(
+            "tombstone",
+            n,
+            Tombstone::decode(&keys, &tombstone[..n]),
+            ErrorKind::Corrupt,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1437,7 +1530,8 @@ fn object_names_match_the_readme() {
             "lock.bin",
             "plan.bin",
             "wait.bin",
-            "report.bin"
+            "report.bin",
+            "tombstone.bin"
         ]
     );
     for (file, _, name) in &rows {
@@ -1502,6 +1596,7 @@ fn object_names_are_canonical() {
         (format!("plans/{hex}"), ObjectKind::Plan),
         (format!("waits/{hex}"), ObjectKind::Wait),
         (format!("reports/{hex}"), ObjectKind::Report),
+        (format!("tombstones/{hex}"), ObjectKind::Tombstone),
     ] {
         let name = ObjectName::parse(&good).unwrap_or_else(|| panic!("{good}"));
         assert_eq!(name.kind, kind, "{good}");
@@ -1521,6 +1616,9 @@ fn object_names_are_canonical() {
         format!("waits/ab/{hex}"),
         format!("reports/{upper}"),
         format!("report/{hex}"),
+        format!("tombstones/{upper}"),
+        format!("tombstone/{hex}"),
+        format!("tombstones/{hex}.tmp"),
         format!("gc/{hex}"),
     ] {
         assert_eq!(ObjectName::parse(&bad), None, "{bad}");
@@ -2060,6 +2158,29 @@ mod from_the_spec {
         [public.clone(), seal(&d.aead, N_REPORT, &public, &body.0)].concat()
     }
 
+    /// §5.12: the names in clear after the count, the time sealed with all of that as AAD.
+    fn tombstone_bytes(d: &Derived) -> Vec<u8> {
+        let public = w()
+            .raw(b"CFFT")
+            .u8(VERSION)
+            .u32(2)
+            .u8(1)
+            .raw(blake3::hash(&read("key.bin")).as_bytes())
+            .u8(2)
+            .raw(blake3::hash(&read("snapshot.bin")).as_bytes())
+            .0
+            .clone();
+        let body = w().i64(T0).0.clone();
+        [public.clone(), seal(&d.aead, N_TOMBSTONE, &public, &body)].concat()
+    }
+
+    #[test]
+    fn tombstone() {
+        let d = derived();
+        assert_eq!(tombstone_bytes(&d).len(), 9 + 2 * 33 + 24 + 8 + 16);
+        assert_eq!(tombstone_bytes(&d), read("tombstone.bin"));
+    }
+
     #[test]
     fn lock() {
         let d = derived();
@@ -2175,6 +2296,10 @@ fn regenerate_vectors() {
     println!("const PLAN_LEN: usize = {};", read("plan.bin").len());
     println!("const WAIT_LEN: usize = {};", read("wait.bin").len());
     println!("const REPORT_LEN: usize = {};", read("report.bin").len());
+    println!(
+        "const TOMBSTONE_LEN: usize = {};",
+        read("tombstone.bin").len()
+    );
     println!(
         "const PLAN_HASH: &str = \"{}\";",
         hex::encode(object_hash(&read("plan.bin")))

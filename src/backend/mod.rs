@@ -37,10 +37,12 @@ pub enum ObjectKind {
     Wait,
     /// The outcome of a check or restore drill (format-spec §5.11).
     Report,
+    /// A record of objects deleted on purpose, which `sync` must not copy back (§5.12).
+    Tombstone,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 9] = [
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
@@ -50,6 +52,7 @@ impl ObjectKind {
         ObjectKind::Plan,
         ObjectKind::Wait,
         ObjectKind::Report,
+        ObjectKind::Tombstone,
     ];
     /// The folder holding this kind of object.
     pub fn dir(self) -> &'static str {
@@ -63,6 +66,7 @@ impl ObjectKind {
             ObjectKind::Plan => "plans",
             ObjectKind::Wait => "waits",
             ObjectKind::Report => "reports",
+            ObjectKind::Tombstone => "tombstones",
         }
     }
 }
