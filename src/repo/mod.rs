@@ -8,6 +8,7 @@ mod open;
 mod packer;
 mod plans;
 mod reports;
+pub mod tombstones;
 mod uploader;
 mod writer;
 
