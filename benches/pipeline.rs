@@ -64,7 +64,7 @@ fn stages(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut n = 0;
-                chunk_stream(&data[..], params, 7, |c| {
+                chunk_stream(&data[..], params, keys.chunker_gear(), |c| {
                     n += c.len();
                     Ok(())
                 })

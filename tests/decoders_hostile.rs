@@ -27,6 +27,7 @@ use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::report::{Report, ReportKind, REPORT_MAGIC};
 use coffer::format::snapshot::Snapshot;
+use coffer::format::tombstone::{BuriedKind, Tombstone, MAX_NAMES, TOMBSTONE_MAGIC};
 use coffer::format::tree::{ChunkList, NodeKind, Tree};
 use coffer::format::BlobType;
 use coffer::{ErrorKind, Result};
@@ -1991,5 +1992,203 @@ fn report_fields_are_checked() {
     for n in 0..body.len() {
         let err = decode(&body[..n]).expect_err("a short body");
         assert_eq!(err.kind(), ErrorKind::Corrupt, "cut at {n}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tombstones (format-spec §5.12): the sealed object, its public list of names (which a sync
+// without the key reads), forged counts and checked fields.
+
+/// The public part of a tombstone with these raw entries: magic, version, count, entries.
+fn tombstone_public(count: u32, entries: &[(u8, [u8; 32])]) -> Vec<u8> {
+    let mut public = TOMBSTONE_MAGIC.to_vec();
+    public.push(3);
+    public.extend(count.to_le_bytes());
+    for (kind, name) in entries {
+        public.push(*kind);
+        public.extend(name);
+    }
+    public
+}
+
+#[test]
+fn tombstone_refuses_hostile_input() {
+    let keys = keys();
+    hammer(
+        "tombstone",
+        &read("tombstone.bin"),
+        Expect::Err,
+        41,
+        &|b| Tombstone::decode(&keys, b),
+        &never_ok,
+    );
+}
+
+/// Without the key only the names can be read. Whatever that accepts is a canonical list:
+/// sorted, unique, of known kinds, and exactly the bytes it came from.
+#[test]
+fn tombstone_names_survive_hostile_input() {
+    let canonical = |b: &[u8], (names, public_len): (Vec<(BuriedKind, [u8; 32])>, usize)| {
+        assert!(!names.is_empty() && names.len() <= MAX_NAMES);
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(public_len, 9 + 33 * names.len());
+        let entries: Vec<(u8, [u8; 32])> = names.iter().map(|(k, n)| (*k as u8, *n)).collect();
+        assert_eq!(
+            tombstone_public(names.len() as u32, &entries),
+            &b[..public_len]
+        );
+        assert_eq!(b.len(), public_len + 48, "the box has its exact length");
+    };
+    hammer(
+        "tombstone names",
+        &read("tombstone.bin"),
+        Expect::NoPanic,
+        42,
+        &Tombstone::peek,
+        &canonical,
+    );
+}
+
+/// The public list and the body, damaged and then sealed again with the right key (as a
+/// buggy writer would): no panic, and whatever decodes encodes back to the same bytes.
+#[test]
+fn tombstone_parts_survive_hostile_input() {
+    let keys = keys();
+    let valid = read("tombstone.bin");
+    let (public, body) = open_envelope(&keys, &valid, 75);
+    let canonical = |sealed: Vec<u8>, t: Tombstone| {
+        t.validate().expect("a decoded tombstone is valid");
+        assert_eq!(t.encode(&keys, Some(nonce())), sealed);
+    };
+    let decode_public = |b: &[u8]| Tombstone::decode(&keys, &reseal(&keys, b, &body));
+    hammer(
+        "tombstone public part",
+        &public,
+        Expect::NoPanic,
+        43,
+        &decode_public,
+        &|b: &[u8], t: Tombstone| canonical(reseal(&keys, b, &body), t),
+    );
+    let decode_body = |b: &[u8]| Tombstone::decode(&keys, &reseal(&keys, &public, b));
+    hammer(
+        "tombstone body",
+        &body,
+        Expect::NoPanic,
+        44,
+        &decode_body,
+        &|b: &[u8], t: Tombstone| canonical(reseal(&keys, &public, b), t),
+    );
+}
+
+/// Counts that claim more names than the object holds, and more than a tombstone may hold
+/// even when the bytes are there, are refused before anything is allocated for them.
+#[test]
+fn tombstone_refuses_forged_counts() {
+    let keys = keys();
+    let valid = read("tombstone.bin");
+    let (public, body) = open_envelope(&keys, &valid, 75);
+    assert_eq!(&public[5..9], &2u32.to_le_bytes());
+    for count in [3u32, 4, 1 << 16, 1 << 24, u32::MAX - 1, u32::MAX] {
+        let mut p = public.clone();
+        p[5..9].copy_from_slice(&count.to_le_bytes());
+        let sealed = reseal(&keys, &p, &body);
+        // 3 names fit in the 48 bytes of the box, so the list swallows part of it and the
+        // rest no longer opens (or the third "name" has no valid kind); more claim too much.
+        let says = if count == 3 { "" } else { "claims" };
+        refused_small(&format!("tombstone with {count} names"), says, || {
+            Tombstone::decode(&keys, &sealed)
+        });
+        refused_small(&format!("tombstone names with {count}"), says, || {
+            Tombstone::peek(&sealed)
+        });
+    }
+    // More names than allowed, all present and in order: refused by the bound, not the size.
+    let many: Vec<(u8, [u8; 32])> = (0..=MAX_NAMES as u32)
+        .map(|i| {
+            let mut name = [0u8; 32];
+            name[..4].copy_from_slice(&i.to_be_bytes());
+            (2, name)
+        })
+        .collect();
+    let sealed = reseal(&keys, &tombstone_public(many.len() as u32, &many), &body);
+    refused_small("tombstone over the bound", "objects", || {
+        Tombstone::decode(&keys, &sealed)
+    });
+    // No names at all.
+    let sealed = reseal(&keys, &tombstone_public(0, &[]), &body);
+    refused_small("an empty tombstone", "objects", || {
+        Tombstone::decode(&keys, &sealed)
+    });
+    // The honest tombstone decodes with small allocations.
+    let (r, largest) = largest_allocation(|| Tombstone::decode(&keys, &valid));
+    assert_eq!(r.unwrap().names.len(), 2);
+    assert!(largest <= 4096, "{largest}");
+}
+
+/// Kinds, order and uniqueness of the names are checked, and the body must be exactly a time.
+#[test]
+fn tombstone_fields_are_checked() {
+    let keys = keys();
+    let (_, body) = open_envelope(&keys, &read("tombstone.bin"), 75);
+    let decode = |entries: &[(u8, [u8; 32])], body: &[u8]| {
+        let sealed = reseal(
+            &keys,
+            &tombstone_public(entries.len() as u32, entries),
+            body,
+        );
+        catch_unwind(AssertUnwindSafe(|| Tombstone::decode(&keys, &sealed))).expect("no panic")
+    };
+    let t = decode(&[(1, [5; 32]), (2, [1; 32]), (2, [2; 32])], &body).unwrap();
+    assert_eq!(t.names[0], (BuriedKind::Key, [5; 32]));
+    for kind in [0u8, 3, 0x7f, 0xff] {
+        let err = decode(&[(kind, [1; 32])], &body).expect_err("an unknown kind");
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            err.message(),
+            format!("tombstone names an object of unknown kind {kind}")
+        );
+    }
+    for unordered in [
+        &[(2u8, [1u8; 32]), (1, [1; 32])][..],
+        &[(2, [2; 32]), (2, [1; 32])],
+        &[(2, [1; 32]), (2, [1; 32])],
+    ] {
+        let err = decode(unordered, &body).expect_err("names out of order or repeated");
+        assert!(err.message().contains("not sorted or not unique"), "{err}");
+    }
+    for extra in [&[0u8][..], &[0xff; 40]] {
+        let err = decode(&[(2, [1; 32])], &[&body[..], extra].concat()).expect_err("trailing");
+        assert_eq!(
+            err.message(),
+            format!("tombstone has {} unexpected trailing bytes", extra.len())
+        );
+    }
+    for n in 0..body.len() {
+        let err = decode(&[(2, [1; 32])], &body[..n]).expect_err("a short body");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "cut at {n}: {err}");
+    }
+}
+
+/// No other sealed object reads as a tombstone: the magic is checked first, and a forged one
+/// makes the list of names parse from bytes that never were one, which the box then refuses.
+#[test]
+fn tombstone_refuses_other_kinds() {
+    let keys = keys();
+    for file in [
+        "lock.bin",
+        "plan.bin",
+        "wait.bin",
+        "report.bin",
+        "snapshot.bin",
+        "index.bin",
+        "config.bin",
+    ] {
+        let bytes = read(file);
+        let err = Tombstone::decode(&keys, &bytes).expect_err("another kind's object");
+        assert!(err.message().contains("wrong magic"), "{file}: {err}");
+        let mut forged = bytes.clone();
+        forged[..4].copy_from_slice(TOMBSTONE_MAGIC);
+        let err = Tombstone::decode(&keys, &forged).expect_err("a forged magic");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{file}: {err}");
     }
 }

@@ -14,7 +14,7 @@
 //! that run prints.
 
 use coffer::backend::{ObjectKind, ObjectName};
-use coffer::chunker::{chunk_stream, ChunkerParams};
+use coffer::chunker::{chunk_stream, ChunkerParams, Gear};
 use coffer::compress::Codec;
 use coffer::crypto::{KdfParams, Keys, MasterSecret, NONCE_LEN};
 use coffer::format::config::Config;
@@ -24,6 +24,7 @@ use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
+use coffer::format::tombstone::{BuriedKind, Tombstone};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
 use coffer::id::{object_hash, BlobId, IndexId, PackId, RepoId, SnapshotId};
@@ -62,6 +63,7 @@ const N_LOCK: u8 = 9;
 const N_PLAN: u8 = 10;
 const N_WAIT: u8 = 11;
 const N_REPORT: u8 = 12;
+const N_TOMBSTONE: u8 = 13;
 const KDF: KdfParams = KdfParams {
     memory_kib: 64,
     iterations: 1,
@@ -119,12 +121,17 @@ const WAIT_LEN: usize = 113;
 /// 5 + 24 + 16 around a body of 1 + (2 + 3) + 8 + 8 + 1 + (4 + 2 × 32) + (1 + 8) + (2 + 31)
 /// + 2 + (2 + 11 + 2 + 4) + (2 + 4 + 2 + 9) (report).
 const REPORT_LEN: usize = 216;
+/// 5 (magic, version) + 4 (count) + 2 × 33 (names) + 24 + 8 (time) + 16 (tombstone).
+const TOMBSTONE_LEN: usize = 123;
 /// The name of `plan.bin` (the BLAKE3 of its bytes), which `wait.bin` names.
 const PLAN_HASH: &str = "296203b7adc7f74e6dbf27864c1c43a45ea73b9f7b97b54b2d03334cf8da40b2";
-/// Chunk lengths of `chunker_input()` with the stream parameters and the fixed key's seed.
-const CHUNKER_SEED: u64 = 0x2e1f_bb69_b110_b297;
+/// The first and last entries of the fixed key's gear table (spec §4.1), and the chunk
+/// lengths of `chunker_input()` with the pinned sizes and that table.
+const GEAR_FIRST: u64 = 0xbd43_52cf_65dd_b482;
+const GEAR_LAST: u64 = 0xc7ff_f548_ce24_83ab;
 const CHUNK_LENGTHS: &[usize] = &[
-    27310, 98249, 37358, 97930, 23937, 72098, 90374, 145278, 101085, 147138, 207819,
+    72983, 48082, 43545, 25657, 56836, 75150, 103292, 68936, 20822, 75532, 68292, 40399, 76800,
+    137403, 117247, 17600,
 ];
 
 /// Blob types, as the byte that starts the hashed input of a blob ID (spec §5.9).
@@ -476,6 +483,17 @@ fn expected_report(snapshot_bytes: &[u8]) -> Report {
     }
 }
 
+/// The deletion of `key.bin` and `snapshot.bin`, named by their object names, at T0.
+fn expected_tombstone(key_bytes: &[u8], snapshot_bytes: &[u8]) -> Tombstone {
+    Tombstone {
+        names: vec![
+            (BuriedKind::Key, object_hash(key_bytes)),
+            (BuriedKind::Snapshot, object_hash(snapshot_bytes)),
+        ],
+        time_ns: T0,
+    }
+}
+
 /// Every vector file, encoded from the expected values with the fixed nonces.
 fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
     let keys = keys();
@@ -508,6 +526,11 @@ fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
         (
             "report.bin",
             expected_report(&snapshot_bytes).encode(&keys, Some(nonce(N_REPORT))),
+        ),
+        (
+            "tombstone.bin",
+            expected_tombstone(&expected_key_file().encode(), &snapshot_bytes)
+                .encode(&keys, Some(nonce(N_TOMBSTONE))),
         ),
     ]
 }
@@ -543,6 +566,7 @@ fn stored_as(file: &str) -> Stored {
         "plan.bin" => Stored::Object(ObjectKind::Plan),
         "wait.bin" => Stored::Object(ObjectKind::Wait),
         "report.bin" => Stored::Object(ObjectKind::Report),
+        "tombstone.bin" => Stored::Object(ObjectKind::Tombstone),
         other => panic!("unknown vector {other}"),
     }
 }
@@ -582,7 +606,7 @@ fn chunker_input() -> Vec<u8> {
         .collect()
 }
 
-fn chunk_lengths(seed: u64) -> Vec<usize> {
+fn chunk_lengths(gear: &Gear) -> Vec<usize> {
     let mut out = vec![];
     // Explicit sizes (the v1 stream defaults when these boundaries were pinned), so that
     // tuning the defaults does not move the pinned cut points.
@@ -591,7 +615,7 @@ fn chunk_lengths(seed: u64) -> Vec<usize> {
         avg: 64 * 1024,
         max: 256 * 1024,
     };
-    chunk_stream(&chunker_input()[..], params, seed, |c| {
+    chunk_stream(&chunker_input()[..], params, gear, |c| {
         out.push(c.len());
         Ok(())
     })
@@ -980,6 +1004,36 @@ fn report_vector() {
     assert_eq!(report.encode(&keys, Some(nonce(N_REPORT))), bytes);
 }
 
+#[test]
+fn tombstone_vector() {
+    let keys = keys();
+    let bytes = read("tombstone.bin");
+    assert_eq!(bytes.len(), TOMBSTONE_LEN);
+    assert_eq!(&bytes[..9], b"CFFT\x03\x02\x00\x00\x00");
+    // The names are in clear (and authenticated): key.bin, then snapshot.bin.
+    let key_name = ObjectName::for_bytes(ObjectKind::Key, &read("key.bin"));
+    let snapshot_name = ObjectName::for_bytes(ObjectKind::Snapshot, &read("snapshot.bin"));
+    assert_eq!(bytes[9], 1);
+    assert_eq!(bytes[10..42], key_name.hash);
+    assert_eq!(bytes[42], 2);
+    assert_eq!(bytes[43..75], snapshot_name.hash);
+    assert_eq!(
+        &bytes[75..75 + NONCE_LEN],
+        &nonce(N_TOMBSTONE),
+        "the tombstone's nonce"
+    );
+    let (names, public) = Tombstone::peek(&bytes).unwrap();
+    assert_eq!(public, 75);
+    let t = Tombstone::decode(&keys, &bytes).unwrap();
+    assert_eq!(t.names, names);
+    assert_eq!(t.time_ns, T0);
+    assert_eq!(
+        t,
+        expected_tombstone(&read("key.bin"), &read("snapshot.bin"))
+    );
+    assert_eq!(t.encode(&keys, Some(nonce(N_TOMBSTONE))), bytes);
+}
+
 /// The three garbage-collection objects and the report share one envelope; the magic, which
 /// the box authenticates, is what keeps one from being read as another.
 #[test]
@@ -1008,6 +1062,23 @@ fn gc_objects_cannot_stand_in_for_each_other() {
             Box::new(|b| Report::decode(&keys, b).map(drop)),
         ),
     ];
+    // A tombstone's names are public fields, which the others do not have: read as one of
+    // the others it fails authentication, and none of them reads as a tombstone.
+    let tombstone = read("tombstone.bin");
+    for (other, magic, decode) in &kinds {
+        assert!(decode(&tombstone).is_err(), "tombstone as {other}");
+        let mut forged = tombstone.clone();
+        forged[..4].copy_from_slice(*magic);
+        assert!(decode(&forged).is_err(), "tombstone as {other}");
+        let mut forged = read(other);
+        forged[..4].copy_from_slice(b"CFFT");
+        let err = Tombstone::decode(&keys, &forged).expect_err("another kind as a tombstone");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Corrupt,
+            "{other} as a tombstone: {err}"
+        );
+    }
     for (file, _, _) in &kinds {
         let bytes = read(file);
         for (other, magic, decode) in &kinds {
@@ -1101,8 +1172,9 @@ fn blob_ids_are_typed() {
 #[test]
 fn chunker_boundaries_are_pinned() {
     let keys = keys();
-    assert_eq!(keys.chunker_seed(), CHUNKER_SEED);
-    let lengths = chunk_lengths(keys.chunker_seed());
+    assert_eq!(keys.chunker_gear()[0], GEAR_FIRST);
+    assert_eq!(keys.chunker_gear()[255], GEAR_LAST);
+    let lengths = chunk_lengths(keys.chunker_gear());
     assert_eq!(lengths.iter().sum::<usize>(), 1 << 20);
     assert_eq!(lengths, CHUNK_LENGTHS);
 }
@@ -1166,6 +1238,10 @@ fn flipped_bytes_are_detected() {
     let report = read("report.bin");
     for (i, b) in flips(&report) {
         assert_kind("report", i, Report::decode(&keys, &b), kind_for(i, 4));
+    }
+    let tombstone = read("tombstone.bin");
+    for (i, b) in flips(&tombstone) {
+        assert_kind("tombstone", i, Tombstone::decode(&keys, &b), kind_for(i, 4));
     }
     let pack_bytes = read("pack.bin");
     let version_at = pack_bytes.len() - 5;
@@ -1247,6 +1323,18 @@ fn other_versions_are_refused_by_name() {
             read("report.bin"),
             4,
             Box::new(|b| Report::decode(&keys, b).map(drop)),
+        ),
+        (
+            "tombstone",
+            read("tombstone.bin"),
+            4,
+            Box::new(|b| Tombstone::decode(&keys, b).map(drop)),
+        ),
+        (
+            "tombstone",
+            read("tombstone.bin"),
+            4,
+            Box::new(|b| Tombstone::peek(b).map(drop)),
         ),
         (
             "pack trailer",
@@ -1388,6 +1476,15 @@ fn truncated_vectors_are_refused() {
             ErrorKind::Corrupt,
         );
     }
+    let tombstone = read("tombstone.bin");
+    for n in 0..tombstone.len() {
+        assert_kind(
+            "tombstone",
+            n,
+            Tombstone::decode(&keys, &tombstone[..n]),
+            ErrorKind::Corrupt,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1433,7 +1530,8 @@ fn object_names_match_the_readme() {
             "lock.bin",
             "plan.bin",
             "wait.bin",
-            "report.bin"
+            "report.bin",
+            "tombstone.bin"
         ]
     );
     for (file, _, name) in &rows {
@@ -1467,7 +1565,8 @@ fn object_names_match_the_readme() {
         EMPTY_TREE_ID,
         EMPTY_TREE_AS_DATA_ID,
         PLAN_HASH,
-        &format!("{CHUNKER_SEED:#018x}"),
+        &format!("{GEAR_FIRST:#018x}"),
+        &format!("{GEAR_LAST:#018x}"),
     ] {
         assert!(
             readme.contains(literal),
@@ -1497,6 +1596,7 @@ fn object_names_are_canonical() {
         (format!("plans/{hex}"), ObjectKind::Plan),
         (format!("waits/{hex}"), ObjectKind::Wait),
         (format!("reports/{hex}"), ObjectKind::Report),
+        (format!("tombstones/{hex}"), ObjectKind::Tombstone),
     ] {
         let name = ObjectName::parse(&good).unwrap_or_else(|| panic!("{good}"));
         assert_eq!(name.kind, kind, "{good}");
@@ -1516,6 +1616,9 @@ fn object_names_are_canonical() {
         format!("waits/ab/{hex}"),
         format!("reports/{upper}"),
         format!("report/{hex}"),
+        format!("tombstones/{upper}"),
+        format!("tombstone/{hex}"),
+        format!("tombstones/{hex}.tmp"),
         format!("gc/{hex}"),
     ] {
         assert_eq!(ObjectName::parse(&bad), None, "{bad}");
@@ -1594,15 +1697,53 @@ mod from_the_spec {
         *blake3::keyed_hash(&d.id_key, &[&[blob_type][..], plain].concat()).as_bytes()
     }
 
+    /// §4.1: `gear[i]` = u64 LE of the first 8 bytes of `BLAKE3-keyed(gear key, "gear" || i)`.
+    fn gear(m: &[u8; 32]) -> [u64; 256] {
+        let key = blake3::derive_key("coffer v3 2026-12 chunker gear key", m);
+        std::array::from_fn(|i| {
+            let out = blake3::keyed_hash(&key, &[b"gear".as_slice(), &[i as u8]].concat());
+            u64::from_le_bytes(out.as_bytes()[..8].try_into().unwrap())
+        })
+    }
+
+    /// §2 and §4.1: FastCDC 2020 with normalization level 1 over the keyed table, from
+    /// fastcdc's cut-point function alone (not coffer's chunker): the small mask for
+    /// log2(avg) + 1 bits, the large one for log2(avg) − 1, the second table shifted left.
+    #[test]
+    fn chunk_boundaries() {
+        use fastcdc::v2020::{cut_gear, logarithm2, MASKS};
+        let table = gear(&master_bytes());
+        let shifted = table.map(|g| g << 1);
+        let (min, avg, max) = (16 * 1024, 64 * 1024, 256 * 1024);
+        let bits = logarithm2(avg as u32) as usize;
+        let (mask_s, mask_l) = (MASKS[bits + 1], MASKS[bits - 1]);
+        let input = chunker_input();
+        let mut lengths = vec![];
+        let mut at = 0;
+        while at < input.len() {
+            let (_, n) = cut_gear(
+                &input[at..],
+                min,
+                avg,
+                max,
+                mask_s,
+                mask_l,
+                mask_s << 1,
+                mask_l << 1,
+                &table,
+                &shifted,
+            );
+            lengths.push(n);
+            at += n;
+        }
+        assert_eq!(lengths, CHUNK_LENGTHS);
+    }
+
     #[test]
     fn subkeys() {
         let m = master_bytes();
         let d = derived();
-        let seed = blake3::derive_key("coffer v1 2026-11 chunker seed", &m);
-        assert_eq!(
-            keys().chunker_seed(),
-            u64::from_le_bytes(seed[..8].try_into().unwrap())
-        );
+        assert_eq!(keys().chunker_gear(), &gear(&m));
         for t in [0, 1, 2] {
             assert_eq!(keys().blob_id(t, b"").0, blob_id(&d, t, b""));
             assert_eq!(keys().blob_id(t, b"abc").0, blob_id(&d, t, b"abc"));
@@ -2017,6 +2158,29 @@ mod from_the_spec {
         [public.clone(), seal(&d.aead, N_REPORT, &public, &body.0)].concat()
     }
 
+    /// §5.12: the names in clear after the count, the time sealed with all of that as AAD.
+    fn tombstone_bytes(d: &Derived) -> Vec<u8> {
+        let public = w()
+            .raw(b"CFFT")
+            .u8(VERSION)
+            .u32(2)
+            .u8(1)
+            .raw(blake3::hash(&read("key.bin")).as_bytes())
+            .u8(2)
+            .raw(blake3::hash(&read("snapshot.bin")).as_bytes())
+            .0
+            .clone();
+        let body = w().i64(T0).0.clone();
+        [public.clone(), seal(&d.aead, N_TOMBSTONE, &public, &body)].concat()
+    }
+
+    #[test]
+    fn tombstone() {
+        let d = derived();
+        assert_eq!(tombstone_bytes(&d).len(), 9 + 2 * 33 + 24 + 8 + 16);
+        assert_eq!(tombstone_bytes(&d), read("tombstone.bin"));
+    }
+
     #[test]
     fn lock() {
         let d = derived();
@@ -2133,12 +2297,17 @@ fn regenerate_vectors() {
     println!("const WAIT_LEN: usize = {};", read("wait.bin").len());
     println!("const REPORT_LEN: usize = {};", read("report.bin").len());
     println!(
+        "const TOMBSTONE_LEN: usize = {};",
+        read("tombstone.bin").len()
+    );
+    println!(
         "const PLAN_HASH: &str = \"{}\";",
         hex::encode(object_hash(&read("plan.bin")))
     );
-    println!("const CHUNKER_SEED: u64 = {:#018x};", keys.chunker_seed());
+    println!("const GEAR_FIRST: u64 = {:#018x};", keys.chunker_gear()[0]);
+    println!("const GEAR_LAST: u64 = {:#018x};", keys.chunker_gear()[255]);
     println!(
         "const CHUNK_LENGTHS: &[usize] = &{:?};",
-        chunk_lengths(keys.chunker_seed())
+        chunk_lengths(keys.chunker_gear())
     );
 }

@@ -15,6 +15,7 @@ use coffer::format::keyfile::KeyFile;
 use coffer::format::pack::{self, Frame, FrameBlob};
 use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
+use coffer::format::tombstone::{BuriedKind, Tombstone};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
 use coffer::format::BlobType;
 use coffer::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
@@ -220,6 +221,19 @@ fn main() {
     write(&dir, "report", "body", Some(1), &body(&keys, &r, 5));
     let check = Report { kind: ReportKind::Check, ok: false, snapshots: vec![], target_ns: None, info: vec![], ..report };
     write(&dir, "report", "body-check", Some(1), &body(&keys, &check.encode(&keys, Some(NONCE)), 5));
+
+    // tombstone: a key file and two snapshots; odd mode takes everything after "CFFT" 3,
+    // the time last.
+    let t = Tombstone::new(
+        vec![(BuriedKind::Key, id(0x17)), (BuriedKind::Snapshot, id(0x4d)), (BuriedKind::Snapshot, id(0xab))],
+        1_795_000_000_123_456_789,
+    )
+    .unwrap();
+    let b = t.encode(&keys, Some(NONCE));
+    write(&dir, "tombstone", "raw", Some(0), &b);
+    let public_len = 9 + 33 * t.names.len();
+    let sealed = [&b[5..public_len], &body(&keys, &b, public_len)[..]].concat();
+    write(&dir, "tombstone", "sealed", Some(1), &sealed);
 
     println!("seeds written to {}", dir.display());
 }

@@ -38,10 +38,12 @@ pub enum ObjectKind {
     Wait,
     /// The outcome of a check or restore drill (format-spec §5.11).
     Report,
+    /// A record of objects deleted on purpose, which `sync` must not copy back (§5.12).
+    Tombstone,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 9] = [
+    pub const ALL: [ObjectKind; 10] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
@@ -51,6 +53,7 @@ impl ObjectKind {
         ObjectKind::Plan,
         ObjectKind::Wait,
         ObjectKind::Report,
+        ObjectKind::Tombstone,
     ];
     /// The folder holding this kind of object.
     pub fn dir(self) -> &'static str {
@@ -64,6 +67,7 @@ impl ObjectKind {
             ObjectKind::Plan => "plans",
             ObjectKind::Wait => "waits",
             ObjectKind::Report => "reports",
+            ObjectKind::Tombstone => "tombstones",
         }
     }
 
@@ -79,6 +83,7 @@ impl ObjectKind {
             ObjectKind::Plan => "plan",
             ObjectKind::Wait => "wait record",
             ObjectKind::Report => "report",
+            ObjectKind::Tombstone => "tombstone",
         }
     }
 
@@ -102,6 +107,8 @@ impl ObjectKind {
             ObjectKind::Lock | ObjectKind::Wait | ObjectKind::Report => MIB,
             // 32 bytes per pack to delete: half a million packs in one prune.
             ObjectKind::Plan => 16 * MIB,
+            // At most 100,000 names: 3,300,057 bytes (§5.12).
+            ObjectKind::Tombstone => 4 * MIB,
         }
     }
 }

@@ -58,9 +58,9 @@ impl SourceContext<'_> {
     /// returns the file's content and size.
     pub fn store_stream(&self, reader: impl Read) -> Result<(Content, u64)> {
         let params = self.repo.config().stream_chunker;
-        let seed = self.repo.keys().chunker_seed();
+        let gear = self.repo.keys().chunker_gear();
         let (ids, size) =
-            stream::store_stream(self.saver, reader, params, seed, self.cancel, self.progress)?;
+            stream::store_stream(self.saver, reader, params, gear, self.cancel, self.progress)?;
         Ok((self.saver.save_content(ids)?, size))
     }
 
@@ -256,8 +256,8 @@ pub fn backup(
             }
             progress.start("backup", None);
             let params = repo.config().stream_chunker;
-            let seed = repo.keys().chunker_seed();
-            let root = stream::store_stream(&saver, reader, params, seed, cancel, progress)
+            let gear = repo.keys().chunker_gear();
+            let root = stream::store_stream(&saver, reader, params, gear, cancel, progress)
                 .and_then(|(ids, size)| {
                     counters.files_new.fetch_add(1, Ordering::Relaxed);
                     counters.total_bytes.fetch_add(size, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! Chunk a byte stream and store its chunks, several chunks at a time in parallel.
 
-use crate::chunker::{chunk_slice, chunk_stream, ChunkerParams};
+use crate::chunker::{chunk_slice, chunk_stream, ChunkerParams, Gear};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BlobType;
 use crate::id::BlobId;
@@ -19,7 +19,7 @@ pub fn store_stream<R: Read>(
     saver: &BlobSaver,
     reader: R,
     params: ChunkerParams,
-    seed: u64,
+    gear: &Gear,
     cancel: &AtomicBool,
     progress: &dyn Progress,
 ) -> Result<(Vec<BlobId>, u64)> {
@@ -40,7 +40,7 @@ pub fn store_stream<R: Read>(
         batch.clear();
         Ok(())
     };
-    chunk_stream(reader, params, seed, |chunk| {
+    chunk_stream(reader, params, gear, |chunk| {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
         }
@@ -62,11 +62,11 @@ pub fn store_bytes(
     saver: &BlobSaver,
     data: &[u8],
     params: ChunkerParams,
-    seed: u64,
+    gear: &Gear,
     progress: &dyn Progress,
 ) -> Result<Vec<BlobId>> {
     let mut chunks = Vec::new();
-    chunk_slice(data, params, seed, |c| {
+    chunk_slice(data, params, gear, |c| {
         chunks.push(c);
         Ok(())
     })?;

@@ -321,14 +321,14 @@ impl Walker<'_, '_> {
         // The node describes the file that is read, not the name's earlier stat.
         node = dirfd::node_from_stat(name, &st);
         let params = self.repo.config().files_chunker;
-        let seed = self.repo.keys().chunker_seed();
+        let gear = self.repo.keys().chunker_gear();
         let stored = if node.size <= params.max as u64 {
             read_small(file, node.size).and_then(|data| {
-                let ids = store_bytes(self.saver, &data, params, seed, self.progress)?;
+                let ids = store_bytes(self.saver, &data, params, gear, self.progress)?;
                 Ok((ids, data.len() as u64))
             })
         } else {
-            store_stream(self.saver, file, params, seed, self.cancel, self.progress)
+            store_stream(self.saver, file, params, gear, self.cancel, self.progress)
         };
         let (ids, size) = match stored {
             Ok(r) => r,

@@ -341,7 +341,7 @@ fn store_content(
     size: u64,
 ) -> Result<(Content, u64, String)> {
     let params = ctx.repo.config().files_chunker;
-    let seed = ctx.repo.keys().chunker_seed();
+    let gear = ctx.repo.keys().chunker_gear();
     let mut src = Hashing {
         inner: reader,
         hasher: blake3::Hasher::new(),
@@ -361,9 +361,9 @@ fn store_content(
         let mut data = Vec::with_capacity(size as usize);
         src.read_to_end(&mut data)
             .map_err(|e| Error::io("reading", e))?;
-        chunk_slice(&data, params, seed, &mut save)?;
+        chunk_slice(&data, params, gear, &mut save)?;
     } else {
-        chunk_stream(&mut src, params, seed, |c| save(&c))?;
+        chunk_stream(&mut src, params, gear, |c| save(&c))?;
     }
     let hash = src.hasher.finalize().to_hex().to_string();
     Ok((ctx.saver.save_content(ids)?, n, hash))

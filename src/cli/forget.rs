@@ -124,12 +124,16 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
 
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut deleted = 0usize;
-    if !a.dry_run {
-        for d in plan.removed() {
-            let name = ObjectName::new(ObjectKind::Snapshot, d.id.0);
-            match repo.backend().delete(&name) {
+    let doomed: Vec<ObjectName> = plan
+        .removed()
+        .map(|d| ObjectName::new(ObjectKind::Snapshot, d.id.0))
+        .collect();
+    if !a.dry_run && !doomed.is_empty() {
+        // One tombstone for the run, stored before anything is deleted (format-spec §5.12).
+        for (name, result) in repo.bury(&doomed)? {
+            match result {
                 Ok(()) => deleted += 1,
-                Err(e) => failed.push((d.id.to_hex(), e.to_string())),
+                Err(e) => failed.push((hex::encode(name.hash), e.to_string())),
             }
         }
     }
@@ -241,7 +245,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             println!("");
         }
         for (id, e) in &failed {
-            eprintln!("coffer: error: could not delete snapshot {id}: {e}");
+            eprintln!(
+                "coffer: error: could not delete snapshot {id}: {e} (its tombstone is stored: \
+                 `coffer sync` with the password deletes it where it remains)"
+            );
         }
         if a.dry_run {
             println!(

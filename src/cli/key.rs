@@ -65,10 +65,13 @@ pub fn run(g: &Global, cmd: &KeyCommand) -> Result<i32> {
             let master = repo.unwrap_master(password.as_bytes())?;
             let id = repo.add_key(&master, new.as_bytes(), KdfParams::DEFAULT, &host, &user)?;
             // The new key is written before the old one goes: a crash leaves both usable.
-            repo.backend().delete(&coffer::backend::ObjectName::new(
-                coffer::backend::ObjectKind::Key,
-                repo.key_id().0,
-            ))?;
+            // The old one is buried (a tombstone, then the deletion), so that a sync from a
+            // region that missed the deletion does not bring the old password back.
+            let old =
+                coffer::backend::ObjectName::new(coffer::backend::ObjectKind::Key, repo.key_id().0);
+            for (_, deleted) in repo.bury(&[old])? {
+                deleted?;
+            }
             report(g, "changed password; new key", &id);
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! A repository has one random 32-byte master secret. Every purpose gets its own subkey,
 //! derived with BLAKE3's key derivation mode so that keys never serve two roles:
-//! the AEAD key (XChaCha20-Poly1305), the chunk-ID key (keyed BLAKE3) and the chunker seed.
+//! the AEAD key (XChaCha20-Poly1305), the chunk-ID key (keyed BLAKE3) and the chunker's
+//! gear table (a keyed BLAKE3 PRF).
 //! Key files wrap the master secret under a password-derived key (argon2id).
 
 mod password;
@@ -61,23 +62,38 @@ impl MasterSecret {
 pub struct Keys {
     aead_key: [u8; 32],
     chunk_id_key: [u8; 32],
-    chunker_seed: u64,
+    chunker_gear: [u64; 256],
 }
 
 /// Domain strings for key derivation. Changing one changes every ID: they are part of the format.
 const CTX_AEAD: &str = "coffer v1 2026-11 aead key";
 const CTX_CHUNK_ID: &str = "coffer v1 2026-11 blob id key";
-const CTX_CHUNKER: &str = "coffer v1 2026-11 chunker seed";
+/// The key of the chunker's gear table (format-spec §4.1). Writers only: no reader derives it.
+/// It replaced "coffer v1 2026-11 chunker seed", a 64-bit seed XORed into FastCDC's public
+/// table, and is a context of its own so that nothing of that weaker keying (whose bits
+/// chunk boundaries may have leaked) is reused.
+const CTX_CHUNKER_GEAR: &str = "coffer v3 2026-12 chunker gear key";
+
+/// The gear table: `gear[i]` = the first 8 bytes (little-endian) of
+/// `BLAKE3-keyed(gear key, "gear" || i)`, so every entry is an independent secret value.
+fn derive_gear(master: &MasterSecret) -> [u64; 256] {
+    let mut key = blake3::derive_key(CTX_CHUNKER_GEAR, master.expose());
+    let mut gear = [0u64; 256];
+    for (i, g) in gear.iter_mut().enumerate() {
+        let mut out = *blake3::keyed_hash(&key, &[b'g', b'e', b'a', b'r', i as u8]).as_bytes();
+        *g = u64::from_le_bytes(out[..8].try_into().expect("8 bytes"));
+        out.zeroize();
+    }
+    key.zeroize();
+    gear
+}
 
 impl Keys {
     pub fn derive(master: &MasterSecret) -> Self {
-        let mut seed = blake3::derive_key(CTX_CHUNKER, master.expose());
-        let chunker_seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
-        seed.zeroize();
         Keys {
             aead_key: blake3::derive_key(CTX_AEAD, master.expose()),
             chunk_id_key: blake3::derive_key(CTX_CHUNK_ID, master.expose()),
-            chunker_seed,
+            chunker_gear: derive_gear(master),
         }
     }
 
@@ -94,9 +110,10 @@ impl Keys {
         id
     }
 
-    /// The secret seed that moves chunk boundaries, so stored sizes don't fingerprint content.
-    pub fn chunker_seed(&self) -> u64 {
-        self.chunker_seed
+    /// The secret gear table that places chunk boundaries, so stored sizes don't fingerprint
+    /// content.
+    pub fn chunker_gear(&self) -> &[u64; 256] {
+        &self.chunker_gear
     }
 
     /// Encrypt and authenticate `plaintext`, binding `aad`. Output: nonce || ciphertext || tag.
@@ -186,5 +203,19 @@ mod tests {
         assert_ne!(a.blob_id(0, b"same"), b.blob_id(0, b"same"));
         assert_eq!(a.blob_id(0, b"same"), a.blob_id(0, b"same"));
         assert_ne!(a.blob_id(0, b"same"), a.blob_id(1, b"same"));
+    }
+
+    #[test]
+    fn gear_tables_are_keyed() {
+        let m = MasterSecret::from_bytes([3; 32]);
+        let a = Keys::derive(&m);
+        assert_eq!(a.chunker_gear(), Keys::derive(&m).chunker_gear());
+        let b = Keys::derive(&MasterSecret::from_bytes([4; 32]));
+        // Every entry differs, not only some: no entry is shared by two keys' tables.
+        assert!(a
+            .chunker_gear()
+            .iter()
+            .zip(b.chunker_gear())
+            .all(|(x, y)| x != y));
     }
 }

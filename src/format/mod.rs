@@ -11,6 +11,7 @@ pub mod keyfile;
 pub mod pack;
 pub mod report;
 pub mod snapshot;
+pub mod tombstone;
 pub mod tree;
 pub mod wire;
 

@@ -8,7 +8,6 @@ use crate::check::{self, CheckOptions};
 use crate::config::Job;
 use crate::error::Result;
 use crate::gc::{self, PruneOptions};
-use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::retention::{self, Candidate};
@@ -65,10 +64,15 @@ pub fn forget(
         .map(|(id, s)| Candidate::new(*id, s))
         .collect();
     let plan = retention::plan(&candidates, &section.policy(), now_ns, tz, false)?;
-    let removed: Vec<SnapshotId> = plan.removed().map(|d| d.id).collect();
-    for id in &removed {
-        repo.backend()
-            .delete(&ObjectName::new(ObjectKind::Snapshot, id.0))?;
+    let removed: Vec<ObjectName> = plan
+        .removed()
+        .map(|d| ObjectName::new(ObjectKind::Snapshot, d.id.0))
+        .collect();
+    if !removed.is_empty() {
+        // A tombstone first, so `sync` never brings them back (format-spec §5.12).
+        for (_, deleted) in repo.bury(&removed)? {
+            deleted?;
+        }
     }
     Ok((plan.kept().count(), removed.len()))
 }

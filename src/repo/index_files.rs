@@ -127,13 +127,9 @@ impl Repository {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
-        let mut cache = cache.lock().expect("cache lock");
-        let known = cache.index_ids()?;
+        let mut guard = cache.lock().expect("cache lock");
+        let known = guard.index_ids()?;
         let listed_set: HashSet<&IndexId> = listed.iter().collect();
-        // An index file the cache knows has gone: garbage collection rewrote the index.
-        for gone in known.iter().filter(|id| !listed_set.contains(id)) {
-            cache.remove_index(gone)?;
-        }
         let mut fresh = Vec::new();
         for id in listed.iter().filter(|id| !known.contains(id)) {
             if let Some(file) = self.read_index_file_or_warn(id)? {
@@ -142,8 +138,24 @@ impl Repository {
         }
         if !fresh.is_empty() {
             let refs: Vec<(IndexId, &IndexFile)> = fresh.iter().map(|(id, f)| (*id, f)).collect();
-            cache.add_indexes(&refs)?;
+            guard.add_indexes(&refs)?;
         }
+        // An index file the cache knows has gone: normally a prune rewrote the index. Which
+        // packs only it listed is worked out before it leaves the cache, with the new files
+        // (which carry a prune's surviving entries) already in.
+        let gone: HashSet<IndexId> = known
+            .into_iter()
+            .filter(|id| !listed_set.contains(id))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let unindexed = Self::packs_only_in(&guard, &gone)?;
+        for id in &gone {
+            guard.remove_index(id)?;
+        }
+        drop(guard);
+        self.warn_unexplained_index_loss(unindexed);
         Ok(())
     }
 

@@ -8,9 +8,11 @@ mod open;
 mod packer;
 mod plans;
 mod reports;
+pub mod tombstones;
 mod unlock;
 mod unreadable;
 mod uploader;
+mod vanished;
 mod writer;
 
 use frames::FrameCache;
@@ -39,6 +41,7 @@ use crate::id::PackId;
 use crate::id::{BlobId, KeyId, SnapshotId};
 use crate::index::cache::Cache;
 use crate::index::{BlobLocation, FrameKey, Index};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Bytes of opened frames kept by `Repository::frame`.
@@ -206,13 +209,13 @@ impl Repository {
                 Err(e) => damaged.push((id, e.context(format!("snapshot {}", id.short())))),
             }
         }
-        if let Some(c) = &self.cache {
-            let c = c.lock().expect("cache lock");
-            for id in cached.keys() {
-                if !listed.iter().any(|(n, _)| n.hash == id.0) {
-                    c.remove_snapshot(id)?;
-                }
-            }
+        let listed: HashSet<[u8; 32]> = listed.iter().map(|(n, _)| n.hash).collect();
+        let vanished: Vec<(&SnapshotId, &Vec<u8>)> = cached
+            .iter()
+            .filter(|(id, _)| !listed.contains(&id.0))
+            .collect();
+        if !vanished.is_empty() {
+            self.forget_vanished_snapshots(&vanished)?;
         }
         out.sort_by_key(|(id, s)| (s.time_ns, *id));
         Ok((out, damaged))

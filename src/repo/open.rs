@@ -213,7 +213,11 @@ impl Repository {
                 "refusing to remove the key this command was opened with; open with another key first",
             ));
         }
-        self.backend.delete(&ObjectName::new(ObjectKind::Key, id.0))
+        // Buried, not only deleted: a sync must not bring the removed password back.
+        for (_, deleted) in self.bury(&[ObjectName::new(ObjectKind::Key, id.0)])? {
+            deleted?;
+        }
+        Ok(())
     }
 
     /// The master secret, re-derived from the opening key file (for adding keys).
