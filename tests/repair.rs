@@ -2,7 +2,7 @@
 //! (security review M3; reliability review, items 2 and 4):
 //! - a backup after a pack was deleted stores that data again and warns, and its snapshot
 //!   restores byte for byte; repair lists the snapshot that needed the lost pack, and
-//!   `--forget-broken` removes it, which leaves `check` at 0;
+//!   `--forget-broken` removes it behind a tombstone, which leaves `check` at 0;
 //! - a flipped byte in a plan, a lock or a wait record blocks backups or prunes with an error
 //!   that names `coffer repair`, and after repair they work;
 //! - a flipped byte in an index file makes a restore (with an empty cache) fail; repair
@@ -203,8 +203,16 @@ fn a_backup_does_not_rely_on_a_pack_that_is_gone() {
     );
     assert_eq!(count(&r["index_files_rewritten"]), 1, "{r}");
     // Once the index no longer names the pack, only the broken snapshot is left to fix.
+    let tombstones = objects_in(&env.repo(), "tombstones").len();
     let r = repair(&env, &["--forget-broken"], 0);
     assert_eq!(r["snapshots_forgotten"], 1, "{r}");
+    // A tombstone first, so that `sync` does not copy the snapshot back from a region that
+    // still holds it (format-spec §5.12).
+    assert_eq!(
+        objects_in(&env.repo(), "tombstones").len(),
+        tombstones + 1,
+        "repair --forget-broken stores a tombstone"
+    );
     assert_eq!(count(&r["index_files_rewritten"]), 0, "{r}");
     check_ok(&env, &env.cache());
     check_ok(&env, &empty_cache(&env));

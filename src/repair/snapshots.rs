@@ -72,16 +72,22 @@ pub(super) fn find_broken(
     Ok(())
 }
 
-/// Delete the snapshot objects of the broken snapshots.
+/// Delete the snapshot objects of the broken snapshots, after a tombstone that names them
+/// (format-spec §5.12), so that `sync` does not copy them back from another region.
 pub(super) fn forget(repo: &Repository, dry_run: bool, report: &mut RepairReport) -> Result<()> {
+    let mut doomed = Vec::with_capacity(report.broken_snapshots.len());
     for b in &report.broken_snapshots {
-        if !dry_run {
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(&b.snapshot, &mut hash)
-                .map_err(|e| Error::corrupt(format!("snapshot ID {}: {e}", b.snapshot)))?;
-            repo.backend()
-                .delete(&ObjectName::new(ObjectKind::Snapshot, hash))?;
-        }
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&b.snapshot, &mut hash)
+            .map_err(|e| Error::corrupt(format!("snapshot ID {}: {e}", b.snapshot)))?;
+        doomed.push(ObjectName::new(ObjectKind::Snapshot, hash));
+    }
+    if dry_run || doomed.is_empty() {
+        report.snapshots_forgotten += doomed.len() as u64;
+        return Ok(());
+    }
+    for (name, deleted) in repo.bury(&doomed)? {
+        deleted.map_err(|e| e.context(format!("deleting {name} (its tombstone is stored)")))?;
         report.snapshots_forgotten += 1;
     }
     Ok(())
