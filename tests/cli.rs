@@ -1298,6 +1298,36 @@ fn config_file_gives_regions_and_password() {
     // The structural region check needs no password, and finds them in sync.
     let (code, out, err) = coffer(&["sync", "--dry-run"]);
     assert_eq!(code, Some(0), "{out}{err}");
+    // COFFER_PASSWORD comes before the file's password_file (coffer takes it out of its
+    // environment at start, so that no child inherits it; it must still count).
+    let with_env = |password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", env.dir.path())
+            .env("COFFER_PASSWORD", password)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--cache-dir")
+            .arg(env.cache())
+            .arg("snapshots")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = with_env("not-the-password");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a wrong COFFER_PASSWORD is used"
+    );
+    let out = with_env("from-the-config-file");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A typo in the file: exit 2, with the line and the field.
     std::fs::write(
         &cfg,

@@ -23,11 +23,16 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
-/// Run on this machine (the env's cache); require success; return stderr.
+/// Run on this machine (the env's cache); require success; return stderr without the line
+/// that names the repository.
 fn here(env: &Env, args: &[&str]) -> String {
     let out = env.run(args);
     ok(&out, &format!("{args:?}"));
     text(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("repository "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Run on another machine: the same repository and password, a cache of its own.

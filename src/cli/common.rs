@@ -247,6 +247,15 @@ pub fn take_password_variables() {
     });
 }
 
+/// Was `COFFER_PASSWORD` set when coffer started? (`take_password_variables` has removed
+/// it from the environment since, so `std::env::var` no longer says.)
+pub fn password_in_environment() -> bool {
+    PASSWORDS_FROM_ENV
+        .get_or_init(Vec::new)
+        .iter()
+        .any(|(n, _)| *n == "COFFER_PASSWORD")
+}
+
 fn password_variable(name: &str) -> Result<Option<Zeroizing<String>>> {
     let taken = PASSWORDS_FROM_ENV.get_or_init(Vec::new);
     match taken.iter().find(|(n, _)| *n == name) {

@@ -286,7 +286,7 @@ fn with_config_file(mut g: Global, repo_from: &str) -> coffer::Result<Global> {
         g.repo = repo.regions;
         g.repo_from = shown;
     }
-    if g.password_file.is_none() && std::env::var_os("COFFER_PASSWORD").is_none() {
+    if g.password_file.is_none() && !common::password_in_environment() {
         g.password_file = repo.password_file;
     }
     let min_regions_given = std::env::args_os()

@@ -26,7 +26,7 @@ pub struct Args {
 /// Was a password given without asking for one (`--password-file`, `COFFER_PASSWORD_FILE`,
 /// `COFFER_PASSWORD`, or the job file's `password_file`)? `sync` runs unattended without one.
 fn password_given(g: &Global) -> bool {
-    g.password_file.is_some() || std::env::var_os("COFFER_PASSWORD").is_some()
+    g.password_file.is_some() || common::password_in_environment()
 }
 
 /// The repository (for its keys), when a password is given; a password that opens nothing
