@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::copy_dir;
+
 use coffer::jobs::JobSource;
 use common::{make_folder, pseudo_random, read_folder, wait_with_limit, Env, Files, PASSWORD};
 use std::os::unix::process::ExitStatusExt;
@@ -129,18 +131,6 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------

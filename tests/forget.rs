@@ -5,12 +5,13 @@
 //! group, bad values, bad prune values) that leave the repository byte for byte as it was.
 
 mod common;
+
 use coffer::id::SnapshotId;
 use coffer::retention::{self, Candidate, Policy};
+use common::expect_code;
 use common::{assert_ok, repo_listing, Env};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Output;
 
 /// (host, time, tags). Alpha: 20 snapshots from November to March, one of them tagged
 /// `keep`; beta: 10 daily ones in January. The test environment runs in UTC.
@@ -81,16 +82,6 @@ fn expected_kept() -> BTreeMap<(&'static str, &'static str), Vec<&'static str>> 
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit {code}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// The file content of the snapshot taken by `host` at `time`.

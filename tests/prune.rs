@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::{copy_dir, expect_code};
+
 use common::servers::Moto;
 use common::stdin_backup::{objects_in, StdinBackup};
 use common::{
@@ -126,16 +128,6 @@ fn json(env: &Env, args: &[&str]) -> Value {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit {code}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 fn num(v: &Value) -> u64 {
@@ -1016,19 +1008,6 @@ fn a_suspended_backup_whose_lock_was_removed_writes_no_snapshot() {
         "a_suspended_backup_whose_lock_was_removed_writes_no_snapshot: {:.1?}",
         t0.elapsed()
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let dest = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
 }
 
 /// Fails if any step of prune's write order (repacked packs and their index files, then the

@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::{copy_dir, expect_code};
+
 use common::stdin_backup::{objects_in, StdinBackup};
 use common::{assert_ok, pseudo_random, read_folder, repo_listing, Env, Files};
 use serde_json::Value;
@@ -40,16 +42,6 @@ fn text(b: &[u8]) -> String {
 
 fn run(env: &Env, args: &[&str]) -> Output {
     timed(env.cmd().args(args))
-}
-
-fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit {code}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// `coffer --json ARGS` with exit `code`; its JSON.
@@ -371,18 +363,6 @@ fn a_damaged_index_file_is_rebuilt_from_the_packs() {
     check_ok(&env, &env.cache());
     let again = repair(&env, &[], 0);
     assert_eq!(count(&again["packs_indexed"]), 0, "{again}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (p, dest) = (e.path(), to.join(e.file_name()));
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
 }
 
 /// A prune killed after it deleted some, not all, of its plan's packs; then its plan is

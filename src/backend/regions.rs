@@ -169,6 +169,21 @@ impl Regions {
     }
 
     /// Run `f` on the given regions, in parallel when there are several.
+    /// Run a deletion in every region at once: "region: error" for each where it failed. What
+    /// is already gone counts as deleted.
+    fn delete_in_each(&self, delete: impl Fn(&dyn Backend) -> Result<()> + Sync) -> Vec<String> {
+        let all: Vec<usize> = (0..self.regions.len()).collect();
+        self.on_each(&all, delete)
+            .into_iter()
+            .filter_map(|(i, r)| match r {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    Some(format!("{}: {e}", self.region_name(i)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn on_each<T: Send>(
         &self,
         targets: &[usize],
@@ -336,17 +351,7 @@ impl Backend for Regions {
     }
 
     fn delete_scratch(&self, path: &str) -> Result<()> {
-        let all: Vec<usize> = (0..self.regions.len()).collect();
-        let failed: Vec<String> = self
-            .on_each(&all, |b| b.delete_scratch(path))
-            .into_iter()
-            .filter_map(|(i, r)| match r {
-                Err(e) if e.kind() != ErrorKind::NotFound => {
-                    Some(format!("{}: {e}", self.region_name(i)))
-                }
-                _ => None,
-            })
-            .collect();
+        let failed = self.delete_in_each(|b| b.delete_scratch(path));
         if failed.is_empty() {
             return Ok(());
         }
@@ -472,17 +477,7 @@ impl Backend for Regions {
     }
 
     fn delete(&self, name: &ObjectName) -> Result<()> {
-        let all: Vec<usize> = (0..self.regions.len()).collect();
-        let failed: Vec<String> = self
-            .on_each(&all, |b| b.delete(name))
-            .into_iter()
-            .filter_map(|(i, r)| match r {
-                Err(e) if e.kind() != ErrorKind::NotFound => {
-                    Some(format!("{}: {e}", self.region_name(i)))
-                }
-                _ => None,
-            })
-            .collect();
+        let failed = self.delete_in_each(|b| b.delete(name));
         if failed.is_empty() {
             return Ok(());
         }

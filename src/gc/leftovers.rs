@@ -10,7 +10,7 @@ use crate::repo::Repository;
 use std::collections::HashSet;
 
 /// The first listing of `tmp/`, taken while no other operation held a lock (L1).
-pub struct FirstSighting(HashSet<(String, u64)>);
+struct FirstSighting(HashSet<(String, u64)>);
 
 /// Is this operation's lock the only lock object there is? A damaged or undecodable lock
 /// object counts as another operation's: it may be a running backup's.
@@ -20,7 +20,7 @@ pub fn alone_now(repo: &Repository, own: OperationId) -> Result<bool> {
 }
 
 /// L1: list the temporary files if no lock but this operation's own exists.
-pub fn first_sighting(repo: &Repository, own: OperationId) -> Result<Option<FirstSighting>> {
+fn first_sighting(repo: &Repository, own: OperationId) -> Result<Option<FirstSighting>> {
     if !alone_now(repo, own)? {
         return Ok(None);
     }
@@ -31,7 +31,7 @@ pub fn first_sighting(repo: &Repository, own: OperationId) -> Result<Option<Firs
 
 /// L2: if no other lock exists now either, remove every temporary file listed at L1 that is
 /// still there with the same size. Returns how many files and bytes were removed.
-pub fn remove_unchanged(
+fn remove_unchanged(
     repo: &Repository,
     first: &FirstSighting,
     own: OperationId,
@@ -48,6 +48,22 @@ pub fn remove_unchanged(
         }
     }
     Ok((files, bytes))
+}
+
+/// Run `work` between L1 and L2, and then remove the temporary files that were there
+/// before it and are unchanged after it (a write running at the first listing has finished,
+/// or shows another size, by the second). Returns how many files and bytes were removed.
+pub fn removed_around(
+    repo: &Repository,
+    own: OperationId,
+    work: impl FnOnce() -> Result<()>,
+) -> Result<(u64, u64)> {
+    let first = first_sighting(repo, own)?;
+    work()?;
+    match first {
+        Some(first) => remove_unchanged(repo, &first, own),
+        None => Ok((0, 0)),
+    }
 }
 
 /// For a dry run: how many files (and bytes) are in `tmp/` now.

@@ -159,24 +159,21 @@ pub fn prune(
     )?;
     let own = alone.lock.operation();
     let result = (|| {
-        // L1 before the sweep and the plan, L2 after them: a write that was running at the
-        // first listing has finished (or shows another size) by the second.
-        let scratch = leftovers::first_sighting(repo, own)?;
-        plan_and_sweep(
-            repo,
-            opts,
-            &alone.live,
-            &mut alone.sightings,
-            &mut report,
-            own,
-            progress,
-            cancel,
-        )?;
-        if let Some(first) = scratch {
-            let (files, bytes) = leftovers::remove_unchanged(repo, &first, own)?;
-            report.scratch_files += files;
-            report.scratch_bytes += bytes;
-        }
+        // L1 before the sweep and the plan, L2 after them.
+        let (files, bytes) = leftovers::removed_around(repo, own, || {
+            plan_and_sweep(
+                repo,
+                opts,
+                &alone.live,
+                &mut alone.sightings,
+                &mut report,
+                own,
+                progress,
+                cancel,
+            )
+        })?;
+        report.scratch_files += files;
+        report.scratch_bytes += bytes;
         Ok(())
     })();
     let released = alone.release();

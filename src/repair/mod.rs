@@ -137,13 +137,11 @@ pub fn repair(
     )?;
     let own = alone.lock.operation();
     let result = (|| {
-        let scratch = leftovers::first_sighting(repo, own)?;
-        steps(repo, opts, &mut report, progress, cancel)?;
-        if let Some(first) = scratch {
-            let (files, bytes) = leftovers::remove_unchanged(repo, &first, own)?;
-            report.scratch_files += files;
-            report.scratch_bytes += bytes;
-        }
+        let (files, bytes) = leftovers::removed_around(repo, own, || {
+            steps(repo, opts, &mut report, progress, cancel)
+        })?;
+        report.scratch_files += files;
+        report.scratch_bytes += bytes;
         Ok(())
     })();
     let released = alone.release();
