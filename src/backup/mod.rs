@@ -5,6 +5,7 @@
 //! next backup finds their blobs in the index and does not upload them again.
 
 mod dirfd;
+pub mod profile;
 mod stream;
 mod walk;
 

@@ -7,6 +7,7 @@
 //! messages and `--exclude`, may be of any length.
 
 use super::dirfd::{self, OpenError};
+use super::profile;
 use super::stream::{store_bytes, store_stream};
 use super::Counters;
 use crate::error::{Error, ErrorKind, Result};
@@ -320,15 +321,21 @@ impl Walker<'_, '_> {
         };
         // The node describes the file that is read, not the name's earlier stat.
         node = dirfd::node_from_stat(name, &st);
-        let params = self.repo.config().files_chunker;
+        let config = self.repo.config();
         let gear = self.repo.keys().chunker_gear();
-        let stored = if node.size <= params.max as u64 {
+        let stored = if node.size <= config.files_chunker.max as u64 {
             read_small(file, node.size).and_then(|data| {
+                let params = profile::for_content(config, data.len() as u64, &data);
                 let ids = store_bytes(self.saver, &data, params, gear, self.progress)?;
                 Ok((ids, data.len() as u64))
             })
         } else {
-            store_stream(self.saver, file, params, gear, self.cancel, self.progress)
+            profile::sniff(file)
+                .map_err(|e| Error::io("reading", e))
+                .and_then(|(head, whole)| {
+                    let params = profile::for_content(config, node.size, &head);
+                    store_stream(self.saver, whole, params, gear, self.cancel, self.progress)
+                })
         };
         let (ids, size) = match stored {
             Ok(r) => r,

@@ -6,8 +6,8 @@ use super::manifest::{self, ObjectRecord};
 use super::names::layout;
 use super::{bucket_path, interrupted, pool, MANIFEST_NAME, OBJECTS_DIR, SOURCE_KIND};
 use crate::backend::{Location, ObjectInfo, ObjectStore, ServiceOptions};
-use crate::backup::synthetic_file;
 use crate::backup::{backup, BackupOptions, BackupOutcome, BuiltSource, Source, SourceContext};
+use crate::backup::{profile, synthetic_file};
 use crate::chunker::{chunk_slice, chunk_stream};
 use crate::error::{Error, Result};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
@@ -332,7 +332,8 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Chunk and store an object's content with the files chunker (objects are files);
+/// Chunk and store an object's content, cut as a file of that content would be (objects
+/// are files: a dump in a bucket is cut like a dump in a folder, see `backup::profile`);
 /// returns the content, its size and its BLAKE3 (hex). Small objects are read whole,
 /// large ones streamed.
 fn store_content(
@@ -340,7 +341,7 @@ fn store_content(
     reader: impl Read,
     size: u64,
 ) -> Result<(Content, u64, String)> {
-    let params = ctx.repo.config().files_chunker;
+    let config = ctx.repo.config();
     let gear = ctx.repo.keys().chunker_gear();
     let mut src = Hashing {
         inner: reader,
@@ -357,13 +358,16 @@ fn store_content(
         ctx.progress.advance(chunk.len() as u64);
         Ok(())
     };
-    if size <= params.max as u64 {
+    if size <= config.files_chunker.max as u64 {
         let mut data = Vec::with_capacity(size as usize);
         src.read_to_end(&mut data)
             .map_err(|e| Error::io("reading", e))?;
+        let params = profile::for_content(config, data.len() as u64, &data);
         chunk_slice(&data, params, gear, &mut save)?;
     } else {
-        chunk_stream(&mut src, params, gear, |c| save(&c))?;
+        let (head, whole) = profile::sniff(&mut src).map_err(|e| Error::io("reading", e))?;
+        let params = profile::for_content(config, size, &head);
+        chunk_stream(whole, params, gear, |c| save(&c))?;
     }
     let hash = src.hasher.finalize().to_hex().to_string();
     Ok((ctx.saver.save_content(ids)?, n, hash))

@@ -115,6 +115,25 @@ pub fn assert_ok(out: &Output, args: &[&str]) {
     );
 }
 
+/// The text of a plain-SQL dump (a `COPY` block) of `rows` rows, as it stands on `night`:
+/// every 2,500th row's amount changes from night to night, the rest stays, as in a
+/// database where a few scattered rows are updated each day.
+pub fn sql_dump(rows: u64, night: u64) -> Vec<u8> {
+    let mut out = b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.orders (id, customer, amount) FROM stdin;\n".to_vec();
+    for i in 0..rows {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66;
+        x ^= x >> 29;
+        let amount = if i % 2_500 == 0 {
+            x % 10_000 + night
+        } else {
+            x % 10_000
+        };
+        out.extend_from_slice(format!("{i}\tcustomer-{:012x}\t{amount}.00\n", x >> 16).as_bytes());
+    }
+    out.extend_from_slice(b"\\.\n");
+    out
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so tests need no extra crates.
 pub fn pseudo_random(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
