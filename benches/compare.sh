@@ -26,6 +26,8 @@
 #   plain-SQL pg_dumps of a throwaway PostgreSQL 15 cluster with scattered updates, deletes
 #   and inserts between nights (the pattern behind "What measurements say about dedup of
 #   database dumps" in DESIGN.md).
+#   The dumps are backed up twice: from stdin, and as a file (`app.sql`) in a folder that
+#   each night's dump replaces, the way most administrators keep them.
 # - Each round starts every tool on fresh repositories and fresh cache dirs (one per tool and
 #   repository, inside WORK). Within a round the tools run interleaved, step by step, and the
 #   order rotates from round to round, so load from other processes spreads over all tools.
@@ -176,6 +178,7 @@ cmd_coffer() {
     backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
     restore_tree) CMD=("${c[@]}" restore latest --target "$3") ;;
     backup_stdin) CMD=("${c[@]}" backup --stdin --stdin-name dump.sql) ;;
+    backup_folder) CMD=("${c[@]}" backup "$DUMP_FOLDER") ;;
     dump) CMD=("${c[@]}" dump latest dump.sql) ;;
     check) CMD=("${c[@]}" check --read-data) ;;
   esac
@@ -188,6 +191,7 @@ cmd_restic() {
     backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
     restore_tree) CMD=("${c[@]}" restore latest --target "$3") ;;
     backup_stdin) CMD=("${c[@]}" backup --stdin --stdin-filename dump.sql) ;;
+    backup_folder) CMD=("${c[@]}" backup "$DUMP_FOLDER") ;;
     dump) CMD=("${c[@]}" dump latest /dump.sql) ;;
     check) CMD=("${c[@]}" check --read-data) ;;
   esac
@@ -203,6 +207,7 @@ cmd_borg() {
     # borg extracts into the current directory, without the leading "/".
     restore_tree) CMD=("${c[@]}" extract "$REPO::$2") CMD_DIR=$3 ;;
     backup_stdin) CMD=("${c[@]}" create --stdin-name dump.sql "$REPO::$2" -) ;;
+    backup_folder) CMD=("${c[@]}" create "$REPO::$2" "$DUMP_FOLDER") ;;
     dump) CMD=("${c[@]}" extract --stdout "$REPO::$2" dump.sql) ;;
     check) CMD=("${c[@]}" check --verify-data "$REPO") ;;
   esac
@@ -217,6 +222,7 @@ cmd_rustic() {
     backup_tree) CMD=("${c[@]}" backup "$TREE_DATA") ;;
     restore_tree) CMD=("${c[@]}" restore latest "$3") ;;
     backup_stdin) CMD=("${c[@]}" backup --force --stdin-filename dump.sql -) ;;
+    backup_folder) CMD=("${c[@]}" backup "$DUMP_FOLDER") ;;
     dump) CMD=("${c[@]}" dump latest:dump.sql) ;;
     check) CMD=("${c[@]}" check --read-data) ;;
   esac
@@ -253,6 +259,7 @@ measure() {
   local inputs=("$REPO" "$CACHE")
   [[ -f $in ]] && inputs+=("$in")
   [[ $step == tree_backup || $step == tree_rerun ]] && inputs+=("$TREE_DATA")
+  [[ $step == file* ]] && inputs+=("$DUMP_FOLDER")
   warm "${inputs[@]}"
   sync
   (cd "${CMD_DIR:-$WORK}" && /usr/bin/time -f '%e %M' -o "$tf" "${CMD[@]}" <"$in" >>"$out" 2>>"$log") || rc=$?
@@ -286,8 +293,10 @@ run_round() {
 
   # Fresh repositories and caches: nothing carries over from the previous round.
   rm -rf "$RUN"
+  DUMP_FOLDER=$RUN/dump-folder
+  mkdir -p "$DUMP_FOLDER"
   for t in "${ORDER[@]}"; do
-    for kind in tree dump; do
+    for kind in tree dump dumpfile; do
       use_repo "$t" "$kind"
       mkdir -p "$CACHE" "$(dirname "$REPO")"
       "cmd_$t" init
@@ -320,6 +329,13 @@ run_round() {
     step "$round" "night$night" backup_stdin dump "night$night" "$DUMPS/night$night.sql"
   done
 
+  # The same dumps the way most administrators keep them: written to a file in a folder
+  # that is backed up (each night's dump replaces the last one's file).
+  for ((night = 1; night <= NIGHTS; night++)); do
+    cp "$DUMPS/night$night.sql" "$DUMP_FOLDER/app.sql"
+    step "$round" "file$night" backup_folder dumpfile "file$night"
+  done
+
   for t in "${ORDER[@]}"; do
     out=$RUN/$t/restored.sql
     use_repo "$t" dump
@@ -345,16 +361,20 @@ run_round() {
 # ---------------------------------------------------------------------------------------------
 
 # agg KIND TOOL STEP: one number (or FAIL, or empty) from RAW.
-#   time    best wall time over rounds; STEP=nights: mean over nights 2..N of each night's best
+#   time    best wall time over rounds; STEP=nights (stdin) or files (a file in a folder):
+#           mean over nights 2..N of each night's best
 #   rss     highest peak RSS over rounds (and nights), in KiB
 #   size    mean repository size over rounds after STEP, in bytes
 #   growth  mean repository growth per night over nights 2..N and rounds, in bytes
 agg() {
-  awk -F'\t' -v kind="$1" -v tool="$2" -v want="$3" '
-    function is_later_night(s) { return s ~ /^night[0-9]+$/ && substr(s, 6) + 0 >= 2 }
+  local series=night
+  [[ $3 == files ]] && series=file
+  awk -F'\t' -v kind="$1" -v tool="$2" -v want="$3" -v series="$series" '
+    function night_of(s) { return s ~ ("^" series "[0-9]+$") ? substr(s, length(series) + 1) + 0 : 0 }
+    function is_later_night(s) { return night_of(s) >= 2 }
     $1 != tool { next }
-    kind == "growth" && $2 ~ /^night[0-9]+$/ { size[$3, substr($2, 6) + 0] = $6; rounds[$3] = 1 }
-    !(want == "nights" ? is_later_night($2) : $2 == want) { next }
+    kind == "growth" && night_of($2) { size[$3, night_of($2)] = $6; rounds[$3] = 1 }
+    !(want == "nights" || want == "files" ? is_later_night($2) : $2 == want) { next }
     $4 == "FAIL" { fail = 1; next }
     kind == "time" { if (!($2 in best) || $4 < best[$2]) best[$2] = $4 }
     kind == "rss" { if ($5 > peak) peak = $5 }
@@ -450,7 +470,7 @@ $(tool_versions)
 
 Data, built on this machine:
 - tree: a copy of \`$TREE\`: $((TREE_BYTES / 1000000)) MB in $TREE_FILES files
-- dumps: $NIGHTS nightly plain-SQL \`pg_dump\`s of ~$dump_mb MB each (pgbench scale $SCALE, $((20000 * SCALE)) customers, $((40000 * SCALE)) orders); between nights ~1% of customers and accounts updated, ~0.1% deleted, 0.2% new customers, 1% new orders, order states advanced, VACUUM
+- dumps: backed up from stdin, and as \`app.sql\` in a folder (each night's dump replacing the last); $NIGHTS nightly plain-SQL \`pg_dump\`s of ~$dump_mb MB each (pgbench scale $SCALE, $((20000 * SCALE)) customers, $((40000 * SCALE)) orders); between nights ~1% of customers and accounts updated, ~0.1% deleted, 0.2% new customers, 1% new orders, order states advanced, VACUUM
 
 Method: $ROUNDS round(s); fresh repositories and cache dirs per round (each tool its own, inside \`$WORK\`); tools interleaved step by step, order rotated per round. Wall time is the best over rounds; peak RSS the highest over rounds; sizes (\`du -sb\` of the repository) the mean over rounds. The page cache is not dropped: before every step, untimed, its inputs (source, repository, cache dir) are read once so every tool finds them in RAM, and \`sync\` runs. Each tool uses its defaults (borg: \`--encryption=repokey-blake2\`, lz4). Tree and dumps go to separate repositories. Lower is better everywhere.
 
@@ -463,6 +483,8 @@ $(row "tree: restore" time tree_restore)
 $(row "dump: first night (stdin)" time night1)
 $(row "dump: later night, mean of $((NIGHTS - 1))" time nights)
 $(row "dump: restore one dump" time dump_restore)
+$(row "dump as a file in a folder: first night" time file1)
+$(row "dump as a file in a folder: later night, mean of $((NIGHTS - 1))" time files)
 $(row "check --read-data, tree repository" time check_tree)
 $(row "check --read-data, dump repository" time check_dump)
 
@@ -475,6 +497,7 @@ $(row "tree: restore" rss tree_restore)
 $(row "dump: first night (stdin)" rss night1)
 $(row "dump: later nights" rss nights)
 $(row "dump: restore one dump" rss dump_restore)
+$(row "dump as a file in a folder: later nights" rss files)
 $(row "check --read-data, tree repository" rss check_tree)
 $(row "check --read-data, dump repository" rss check_dump)
 
@@ -486,6 +509,8 @@ $(row "tree: after unchanged re-run" size tree_rerun)
 $(row "dumps: after first night" size night1)
 $(row "dumps: after $NIGHTS nights" size "night$NIGHTS")
 $(row "dumps: growth per later night (mean)" growth nights)
+$(row "dump files in a folder: after first night" size file1)
+$(row "dump files in a folder: growth per later night (mean)" growth files)
 
 Restores verified against the source (round 1): $(if [[ -s $VERIFIED ]]; then paste -sd, "$VERIFIED" | sed 's/,/; /g'; else echo "not checked (VERIFY=0)"; fi).
 Raw measurements: \`$RAW\`; logs: \`$LOGS\`.
