@@ -71,8 +71,16 @@ impl IndexFile {
         }
         let n = r.count(PACK_MIN_LEN)?;
         let mut packs = Vec::with_capacity(n);
+        let mut listed = std::collections::HashSet::with_capacity(n);
         for _ in 0..n {
             let id = PackId(r.array()?);
+            // Two entries for one pack cannot both be its header: which frames would hold?
+            if !listed.insert(id) {
+                return Err(Error::corrupt(format!(
+                    "index lists pack {} twice",
+                    id.short()
+                )));
+            }
             let size = r.u64()?;
             let (frames, total) = decode_frames(&mut r)?;
             if total > size || total > u32::MAX as u64 {
