@@ -31,6 +31,18 @@ pub struct PgCluster {
     /// The OS user and group the server runs as, when it is not the test's own.
     owner: Option<(u32, u32)>,
     child: Option<Child>,
+    /// Extra `-c name=value` settings the server starts with.
+    settings: Vec<(String, String)>,
+}
+
+/// How [`PgCluster::start_with`] sets a cluster up.
+#[derive(Default, Clone)]
+pub struct PgOptions {
+    /// `initdb --data-checksums`.
+    pub data_checksums: bool,
+    /// Server settings (`-c name=value`), e.g. `("archive_mode", "on")`. They come after the
+    /// test defaults, so they can override them (`full_page_writes`, `fsync`).
+    pub settings: Vec<(String, String)>,
 }
 
 impl PgCluster {
@@ -53,6 +65,11 @@ impl PgCluster {
 
     /// initdb a new cluster and start its server.
     pub fn start() -> PgCluster {
+        Self::start_with(PgOptions::default())
+    }
+
+    /// initdb a new cluster set up as `opts` says, and start its server.
+    pub fn start_with(opts: PgOptions) -> PgCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let owner = server_owner();
         let data = dir.path().join("data");
@@ -69,6 +86,9 @@ impl PgCluster {
             .arg(&data)
             .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
             .args(["--no-sync", "--no-instructions"]);
+        if opts.data_checksums {
+            initdb.arg("--data-checksums");
+        }
         let out = as_owner(&mut initdb, owner, dir.path())
             .output()
             .unwrap_or_else(|e| panic!("cannot run initdb ({e}); install: {INSTALL}"));
@@ -89,6 +109,7 @@ impl PgCluster {
             dir,
             owner,
             child: None,
+            settings: opts.settings,
         };
         cluster.start_server();
         cluster
@@ -111,6 +132,11 @@ impl PgCluster {
                 // A test database need not survive a crash of the machine.
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off", "-c", "max_connections=30"])
+                .args(
+                    self.settings
+                        .iter()
+                        .flat_map(|(k, v)| ["-c".to_string(), format!("{k}={v}")]),
+                )
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log);
@@ -261,6 +287,25 @@ impl PgCluster {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
+    }
+
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The OS user and group the server runs as, when it is not the test's own (tests
+    /// running as root): files the server's children use (a repository its
+    /// `archive_command` writes to, a password file) must be theirs.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.owner
+    }
+
+    /// Start the server again after [`PgCluster::stop`] or [`PgCluster::kill`].
+    pub fn restart(&mut self) {
+        if self.child.is_none() {
+            self.start_server();
+        }
     }
 
     /// The server's log so far, for failure messages.
