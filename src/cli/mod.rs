@@ -39,6 +39,7 @@ mod stats;
 mod status;
 mod sync;
 mod term;
+mod wal;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use coffer::{Error, ErrorKind};
@@ -186,6 +187,10 @@ pub enum Command {
     Daemon(run::DaemonArgs),
     /// Restore each job's newest snapshots into scratch space, verify them, and time it against the RTO.
     Drill(drill::Args),
+    /// Archive one WAL file into the repository: PostgreSQL's archive_command (`wal-push %p`).
+    WalPush(wal::PushArgs),
+    /// Write one archived WAL file to DEST: PostgreSQL's restore_command (`wal-fetch %f %p`).
+    WalFetch(wal::FetchArgs),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
@@ -236,6 +241,8 @@ pub fn run() -> i32 {
         Command::Run(a) => run::run(g, a),
         Command::Daemon(a) => run::daemon(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::WalPush(a) => wal::push(g, a),
+        Command::WalFetch(a) => wal::fetch(g, a),
     };
     let code = match result {
         Ok(code) => code,
