@@ -27,6 +27,7 @@ mod key;
 mod ls;
 mod monitor;
 mod pg;
+mod pitr;
 mod progress;
 mod prune;
 mod repair;

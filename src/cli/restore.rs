@@ -22,7 +22,7 @@ pub struct Args {
         long,
         short = 't',
         value_name = "DIR",
-        required_unless_present_any = ["to_postgres", "to_bucket"]
+        required_unless_present_any = ["to_postgres", "to_bucket", "to_postgres_data"]
     )]
     pub target: Option<PathBuf>,
     /// Restore only this path of the snapshot and what is below it (repeatable).
@@ -41,9 +41,12 @@ pub struct Args {
     /// exist keep existing and get the recorded attributes).
     #[arg(long, requires = "to_postgres")]
     pub globals: bool,
-    /// With --to-postgres: folder holding psql (default: the newest one found).
-    #[arg(long, value_name = "DIR", requires = "to_postgres")]
+    /// With --to-postgres: folder holding psql (default: the newest one found); with
+    /// --to-postgres-data: folder holding pg_ctl and pg_controldata.
+    #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub pitr: super::pitr::PitrArgs,
     /// Restore a --bucket snapshot into this bucket URL instead: every object with its
     /// content type and user metadata; the bucket or prefix must be empty (see --force).
     #[arg(long, value_name = "URL", conflicts_with_all = ["target", "includes", "to_postgres"])]
@@ -51,6 +54,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<i32> {
+    if let Some(dir) = &a.pitr.to_postgres_data {
+        return super::pitr::restore(g, a, dir);
+    }
     if let Some(url) = &a.to_postgres {
         return super::pg::restore(g, a, url);
     }

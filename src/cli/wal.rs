@@ -32,8 +32,9 @@ pub struct FetchArgs {
     /// Folder for files fetched ahead (default: `coffer-readahead` beside DEST, in pg_wal).
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
-    /// Only look in the spool; never open the repository (a restore that filled the spool
-    /// with every file recovery needs uses this).
+    /// Only look in the spool, and leave it as it is; never open the repository (the
+    /// restore_command of `restore --to-postgres-data`, which fills the spool with every
+    /// file recovery needs).
     #[arg(long)]
     pub spool_only: bool,
     /// How many following segments to fetch into the spool with each fetch from the repository.
@@ -82,7 +83,7 @@ pub fn fetch(g: &Global, a: &FetchArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| wal::fetch::default_spool(&a.dest));
     // The spool first: no repository to open, no key to derive.
-    let fetched = if wal::from_spool(&spool, &a.name, &a.dest)? {
+    let fetched = if wal::from_spool(&spool, &a.name, &a.dest, a.spool_only)? {
         Fetched::FromSpool
     } else if a.spool_only {
         Fetched::NotArchived

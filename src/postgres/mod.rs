@@ -15,6 +15,7 @@
 mod conn;
 mod counts;
 mod dump;
+pub mod pitr;
 mod restore;
 mod restrict;
 mod tools;

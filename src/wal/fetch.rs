@@ -49,8 +49,10 @@ pub fn check_name(name: &str) -> Result<WalName> {
 }
 
 /// Move `name` from the spool to `dest` if it is there. Files of the same timeline that
-/// come before it are dropped from the spool: replay has gone past them.
-pub fn from_spool(spool: &Path, name: &str, dest: &Path) -> Result<bool> {
+/// come before it are dropped from the spool: replay has gone past them. With `keep`, the
+/// spool is left as it is and the file copied (a restore's spool, which recovery may read
+/// twice around a timeline switch; the restore removes it when recovery has ended).
+pub fn from_spool(spool: &Path, name: &str, dest: &Path, keep: bool) -> Result<bool> {
     check_name(name)?;
     let held = spool.join(name);
     match std::fs::symlink_metadata(&held) {
@@ -63,6 +65,11 @@ pub fn from_spool(spool: &Path, name: &str, dest: &Path) -> Result<bool> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(held.display(), e)),
+    }
+    if keep {
+        let bytes = std::fs::read(&held).map_err(|e| Error::io(held.display(), e))?;
+        write_atomically(dest, &bytes)?;
+        return Ok(true);
     }
     // The same file system (the spool lives beside `dest`) makes this a rename; a spool
     // given elsewhere costs a copy.
