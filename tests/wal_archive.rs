@@ -160,3 +160,77 @@ fn a_segment_of_another_cluster_is_refused() {
     let out = a.env.cmd().arg("wal-push").arg(&junk).output().unwrap();
     expect_code(&out, 2, "pushing a file that is not WAL");
 }
+
+/// archive_command kills `coffer wal-push` at random moments (SIGKILL), so PostgreSQL sees
+/// failures and retries. Whatever PostgreSQL marked archived must come back byte for byte.
+#[test]
+fn a_killed_push_never_leaves_a_segment_marked_archived_but_missing() {
+    // The push in the background; one time in three, SIGKILL it after 0-80 ms.
+    let a = Archiving::start_wrapped(
+        &[],
+        false,
+        Some(
+            r#"#!/bin/sh
+"$@" &
+pid=$!
+r=$(od -An -N1 -tu1 /dev/urandom | tr -d ' ')
+if [ $((r % 3)) -eq 0 ]; then sleep 0.0$((r % 9)); kill -9 $pid 2>/dev/null; fi
+wait $pid || exit 1
+"#,
+        ),
+    );
+    for _ in 0..8 {
+        a.pg.psql(
+            "postgres",
+            "CREATE TABLE IF NOT EXISTS k (a int); INSERT INTO k SELECT generate_series(1, 20000); SELECT pg_switch_wal();",
+        );
+    }
+    // After three failures in a row PostgreSQL's archiver sleeps until a new segment wakes
+    // it: keep making them.
+    let t0 = std::time::Instant::now();
+    while a
+        .pg
+        .psql("postgres", "SELECT archived_count FROM pg_stat_archiver")
+        .parse::<u64>()
+        .unwrap()
+        < 8
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "archiving stalled"
+        );
+        a.pg.psql(
+            "postgres",
+            "INSERT INTO k VALUES (1); SELECT pg_switch_wal();",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let failed: u64 =
+        a.pg.psql("postgres", "SELECT failed_count FROM pg_stat_archiver")
+            .parse()
+            .unwrap();
+    eprintln!("{failed} pushes were killed along the way");
+    let data = a.pg.data_dir();
+    let done = archived_segments(&data);
+    assert!(done.len() >= 8);
+    let out_dir = a.env.path("fetched");
+    std::fs::create_dir(&out_dir).unwrap();
+    for seg in &done {
+        let dest = out_dir.join(seg);
+        let out = a
+            .env
+            .cmd()
+            .args(["wal-fetch", seg])
+            .arg(&dest)
+            .output()
+            .unwrap();
+        expect_code(
+            &out,
+            0,
+            "every segment PostgreSQL marked archived is in the repository",
+        );
+        if let Ok(want) = std::fs::read(data.join("pg_wal").join(seg)) {
+            assert!(std::fs::read(&dest).unwrap() == want, "{seg} differs");
+        }
+    }
+}

@@ -27,7 +27,12 @@ pub struct PitrArgs {
     #[arg(long, value_name = "P", requires = "to_postgres_data")]
     pub port: Option<u16>,
     /// Recover to this WAL position (as PostgreSQL prints it, e.g. 0/3A000028).
-    #[arg(long, value_name = "LSN", requires = "to_postgres_data", conflicts_with = "target_name")]
+    #[arg(
+        long,
+        value_name = "LSN",
+        requires = "to_postgres_data",
+        conflicts_with = "target_name"
+    )]
     pub target_lsn: Option<String>,
     /// Recover to this restore point (made with pg_create_restore_point); SNAPSHOT chooses the
     /// base backup (`latest` or `@TIME` at or after the restore point was made).
@@ -79,7 +84,9 @@ pub fn restore(g: &Global, a: &super::restore::Args, dir: &Path) -> Result<i32> 
         _ => TargetAction::Promote,
     };
     if p.start && action == TargetAction::Shutdown {
-        return Err(Error::invalid("--start waits for a running server: use --target-action promote or pause"));
+        return Err(Error::invalid(
+            "--start waits for a running server: use --target-action promote or pause",
+        ));
     }
     let opts = PitrOptions {
         data_dir: std::path::absolute(dir).map_err(|e| Error::io(dir.display(), e))?,
@@ -143,4 +150,3 @@ pub fn restore(g: &Global, a: &super::restore::Args, dir: &Path) -> Result<i32> 
     }
     Ok(EXIT_OK)
 }
-

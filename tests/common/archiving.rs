@@ -45,13 +45,32 @@ pub fn password_file(env: &Env) -> PathBuf {
 impl Archiving {
     /// A new repository and a cluster archiving into it, with `settings` on top.
     pub fn start(settings: &[(&str, &str)], checksums: bool) -> Archiving {
+        Self::start_wrapped(settings, checksums, None)
+    }
+
+    /// Like [`Archiving::start`], with `wrapper` (a shell script) run as the archive
+    /// command, given the `coffer ... wal-push %p` command as its arguments.
+    pub fn start_wrapped(
+        settings: &[(&str, &str)],
+        checksums: bool,
+        wrapper: Option<&str>,
+    ) -> Archiving {
         let env = Env::new();
         env.init();
         std::fs::write(password_file(&env), format!("{PASSWORD}\n")).expect("password file");
+        let mut command = archive_command(&env, "");
+        if let Some(body) = wrapper {
+            use std::os::unix::fs::PermissionsExt;
+            let script = env.path("archive-wrapper.sh");
+            std::fs::write(&script, body).expect("wrapper");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            command = format!("{} {command}", script.display());
+        }
         let mut all: Vec<(String, String)> = vec![
             ("wal_level".into(), "replica".into()),
             ("archive_mode".into(), "on".into()),
-            ("archive_command".into(), archive_command(&env, "")),
+            ("archive_command".into(), command),
         ];
         all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         // The owner is known only once the cluster exists; hand the folder over first with

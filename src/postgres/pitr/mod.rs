@@ -75,7 +75,12 @@ pub fn candidate(id: SnapshotId, s: &Snapshot) -> Option<BaseCandidate> {
     if s.source != "postgres-base" {
         return None;
     }
-    let get = |k: &str| s.info.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        s.info
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     let lsn = |k: &str| get(k).and_then(crate::wal::names::parse_lsn);
     Some(BaseCandidate {
         snapshot: id,
@@ -121,9 +126,16 @@ pub fn restore_to_data_dir(
         )));
     }
     let mut histories = BTreeMap::new();
-    for e in catalog.entries.iter().filter(|e| e.header.kind == WalKind::History) {
+    for e in catalog
+        .entries
+        .iter()
+        .filter(|e| e.header.kind == WalKind::History)
+    {
         if let Some(bytes) = read_archived(repo, &catalog, &e.header.name)? {
-            histories.insert(e.header.timeline, String::from_utf8_lossy(&bytes).into_owned());
+            histories.insert(
+                e.header.timeline,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            );
         }
     }
     let candidates: Vec<BaseCandidate> = bases.iter().map(|(c, _)| c.clone()).collect();
@@ -150,11 +162,18 @@ pub fn restore_to_data_dir(
     if let Some(e) = restored.errors.first() {
         return Err(Error::new(
             crate::error::ErrorKind::Io,
-            format!("the base backup did not restore completely ({} errors), first: {e}", restored.errors.len()),
+            format!(
+                "the base backup did not restore completely ({} errors), first: {e}",
+                restored.errors.len()
+            ),
         ));
     }
     let spool = start::spool_dir(data);
-    for d in [data.join("pg_wal"), data.join("pg_wal/archive_status"), spool.clone()] {
+    for d in [
+        data.join("pg_wal"),
+        data.join("pg_wal/archive_status"),
+        spool.clone(),
+    ] {
         crate::hostfile::create_dir(&d).map_err(|e| Error::io(d.display(), e))?;
     }
     let fetched: Vec<Result<u64>> = plan
@@ -183,7 +202,11 @@ pub fn restore_to_data_dir(
         (None, false) => None,
     };
     let settings = recovery::settings(&restore_command, &plan.target, opts.action, port);
-    recovery::write(data, &settings, &crate::browse::format_time_rfc3339(repo.clock().now()))?;
+    recovery::write(
+        data,
+        &settings,
+        &crate::browse::format_time_rfc3339(repo.clock().now()),
+    )?;
     give_to_data_owner(data, &spool)?;
     let mut report = PitrReport {
         data_dir: data.display().to_string(),
@@ -268,7 +291,8 @@ fn give_to_data_owner(data: &Path, spool: &Path) -> Result<()> {
         paths.extend(entries.flatten().map(|e| e.path()));
     }
     for p in paths {
-        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(|e| Error::io(p.display(), e))?;
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+            .map_err(|e| Error::io(p.display(), e))?;
     }
     Ok(())
 }

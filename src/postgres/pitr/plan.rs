@@ -135,7 +135,10 @@ pub fn plan(
             "the archive has a gap: {missing} is missing, so recovery cannot go past {}{}; \
              choose a target before that (run `coffer check` to see every gap)",
             lsn_text(n * u64::from(size)),
-            last_time.map_or(String::new(), |t| format!(" (WAL written until about {})", time_text(t)))
+            last_time.map_or(String::new(), |t| format!(
+                " (WAL written until about {})",
+                time_text(t)
+            ))
         )));
     }
     match &target {

@@ -46,8 +46,7 @@ pub fn conf_quote(v: &str) -> String {
 /// A word quoted for the shell that runs `restore_command`.
 pub fn shell_quote(v: &str) -> String {
     if !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=,".contains(&b))
     {
         v.to_string()
@@ -125,7 +124,10 @@ mod tests {
             TargetAction::Promote,
             Some(5499),
         );
-        assert!(s.contains("recovery_target_time = '2025-11-24 16:00:00.123456+00'"), "{s}");
+        assert!(
+            s.contains("recovery_target_time = '2025-11-24 16:00:00.123456+00'"),
+            "{s}"
+        );
         assert!(s.contains("recovery_target_action = 'promote'"));
         assert!(s.contains("archive_mode = 'off'"));
         assert!(s.contains("port = 5499"));

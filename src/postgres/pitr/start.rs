@@ -166,7 +166,9 @@ fn as_data_owner(mut cmd: Command, data: &Path) -> Command {
 /// A free TCP port on loopback, for a restored server that is given none.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("a free port", e))?;
-    Ok(l.local_addr().map_err(|e| Error::io("a free port", e))?.port())
+    Ok(l.local_addr()
+        .map_err(|e| Error::io("a free port", e))?
+        .port())
 }
 
 /// The spool folder of a restore into `data`.
@@ -180,10 +182,7 @@ mod tests {
     fn reads_the_last_commit_time_from_the_log() {
         let log = "2026-12-02 15:00:01.000 UTC [1] LOG:  redo done at 0/3000148\n\
                    2026-12-02 15:00:01.000 UTC [1] LOG:  last completed transaction was at log time 2026-12-02 14:59:58.123456+00\n";
-        assert_eq!(
-            super::last_commit(log),
-            Some(1_796_223_598_123_456_000)
-        );
+        assert_eq!(super::last_commit(log), Some(1_796_223_598_123_456_000));
         assert_eq!(super::last_commit("nothing"), None);
     }
 }

@@ -46,7 +46,8 @@ fn catalog(segs: Vec<WalEntry>) -> Catalog {
         entries: segs,
         unreadable: vec![],
     };
-    c.entries.sort_by_key(|e| (e.header.timeline, e.header.start_lsn));
+    c.entries
+        .sort_by_key(|e| (e.header.timeline, e.header.start_lsn));
     c
 }
 
@@ -73,7 +74,11 @@ fn a_time_picks_the_newest_base_before_it_and_the_segments_up_to_it() {
     assert_eq!(p.base.snapshot, bases[0].snapshot);
     // Before every base: refused.
     let e = plan(&c, &bases, &BTreeMap::new(), Target::Time(5 * S)).unwrap_err();
-    assert!(e.message().contains("before the end of the oldest base backup"), "{e}");
+    assert!(
+        e.message()
+            .contains("before the end of the oldest base backup"),
+        "{e}"
+    );
     // After the archive's end: refused; at its end with no later commit: to the end.
     let e = plan(&c, &bases, &BTreeMap::new(), Target::Time(500 * S)).unwrap_err();
     assert!(e.message().contains("after the end of the archive"), "{e}");
@@ -110,7 +115,10 @@ fn recovery_follows_the_newest_timeline() {
     let mut segs: Vec<WalEntry> = (2..=6).map(|n| seg(1, n, false)).collect();
     segs.extend((6..9).map(|n| seg(2, n, false)));
     let c = catalog(segs);
-    let h = BTreeMap::from([(2, format!("1\t{}\tno recovery target specified\n", lsn_text(switch)))]);
+    let h = BTreeMap::from([(
+        2,
+        format!("1\t{}\tno recovery target specified\n", lsn_text(switch)),
+    )]);
     let p = plan(&c, &[base(2)], &h, Target::End).unwrap();
     assert_eq!(p.timeline, 2);
     let want: Vec<String> = [(1, 2), (1, 3), (1, 4), (1, 5), (2, 6), (2, 7), (2, 8)]
