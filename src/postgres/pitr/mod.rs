@@ -116,7 +116,7 @@ pub fn restore_to_data_dir(
     let snaps = repo.snapshots()?;
     let bases: Vec<(BaseCandidate, &Snapshot)> = snaps
         .iter()
-        .filter(|(id, _)| opts.base.is_none_or(|b| b == *id))
+        .filter(|(id, _)| opts.base.map_or(true, |b| b == *id))
         .filter_map(|(id, s)| candidate(*id, s).map(|c| (c, s)))
         .collect();
     if let (Some(b), true) = (opts.base, bases.is_empty()) {
