@@ -34,6 +34,7 @@ mod restore;
 mod run;
 mod runbook;
 mod schedule;
+mod setup_archiving;
 mod snapshots;
 mod stats;
 mod status;
@@ -186,6 +187,10 @@ pub enum Command {
     Daemon(run::DaemonArgs),
     /// Restore each job's newest snapshots into scratch space, verify them, and time it against the RTO.
     Drill(drill::Args),
+    /// Print (with --apply set through ALTER SYSTEM) the PostgreSQL settings that archive its
+    /// WAL into this repository with `coffer wal-push`: wal_level, archive_mode,
+    /// archive_command, archive_timeout.
+    SetupArchiving(setup_archiving::Args),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
@@ -236,6 +241,7 @@ pub fn run() -> i32 {
         Command::Run(a) => run::run(g, a),
         Command::Daemon(a) => run::daemon(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::SetupArchiving(a) => setup_archiving::run(g, a),
     };
     let code = match result {
         Ok(code) => code,
