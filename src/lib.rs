@@ -32,5 +32,6 @@ pub mod restore;
 pub mod retention;
 pub mod stats;
 pub mod sync;
+pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};

@@ -40,10 +40,12 @@ pub enum ObjectKind {
     Report,
     /// A record of objects deleted on purpose, which `sync` must not copy back (§5.12).
     Tombstone,
+    /// A file PostgreSQL archived: a WAL segment, a timeline or backup history file (§5.13).
+    Wal,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 10] = [
+    pub const ALL: [ObjectKind; 11] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Index,
@@ -54,6 +56,7 @@ impl ObjectKind {
         ObjectKind::Wait,
         ObjectKind::Report,
         ObjectKind::Tombstone,
+        ObjectKind::Wal,
     ];
     /// The folder holding this kind of object.
     pub fn dir(self) -> &'static str {
@@ -68,6 +71,7 @@ impl ObjectKind {
             ObjectKind::Wait => "waits",
             ObjectKind::Report => "reports",
             ObjectKind::Tombstone => "tombstones",
+            ObjectKind::Wal => "wal",
         }
     }
 
@@ -84,6 +88,7 @@ impl ObjectKind {
             ObjectKind::Wait => "wait record",
             ObjectKind::Report => "report",
             ObjectKind::Tombstone => "tombstone",
+            ObjectKind::Wal => "WAL file",
         }
     }
 
@@ -109,6 +114,8 @@ impl ObjectKind {
             ObjectKind::Plan => 16 * MIB,
             // At most 100,000 names: 3,300,057 bytes (§5.12).
             ObjectKind::Tombstone => 4 * MIB,
+            // The largest WAL segment (1 GiB), stored raw, with its header (§5.13).
+            ObjectKind::Wal => crate::format::wal::MAX_OBJECT_LEN,
         }
     }
 }

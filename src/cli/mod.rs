@@ -40,6 +40,7 @@ mod stats;
 mod status;
 mod sync;
 mod term;
+mod wal;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use coffer::{Error, ErrorKind};
@@ -187,6 +188,10 @@ pub enum Command {
     Daemon(run::DaemonArgs),
     /// Restore each job's newest snapshots into scratch space, verify them, and time it against the RTO.
     Drill(drill::Args),
+    /// Archive one WAL file into the repository: PostgreSQL's archive_command (`wal-push %p`).
+    WalPush(wal::PushArgs),
+    /// Write one archived WAL file to DEST: PostgreSQL's restore_command (`wal-fetch %f %p`).
+    WalFetch(wal::FetchArgs),
     /// Print (with --apply set through ALTER SYSTEM) the PostgreSQL settings that archive its
     /// WAL into this repository with `coffer wal-push`: wal_level, archive_mode,
     /// archive_command, archive_timeout.
@@ -241,6 +246,8 @@ pub fn run() -> i32 {
         Command::Run(a) => run::run(g, a),
         Command::Daemon(a) => run::daemon(g, a),
         Command::Drill(a) => drill::run(g, a),
+        Command::WalPush(a) => wal::push(g, a),
+        Command::WalFetch(a) => wal::fetch(g, a),
         Command::SetupArchiving(a) => setup_archiving::run(g, a),
     };
     let code = match result {

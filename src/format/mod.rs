@@ -13,6 +13,7 @@ pub mod report;
 pub mod snapshot;
 pub mod tombstone;
 pub mod tree;
+pub mod wal;
 pub mod wire;
 
 use crate::crypto::{Keys, NONCE_LEN};

@@ -14,12 +14,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the tables below change; an older cache is then rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE indexes (id BLOB PRIMARY KEY, blobs INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE snapshots (id BLOB PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE wal (name BLOB PRIMARY KEY, head BLOB NOT NULL);
 ";
 
 pub struct Cache {
@@ -282,6 +283,47 @@ impl Cache {
             .execute("DELETE FROM snapshots WHERE id = ?1", [&id.0[..]])
             .map(|_| ())
             .map_err(db_err)
+    }
+
+    /// The first bytes (prefix and sealed header, still encrypted) of the WAL objects seen
+    /// before, by object name: the archive's catalog without a read per object.
+    pub fn wal_heads(&self) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, head FROM wal")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(db_err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (name, head) = row.map_err(db_err)?;
+            out.insert(to_id(&name)?, head);
+        }
+        Ok(out)
+    }
+
+    /// Remember WAL objects' heads, and forget those of objects no longer listed.
+    pub fn update_wal_heads(
+        &mut self,
+        add: &[([u8; 32], Vec<u8>)],
+        gone: &[[u8; 32]],
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for (name, head) in add {
+            tx.execute(
+                "INSERT OR REPLACE INTO wal VALUES (?1, ?2)",
+                params![&name[..], head],
+            )
+            .map_err(db_err)?;
+        }
+        for name in gone {
+            tx.execute("DELETE FROM wal WHERE name = ?1", [&name[..]])
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
     }
 
     /// The key file that opened the repository last time on this machine. Only a hint of

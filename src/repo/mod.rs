@@ -108,6 +108,17 @@ impl Repository {
         cache.path().parent().map(|p| p.to_path_buf())
     }
 
+    /// Run `f` on the local cache, if this repository has one (`None` otherwise).
+    pub(crate) fn with_cache<T>(
+        &self,
+        f: impl FnOnce(&mut Cache) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match &self.cache {
+            Some(c) => f(&mut c.lock().expect("cache lock")).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Read an object and check that its bytes match its name.
     pub fn read_object(&self, name: &ObjectName) -> Result<Vec<u8>> {
         let bytes = self.backend.get(name)?;

@@ -2,6 +2,7 @@
 //! throwaway repository folder, with its own cache folder and password.
 #![allow(dead_code)]
 
+pub mod archiving;
 pub mod http;
 pub mod postgres;
 pub mod s3;

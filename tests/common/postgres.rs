@@ -321,7 +321,7 @@ impl Drop for PgCluster {
 }
 
 /// The unprivileged OS user to run the server as, when the tests run as root.
-fn server_owner() -> Option<(u32, u32)> {
+pub fn server_owner() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return None;

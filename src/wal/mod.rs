@@ -1,0 +1,15 @@
+//! PostgreSQL's write-ahead log, archived continuously: the files PostgreSQL hands to
+//! `archive_command` are stored one object each in `wal/` (format-spec §5.13), and handed
+//! back to `restore_command` during recovery. Together with physical base backups they
+//! bring a database back to any moment the archive covers.
+
+pub mod catalog;
+pub mod fetch;
+pub mod names;
+pub mod push;
+pub mod scan;
+
+pub use catalog::{Catalog, WalEntry};
+pub use fetch::{fetch, from_spool, Fetched};
+pub use names::WalName;
+pub use push::{push_file, PushReport, Pushed};
