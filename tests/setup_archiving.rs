@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::archiving::{chown_tree, Archiving};
 use common::postgres::{PgCluster, PgOptions};
 use common::{expect_code, Env, PASSWORD};
 use std::path::{Path, PathBuf};
@@ -260,6 +261,38 @@ fn apply_sets_them_reports_the_restart_and_is_then_done() {
 }
 
 #[test]
+fn the_applied_command_archives_through_wal_push() {
+    let mut pg = PgCluster::start();
+    let s = Setup::new();
+    // The server runs archive_command as its own OS user (as root: `postgres`).
+    // Its cache: a folder of its own (the server's HOME here is the test's).
+    let cache = s.env.path("archiver-cache");
+    std::fs::create_dir(&cache).unwrap();
+    chown_tree(s.env.dir.path(), pg.owner());
+    let cache_opt = format!("--cache-dir={}", cache.display());
+    let report = s.json(&[
+        &cache_opt,
+        "setup-archiving",
+        &pg.url("postgres"),
+        "--apply",
+    ]);
+    assert_eq!(
+        report["restart_needed"],
+        serde_json::json!(["archive_mode"])
+    );
+    assert_eq!(
+        report["archive_command"],
+        s.plain_command()
+            .replace(" wal-push", &format!(" {cache_opt} wal-push"))
+    );
+    pg.stop();
+    pg.restart();
+    let archiving = Archiving { env: s.env, pg };
+    // Fails on any failed archive_command run, with the server's log.
+    archiving.switch_and_wait();
+}
+
+#[test]
 fn another_tools_archive_command_is_kept_without_force() {
     let pg = PgCluster::start();
     let s = Setup::new();
@@ -388,9 +421,9 @@ fn an_awkward_repository_path_reaches_coffer_unchanged() {
     );
     assert_eq!(file_command(&pg), wanted);
 
-    // And through the shell, as the archiver runs it: the same command with another
-    // subcommand (wal-push is not on this branch yet) opens exactly this repository with
-    // exactly this password file.
+    // And through the shell, as the archiver runs it: the same command with `snapshots` in
+    // place of `wal-push %p` opens exactly this repository with exactly this password file
+    // (the_applied_command_archives_through_wal_push runs wal-push itself).
     let stored = file_command(&pg);
     let listing = substitute(&stored, "pg_wal/000000010000000000000001").replace(
         " wal-push pg_wal/000000010000000000000001",

@@ -3,7 +3,7 @@
 //! through `coffer wal-push`.
 //!
 //! The `archive_command` is built from this invocation's repository options (every region,
-//! the password file, `--min-regions`), made absolute: the server runs it from its data
+//! the password file, `--cache-dir` or `--no-cache`, `--min-regions`), made absolute: the server runs it from its data
 //! directory, with its own environment, where neither `COFFER_REPOSITORY` nor the caller's
 //! working directory exist.
 
@@ -21,7 +21,8 @@ use std::path::PathBuf;
 coffer -r /srv/coffer --password-file /etc/coffer/password setup-archiving \\\n    \
 postgresql://postgres@127.0.0.1:5432/postgres --apply\n\n\
 archive_command is built from this command's --repo regions (local paths made absolute), \
---password-file and --min-regions; a password is never put into it. \
+--password-file, --cache-dir or --no-cache, and --min-regions; a password is never put into it. \
+Without --cache-dir, wal-push keeps its cache in the server user's ~/.cache/coffer. \
 The server runs archive_command as its own OS user (postgres), in its own environment: that \
 user must be able to run the coffer binary, read the password file and write the repository \
 (for s3:// and azblob:// regions, the server's environment must hold their credentials).")]
@@ -71,8 +72,14 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let server = ArchivingServer::connect(&a.url, a.pg_bin.as_deref())?;
     let (plan, report) = if a.apply {
         // A command pointing at a repository that does not open would fail for every
-        // segment, and the WAL would pile up on the server until its disk is full.
-        common::open(g).map_err(|e| e.context("the repository for archive_command"))?;
+        // segment, and the WAL would pile up on the server until its disk is full. Opened
+        // without a cache: the one named for wal-push belongs to the server's OS user, and
+        // files this process (often root) made there would lock it out.
+        let check = Global {
+            no_cache: true,
+            ..g.clone()
+        };
+        common::open(&check).map_err(|e| e.context("the repository for archive_command"))?;
         let (plan, report) = server.apply(&wanted, a.force)?;
         (plan, Some(report))
     } else {
@@ -198,6 +205,22 @@ fn wal_push_command(g: &Global) -> Result<(String, Vec<String>)> {
              where pg_settings shows it)"
                 .to_string(),
         ),
+    }
+    // The cache: wal-push's default is the server user's ~/.cache/coffer, which is fine
+    // where that user has a home it can write (Debian: /var/lib/postgresql); an explicit
+    // choice here is passed on.
+    if g.no_cache {
+        words.push("--no-cache".to_string());
+    } else if let Some(d) = &g.cache_dir {
+        let abs = std::path::absolute(d)
+            .map_err(|e| Error::io(format!("cache folder {}", d.display()), e))?;
+        let abs = abs.to_str().ok_or_else(|| {
+            Error::invalid(format!(
+                "the cache folder's path {} is not UTF-8, which a PostgreSQL setting cannot hold",
+                abs.display()
+            ))
+        })?;
+        words.push(format!("--cache-dir={abs}"));
     }
     if g.min_regions > 1 {
         words.push(format!("--min-regions={}", g.min_regions));
