@@ -45,31 +45,15 @@ pub fn print_json(v: &impl serde::Serialize) {
 /// The repository's regions from `--repo` / `COFFER_REPOSITORY`, each `[NAME=]URL`, in read
 /// order. A region without a name is called after its place: region1, region2...
 pub fn region_locations(g: &Global) -> Result<Vec<(String, Location)>> {
-    let specs: Vec<&str> = g
-        .repo
-        .iter()
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty())
-        .collect();
+    let specs = region_specs(g);
     if specs.is_empty() {
         return Err(Error::invalid(
             "no repository given: use --repo [NAME=]URL (once per region) or set COFFER_REPOSITORY",
         ));
     }
     let mut out: Vec<(String, Location)> = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        // `NAME=URL`: a name is a plain word before the first '='.
-        let (name, url) = match spec.split_once('=') {
-            Some((name, rest))
-                if !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-            {
-                (name.to_string(), rest)
-            }
-            _ => (format!("region{}", i + 1), *spec),
-        };
+    for (i, (name, url)) in specs.into_iter().enumerate() {
+        let name = name.map_or_else(|| format!("region{}", i + 1), str::to_string);
         if out.iter().any(|(n, _)| *n == name) {
             return Err(Error::invalid(format!("region name {name} is given twice")));
         }
@@ -77,6 +61,27 @@ pub fn region_locations(g: &Global) -> Result<Vec<(String, Location)>> {
         out.push((name, loc));
     }
     Ok(out)
+}
+
+/// The regions as given: the name if the spec has one, and the URL.
+pub fn region_specs(g: &Global) -> Vec<(Option<&str>, &str)> {
+    g.repo
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        // `NAME=URL`: a name is a plain word before the first '='.
+        .map(|spec| match spec.split_once('=') {
+            Some((name, rest))
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
+                (Some(name), rest)
+            }
+            _ => (None, spec),
+        })
+        .collect()
 }
 
 /// The repository's storage: one region as it is, several behind the replicating wrapper.

@@ -35,6 +35,7 @@ mod restore;
 mod run;
 mod runbook;
 mod schedule;
+mod setup_archiving;
 mod snapshots;
 mod stats;
 mod status;
@@ -192,6 +193,10 @@ pub enum Command {
     WalPush(wal::PushArgs),
     /// Write one archived WAL file to DEST: PostgreSQL's restore_command (`wal-fetch %f %p`).
     WalFetch(wal::FetchArgs),
+    /// Print (with --apply set through ALTER SYSTEM) the PostgreSQL settings that archive its
+    /// WAL into this repository with `coffer wal-push`: wal_level, archive_mode,
+    /// archive_command, archive_timeout.
+    SetupArchiving(setup_archiving::Args),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
@@ -244,6 +249,7 @@ pub fn run() -> i32 {
         Command::Drill(a) => drill::run(g, a),
         Command::WalPush(a) => wal::push(g, a),
         Command::WalFetch(a) => wal::fetch(g, a),
+        Command::SetupArchiving(a) => setup_archiving::run(g, a),
     };
     let code = match result {
         Ok(code) => code,

@@ -3,6 +3,9 @@
 //! it into a new or empty database and checks every table's row count against the count
 //! recorded at backup time.
 //!
+//! `setup-archiving URL` reads and sets the server's WAL archiving settings (`archiving.rs`,
+//! with the quoting of `archive_command` in `archive_command.rs`).
+//!
 //! The client programs (`pg_dump`, `pg_dumpall`, `psql`) do the talking to the server; see
 //! `tools.rs` for how they are found and run, `conn.rs` for how they get the credentials,
 //! and `restrict.rs` for why nothing in a snapshot can make psql run a command.
@@ -12,6 +15,8 @@
 //! `pg-dump-version`, `pg-dump-options`, `dump-file`, `globals-file` (if included),
 //! `tables`, `rows`, and `rows:<schema>.<table>` for each table.
 
+mod archive_command;
+mod archiving;
 mod conn;
 mod counts;
 mod dump;
@@ -22,6 +27,11 @@ mod tools;
 mod url;
 mod verify;
 
+pub use archive_command::{conf_value, shell_command};
+pub use archiving::{
+    is_coffer_wal_push, ApplyReport, ArchivingPlan, ArchivingServer, ArchivingWanted, Foreign,
+    SettingPlan,
+};
 pub use dump::backup_database;
 pub use restore::{restore_database, PgRestoreReport, DRILL_MARKER};
 pub use url::PgUrl;

@@ -181,6 +181,13 @@ impl Env {
     /// Like [`Env::cmd`] but with another cache folder (e.g. a fresh, empty one, to prove a
     /// command needs nothing from the cache the backup filled).
     pub fn cmd_with_cache(&self, cache: &Path) -> Command {
+        let mut c = self.cmd_for_repo(&self.repo());
+        c.arg("--cache-dir").arg(cache);
+        c
+    }
+
+    /// Like [`Env::cmd`] but for the repository at `repo` (a path of its own, say).
+    pub fn cmd_for_repo(&self, repo: &Path) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -191,9 +198,7 @@ impl Env {
             .env("COFFER_TEST_TINY_KDF", "1")
             .env("TZ", "UTC")
             .arg("--repo")
-            .arg(self.repo())
-            .arg("--cache-dir")
-            .arg(cache)
+            .arg(repo)
             .stdin(Stdio::null());
         c
     }
