@@ -12,6 +12,7 @@
 //! `pg-dump-version`, `pg-dump-options`, `dump-file`, `globals-file` (if included),
 //! `tables`, `rows`, and `rows:<schema>.<table>` for each table.
 
+pub mod base;
 mod conn;
 mod counts;
 mod dump;
@@ -21,6 +22,7 @@ mod tools;
 mod url;
 mod verify;
 
+pub use base::{backup_base, BaseBackupInfo, PgBaseOptions};
 pub use dump::backup_database;
 pub use restore::{restore_database, PgRestoreReport, DRILL_MARKER};
 pub use url::PgUrl;
