@@ -27,6 +27,7 @@ mod key;
 mod ls;
 mod monitor;
 mod pg;
+mod pgbase;
 mod progress;
 mod prune;
 mod repair;
