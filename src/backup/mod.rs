@@ -4,7 +4,7 @@
 //! the snapshot. An interrupted backup leaves packs and index files but no snapshot; the
 //! next backup finds their blobs in the index and does not upload them again.
 
-mod dirfd;
+pub(crate) mod dirfd;
 pub mod profile;
 mod stream;
 mod walk;
@@ -62,6 +62,21 @@ impl SourceContext<'_> {
         let gear = self.repo.keys().chunker_gear();
         let (ids, size) =
             stream::store_stream(self.saver, reader, params, gear, self.cancel, self.progress)?;
+        Ok((self.saver.save_content(ids)?, size))
+    }
+
+    /// Store an open file's content (about `size` bytes) as a directory backup would: the
+    /// chunk profile its size and first bytes call for. Returns the content and the bytes
+    /// stored.
+    pub fn store_file(&self, file: std::fs::File, size: u64) -> Result<(Content, u64)> {
+        let (ids, size) = stream::store_file(
+            self.repo,
+            self.saver,
+            file,
+            size,
+            self.cancel,
+            self.progress,
+        )?;
         Ok((self.saver.save_content(ids)?, size))
     }
 

@@ -1,11 +1,12 @@
 //! Chunk a byte stream and store its chunks, several chunks at a time in parallel.
 
+use super::profile;
 use crate::chunker::{chunk_slice, chunk_stream, ChunkerParams, Gear};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::BlobType;
 use crate::id::BlobId;
 use crate::progress::Progress;
-use crate::repo::BlobSaver;
+use crate::repo::{BlobSaver, Repository};
 use rayon::prelude::*;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,4 +80,36 @@ pub fn store_bytes(
         return chunks.iter().map(save).collect();
     }
     chunks.par_iter().map(save).collect()
+}
+
+/// Store an open file's content, expected to be `size` bytes, with the profile its size and
+/// first bytes call for (`profile.rs`); returns the chunk IDs and the byte count. A file
+/// that grew or shrank meanwhile is read to its end: the count is what was stored.
+pub fn store_file(
+    repo: &Repository,
+    saver: &BlobSaver,
+    file: std::fs::File,
+    size: u64,
+    cancel: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<(Vec<BlobId>, u64)> {
+    let config = repo.config();
+    let gear = repo.keys().chunker_gear();
+    if size <= config.files_chunker.max as u64 {
+        let data = read_small(file, size)?;
+        let params = profile::for_content(config, data.len() as u64, &data);
+        let ids = store_bytes(saver, &data, params, gear, progress)?;
+        return Ok((ids, data.len() as u64));
+    }
+    let (head, whole) = profile::sniff(file).map_err(|e| Error::io("reading", e))?;
+    let params = profile::for_content(config, size, &head);
+    store_stream(saver, whole, params, gear, cancel, progress)
+}
+
+/// Read a file expected to be `size` bytes, to its end.
+fn read_small(mut file: std::fs::File, size: u64) -> Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(size as usize);
+    file.read_to_end(&mut data)
+        .map_err(|e| Error::io("reading", e))?;
+    Ok(data)
 }

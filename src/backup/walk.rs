@@ -7,8 +7,7 @@
 //! messages and `--exclude`, may be of any length.
 
 use super::dirfd::{self, OpenError};
-use super::profile;
-use super::stream::{store_bytes, store_stream};
+use super::stream::store_file;
 use super::Counters;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{Content, Node, NodeKind, Tree};
@@ -321,22 +320,14 @@ impl Walker<'_, '_> {
         };
         // The node describes the file that is read, not the name's earlier stat.
         node = dirfd::node_from_stat(name, &st);
-        let config = self.repo.config();
-        let gear = self.repo.keys().chunker_gear();
-        let stored = if node.size <= config.files_chunker.max as u64 {
-            read_small(file, node.size).and_then(|data| {
-                let params = profile::for_content(config, data.len() as u64, &data);
-                let ids = store_bytes(self.saver, &data, params, gear, self.progress)?;
-                Ok((ids, data.len() as u64))
-            })
-        } else {
-            profile::sniff(file)
-                .map_err(|e| Error::io("reading", e))
-                .and_then(|(head, whole)| {
-                    let params = profile::for_content(config, node.size, &head);
-                    store_stream(self.saver, whole, params, gear, self.cancel, self.progress)
-                })
-        };
+        let stored = store_file(
+            self.repo,
+            self.saver,
+            file,
+            node.size,
+            self.cancel,
+            self.progress,
+        );
         let (ids, size) = match stored {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Io => {
@@ -386,14 +377,4 @@ fn unchanged_content(node: &Node, parent: Option<&Node>) -> Option<Content> {
         && p.inode == node.inode
         && p.dev == node.dev;
     same.then(|| p.content.clone())
-}
-
-/// Read a file expected to be `size` bytes. A file that grew meanwhile is read to its end;
-/// the result is what the snapshot records.
-fn read_small(mut file: std::fs::File, size: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut data = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut data)
-        .map_err(|e| Error::io("reading", e))?;
-    Ok(data)
 }

@@ -2,7 +2,7 @@
 
 use super::common::{self, print_json};
 use super::progress::Bar;
-use super::{Global, EXIT_OK, EXIT_PARTIAL};
+use super::{Global, EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL};
 use coffer::backup::{backup, BackupOptions, Source};
 use coffer::browse::{find_snapshot, format_time, parse_time};
 use coffer::progress::NoProgress;
@@ -11,9 +11,10 @@ use coffer::{Error, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("pg_source").args(["postgres", "postgres_base"]))]
 pub struct Args {
     /// Files and directories to back up (stored under their absolute paths).
-    #[arg(required_unless_present_any = ["stdin", "postgres", "bucket"], conflicts_with = "stdin")]
+    #[arg(required_unless_present_any = ["stdin", "postgres", "postgres_base", "bucket"], conflicts_with = "stdin")]
     pub paths: Vec<PathBuf>,
     /// Back up what is read from standard input, as one file.
     #[arg(long, requires = "stdin_name")]
@@ -44,10 +45,23 @@ pub struct Args {
     /// With --postgres: also store roles and tablespaces (pg_dumpall --globals-only) as globals.sql.
     #[arg(long, requires = "postgres")]
     pub postgres_globals: bool,
-    /// With --postgres: folder holding pg_dump, pg_dumpall and psql (default: the oldest
-    /// version at least as new as the server in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin or PATH).
-    #[arg(long, value_name = "DIR", requires = "postgres")]
+    /// With --postgres or --postgres-base: folder holding pg_dump, pg_dumpall and psql
+    /// (default: the oldest version at least as new as the server in
+    /// /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin or PATH).
+    #[arg(long, value_name = "DIR", requires = "pg_source")]
     pub pg_bin: Option<PathBuf>,
+    /// Take a physical base backup of the PostgreSQL cluster at URL, for point-in-time
+    /// recovery with the archived WAL. Run it on the database host, as the data directory's
+    /// owner or root: coffer reads the data directory itself. The server must archive its
+    /// WAL (see `coffer setup-archiving`). Page checksums are verified where the cluster has
+    /// them; pages that fail are reported and the command exits 1 (the snapshot is saved).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "postgres", "excludes", "parent", "bucket"])]
+    pub postgres_base: Option<String>,
+    /// With --postgres-base: how long to wait for PostgreSQL to archive the WAL the backup
+    /// needs (pg_backup_stop), e.g. 90s or 10m (default 5m); after that the backup fails and
+    /// saves nothing.
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, requires = "postgres_base")]
+    pub wait_for_archive: Option<std::time::Duration>,
     /// Back up every object below a bucket URL (s3://BUCKET/PREFIX?endpoint=..&region=..,
     /// azblob://.. or a folder) with its content type and user metadata; objects whose ETag
     /// and size are unchanged since the last bucket snapshot are not downloaded.
@@ -89,6 +103,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let bar = Bar::new(g.quiet, g.json);
     let out = match &a.postgres {
         Some(url) => super::pg::backup(&repo, url, a, &opts, &bar)?,
+        None if a.postgres_base.is_some() => {
+            let url = a.postgres_base.as_deref().unwrap_or_default();
+            super::pgbase::backup(&repo, url, a, &opts, &bar)?
+        }
         None if a.bucket.is_some() => super::bucket::backup(&repo, a, &opts, &bar)?,
         None => backup(&repo, source, &opts, &bar, common::cancel_flag())?,
     };
@@ -123,7 +141,10 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             Err(e) => eprintln!("coffer: warning: the regions could not be compared: {e}"),
         }
     }
-    let code = if s.read_errors > 0 {
+    let bad_pages = super::pgbase::checksum_failures(&out.snapshot);
+    let code = if bad_pages > 0 {
+        EXIT_FAILURE
+    } else if s.read_errors > 0 {
         EXIT_PARTIAL
     } else {
         EXIT_OK
@@ -135,6 +156,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "parent": out.snapshot.parent.map(|p| p.to_hex()),
             "summary": s,
             "postgres": super::pg::summary_json(&out.snapshot),
+            "postgres_base": super::pgbase::summary_json(&out.snapshot),
             "regions_behind": behind
                 .iter()
                 .map(|(r, e)| serde_json::json!({"region": r, "error": e}))
@@ -160,6 +182,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             format_time(out.snapshot.time_ns)
         );
         super::pg::print_summary(&out.snapshot);
+        super::pgbase::print_summary(&out.snapshot);
     }
     for (i, (region, why)) in behind.iter().enumerate() {
         if i < written {
@@ -174,6 +197,14 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             );
         }
     }
+    if bad_pages > 0 {
+        super::term::error(&format!(
+            "{bad_pages} page(s) failed checksum verification (listed above): the cluster's \
+             data is damaged there, and so is this base backup (snapshot {} was saved); \
+             restore those tables from an older backup or a dump, or check the storage",
+            out.id.short()
+        ));
+    }
     if s.read_errors > 0 {
         eprintln!(
             "coffer: warning: {} file(s) or folder(s) could not be read and are missing from the snapshot",
@@ -181,4 +212,9 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// `--wait-for-archive`: `90s`, `5m`, `1h`.
+fn parse_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
+    coffer::jobs::units::parse_duration(s)
 }

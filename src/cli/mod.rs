@@ -28,6 +28,7 @@ mod ls;
 mod monitor;
 mod pg;
 mod pitr;
+mod pgbase;
 mod progress;
 mod prune;
 mod repair;

@@ -17,6 +17,7 @@
 
 mod archive_command;
 mod archiving;
+pub mod base;
 mod conn;
 mod counts;
 mod dump;
@@ -32,6 +33,7 @@ pub use archiving::{
     is_coffer_wal_push, ApplyReport, ArchivingPlan, ArchivingServer, ArchivingWanted, Foreign,
     SettingPlan,
 };
+pub use base::{backup_base, BaseBackupInfo, PgBaseOptions};
 pub use dump::backup_database;
 pub use restore::{restore_database, PgRestoreReport, DRILL_MARKER};
 pub use url::PgUrl;

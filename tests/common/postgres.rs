@@ -115,6 +115,36 @@ impl PgCluster {
         cluster
     }
 
+    /// Start a server on the data directory already in `dir/data` (a restored base
+    /// backup, say), with `settings` (`-c name=value`, e.g. the recovery settings) after the
+    /// test defaults. The folder and everything in it are given to the server's OS user and
+    /// the folder made 0700, as PostgreSQL requires. Waits until the server accepts
+    /// connections (a standby or a paused recovery accepts read-only ones).
+    pub fn start_existing(dir: tempfile::TempDir, settings: Vec<(String, String)>) -> PgCluster {
+        let owner = server_owner();
+        let data = dir.path().join("data");
+        let sockets = dir.path().join("sockets");
+        std::fs::create_dir_all(&sockets).expect("socket folder");
+        if let Some((uid, gid)) = owner {
+            for p in [dir.path(), &sockets] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown to postgres");
+            }
+            chown_tree(&data, uid, gid);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .expect("chmod the data directory");
+        let mut cluster = PgCluster {
+            port: 0,
+            dir,
+            owner,
+            child: None,
+            settings,
+        };
+        cluster.start_server();
+        cluster
+    }
+
     /// Start the server on a free port (another, if someone takes the port first).
     fn start_server(&mut self) {
         let log_path = self.dir.path().join("server.log");
@@ -339,6 +369,17 @@ pub fn server_owner() -> Option<(u32, u32)> {
         }
     }
     panic!("running as root, but there is no `postgres` or `nobody` user to run PostgreSQL as; create one: useradd --system postgres");
+}
+
+/// Give `path` and everything below it (without following symlinks) to `uid`:`gid`.
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).expect("chown");
+    let meta = std::fs::symlink_metadata(path).expect("stat");
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).expect("list").flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
 }
 
 /// Run `cmd` as the cluster's owner (if any), from a folder that user can enter.

@@ -69,27 +69,17 @@ pub struct PitrReport {
     pub port: Option<u16>,
 }
 
-/// A base backup's record as the planner needs it. The keys are those of
-/// `postgres::base::BaseBackupInfo`.
+/// A base backup's record as the planner needs it; `None` for other snapshots.
 pub fn candidate(id: SnapshotId, s: &Snapshot) -> Option<BaseCandidate> {
-    if s.source != "postgres-base" {
-        return None;
-    }
-    let get = |k: &str| {
-        s.info
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let lsn = |k: &str| get(k).and_then(crate::wal::names::parse_lsn);
+    let info = super::base::BaseBackupInfo::from_snapshot(s).ok()?;
     Some(BaseCandidate {
         snapshot: id,
-        system_id: get("system-identifier")?.parse().ok()?,
-        timeline: get("timeline")?.parse().ok()?,
-        start_lsn: lsn("start-lsn")?,
-        stop_lsn: lsn("stop-lsn")?,
-        stop_time_ns: crate::browse::parse_time(get("stop-time")?).ok()?,
-        segment_size: get("wal-segment-size")?.parse().ok()?,
+        system_id: info.system_identifier,
+        timeline: info.timeline,
+        start_lsn: info.start_lsn.0,
+        stop_lsn: info.stop_lsn.0,
+        stop_time_ns: info.stop_time_ns,
+        segment_size: u32::try_from(info.wal_segment_size).ok()?,
     })
 }
 
