@@ -351,3 +351,93 @@ fn a_server_that_does_not_archive_is_refused() {
     let snaps = env.json(&["snapshots"]);
     assert_eq!(snaps.as_array().unwrap().len(), 0, "{snaps}");
 }
+
+#[test]
+fn a_wait_for_archiving_that_never_ends_is_cut_short() {
+    let env = Env::new();
+    env.init();
+    // An archive that refuses every segment: pg_backup_stop would wait forever.
+    let cluster = PgCluster::start_with(PgOptions {
+        data_checksums: false,
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            ("archive_command".into(), "false".into()),
+        ],
+    });
+    let t0 = std::time::Instant::now();
+    let url = cluster.url("postgres");
+    let out = env.run(&[
+        "backup",
+        "--postgres-base",
+        &url,
+        "--wait-for-archive",
+        "5s",
+    ]);
+    expect_code(&out, 1, "backup --postgres-base with a failing archive");
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(error_lines(&stderr), 1, "{stderr}");
+    assert!(stderr.contains("was not archived within 5s"), "{stderr}");
+    assert!(stderr.contains("the archiver failed"), "{stderr}");
+    assert!(stderr.contains("no snapshot was saved"), "{stderr}");
+    let snaps = env.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 0, "{snaps}");
+    // The abandoned backup's session ends on the server too, instead of waiting in
+    // pg_backup_stop for as long as archiving fails.
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
+                   AND query LIKE '%pg_backup_stop%' AND pid <> pg_backend_pid()";
+    let t0 = std::time::Instant::now();
+    while cluster.psql("postgres", waiting) != "0" {
+        assert!(t0.elapsed() < Duration::from_secs(15), "{}", cluster.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_data_directory_that_is_not_the_servers_is_refused() {
+    let env = Env::new();
+    env.init();
+    let archive = archive_dir();
+    let cluster = archiving_cluster(archive.path(), false);
+    let other = PgCluster::start();
+    // coffer runs where another cluster sits at the server's path, as on a machine that is
+    // not the database host: in a mount namespace of its own, the other cluster's data
+    // directory is mounted over this one's (PostgreSQL reads its pg_control from disk, so
+    // the file cannot simply be swapped under the server).
+    let base = env.cmd();
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"",
+        "sh",
+    ])
+    .arg(other.data_dir())
+    .arg(cluster.data_dir())
+    .arg(base.get_program())
+    .args(base.get_args())
+    .args(["backup", "--postgres-base", &cluster.url("postgres")])
+    .env_clear()
+    .envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))))
+    .stdin(Stdio::null());
+    let out = c.output().expect("run unshare (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("unshare failed") && !stderr.contains("mount:"),
+        "this test runs coffer in a mount namespace of its own and needs root: {stderr}"
+    );
+    expect_code(
+        &out,
+        1,
+        "backup --postgres-base of a foreign data directory",
+    );
+    assert_eq!(error_lines(&stderr), 1, "{stderr}");
+    assert!(stderr.contains("belongs to another cluster"), "{stderr}");
+    assert!(
+        stderr.contains("run coffer on the database host"),
+        "{stderr}"
+    );
+    let snaps = env.json(&["snapshots"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 0, "{snaps}");
+}

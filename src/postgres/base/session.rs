@@ -40,8 +40,9 @@ pub struct Session {
 impl Session {
     /// Start psql on `conn`, with `vars` as psql variables (quoted into SQL by psql itself
     /// with `:'name'`). The session is set up so that nothing the server is configured
-    /// with ends it while the data directory is read: no statement or idle timeouts, and
-    /// only warnings and errors on standard error.
+    /// with ends it while the data directory is read (no statement or idle timeouts), that
+    /// the server ends it soon after psql goes away, and with only warnings and errors on
+    /// standard error.
     pub fn open(psql: &Tool, conn: &Conn, vars: &[(&str, &str)]) -> Result<Session> {
         let mut c = conn.command(psql);
         c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
@@ -87,13 +88,19 @@ impl Session {
             marker: format!("coffer-end-of-result-{}-{nanos:x}", std::process::id()),
             seq: 0,
         };
-        // idle_session_timeout is new in PostgreSQL 14: set only where it exists, so that
-        // an older server gets to the clear refusal of `server.rs` instead of an SQL error.
+        // A backup abandoned by coffer (the archive wait timed out, Ctrl-C, a crash) must not
+        // leave its backend waiting in pg_backup_stop for an archive that may never come:
+        // with client_connection_check_interval the server notices within a second that
+        // psql is gone and ends the session. It and idle_session_timeout are new in
+        // PostgreSQL 14: set only where they exist, so that an older server gets to the
+        // clear refusal of `server.rs` instead of an SQL error.
         session.run(
             "SET client_min_messages = warning; SET statement_timeout = 0; \
              SET idle_in_transaction_session_timeout = 0; \
-             SELECT set_config('idle_session_timeout', '0', false) \
-             WHERE current_setting('idle_session_timeout', true) IS NOT NULL;",
+             SELECT set_config(name, value, false) \
+             FROM (VALUES ('idle_session_timeout', '0'), \
+                          ('client_connection_check_interval', '1s')) AS s(name, value) \
+             WHERE current_setting(name, true) IS NOT NULL;",
             &AtomicBool::new(false),
         )?;
         Ok(session)
