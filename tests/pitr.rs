@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 /// `coffer ARGS` as the cluster's owner (who owns the repository the archiver writes).
 fn as_pg(a: &Archiving, args: &[&str]) -> Output {
-    let mut c = a.env.cmd();
+    // The archiver's cache: the cluster owner's, like the repository.
+    let mut c = a.env.cmd_with_cache(&a.env.path("archiver-cache"));
     c.args(args);
     if let Some((uid, gid)) = a.pg.owner() {
         c.uid(uid).gid(gid);

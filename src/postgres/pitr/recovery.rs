@@ -84,6 +84,9 @@ pub fn settings(
         set("recovery_target_action", action.setting());
     }
     set("archive_mode", "off");
+    // A base backup stores tablespaces as folders in pg_tblspc, which PostgreSQL 15
+    // recovers only with this on.
+    set("allow_in_place_tablespaces", "on");
     if let Some(p) = port {
         s.push_str(&format!("port = {p}\n"));
     }
