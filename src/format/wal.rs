@@ -251,6 +251,15 @@ impl WalHeader {
         let file = match h.codec {
             WalCodec::Raw => stored,
             WalCodec::Zstd => {
+                // One frame and nothing after it: zstd would go on to read more frames
+                // (skippable or empty ones), so two bodies could stand for one file.
+                let frame_len = zstd::zstd_safe::find_frame_compressed_size(&stored).ok();
+                if frame_len != Some(stored.len()) {
+                    return Err(Error::corrupt(format!(
+                        "WAL file {}: its body is not exactly one zstd frame",
+                        h.name
+                    )));
+                }
                 let declared = zstd::zstd_safe::get_frame_content_size(&stored)
                     .ok()
                     .flatten();

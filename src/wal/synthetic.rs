@@ -148,6 +148,12 @@ impl SegmentBuilder {
         self.record(RM_XLOG, XLOG_SWITCH, 0, &[])
     }
 
+    /// Make the next record name `lsn` as the one before it: a stale record, as a recycled
+    /// segment holds after the end of the new WAL.
+    pub fn set_prev(&mut self, lsn: u64) {
+        self.prev = lsn;
+    }
+
     /// Where the next record would start (before alignment).
     pub fn end_lsn(&self) -> u64 {
         self.at
