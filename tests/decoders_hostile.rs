@@ -13,6 +13,10 @@
 //! through a `Repository`: every lie about frames and blobs must end in an error, never a
 //! panic or wrong data.
 //!
+//! WAL files get the same three tiers (their header and their body sealed again), and the
+//! scanner `wal-push` runs over a segment before archiving it gets every cut, every bit flip,
+//! random buffers, impossible heads and the densest segment there is.
+//!
 //! The inputs are the vectors in `format-spec/vectors/` (see `tests/vectors.rs`).
 //!
 //! A counting allocator (this test binary's global allocator) records the largest allocation
@@ -29,7 +33,10 @@ use coffer::format::report::{Report, ReportKind, REPORT_MAGIC};
 use coffer::format::snapshot::Snapshot;
 use coffer::format::tombstone::{BuriedKind, Tombstone, MAX_NAMES, TOMBSTONE_MAGIC};
 use coffer::format::tree::{ChunkList, NodeKind, Tree};
+use coffer::format::wal::{WalCodec, WalHeader, WalKind, PREFIX_LEN, WAL_MAGIC};
 use coffer::format::BlobType;
+use coffer::wal::scan::{self as wal_scan, SegmentHead};
+use coffer::wal::synthetic::{SegmentBuilder, RM_LOGICALMSG};
 use coffer::{ErrorKind, Result};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -2229,4 +2236,592 @@ fn tombstone_refuses_other_kinds() {
         let err = Tombstone::decode(&keys, &forged).expect_err("a forged magic");
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{file}: {err}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAL files (format-spec §5.13): a prefix, the header's box and the body's box, whose
+// associated data is everything before it. Then what `wal-push` reads inside a segment
+// before it stores it (`wal::scan`).
+
+/// The body box's nonce in the objects sealed here (the header's is `nonce()`).
+fn body_nonce() -> [u8; NONCE_LEN] {
+    [0x98; NONCE_LEN]
+}
+
+/// `wal.bin` opened: the header's plaintext, the stored body (one zstd frame) and the file.
+struct WalParts {
+    bytes: Vec<u8>,
+    body_at: usize,
+    plain: Vec<u8>,
+    stored: Vec<u8>,
+    file: Vec<u8>,
+}
+
+fn wal_parts(keys: &Keys) -> WalParts {
+    let bytes = read("wal.bin");
+    let body_at = PREFIX_LEN + u16::from_le_bytes([bytes[5], bytes[6]]) as usize;
+    let plain = keys
+        .open(&bytes[..PREFIX_LEN], &bytes[PREFIX_LEN..body_at])
+        .unwrap();
+    let stored = keys.open(&bytes[..body_at], &bytes[body_at..]).unwrap();
+    let file = zstd::bulk::decompress(&stored, 1 << 20).unwrap();
+    assert_eq!(file.len(), 65_536);
+    WalParts {
+        bytes,
+        body_at,
+        plain,
+        stored,
+        file,
+    }
+}
+
+/// A WAL object from a header's plaintext and a stored body, sealed with the right key as a
+/// writer (or a key holder) would: the prefix gives the header box's length.
+fn seal_wal(keys: &Keys, plain: &[u8], stored: &[u8]) -> Vec<u8> {
+    let mut obj = WAL_MAGIC.to_vec();
+    obj.push(3);
+    obj.extend_from_slice(&((plain.len() + 40) as u16).to_le_bytes());
+    let header = keys.seal_with_nonce(nonce(), &obj, plain);
+    obj.extend_from_slice(&header);
+    let body = keys.seal_with_nonce(body_nonce(), &obj, stored);
+    obj.extend_from_slice(&body);
+    obj
+}
+
+/// The stored object: every cut, every bit flip and the random buffers are refused, by the
+/// whole-object decoder and (for the bytes it reads) by the header's.
+#[test]
+fn wal_file_refuses_hostile_input() {
+    let keys = keys();
+    let p = wal_parts(&keys);
+    let both = |b: &[u8]| {
+        let _ = WalHeader::decode(&keys, b);
+        WalHeader::decode_file(&keys, b)
+    };
+    hammer("WAL file", &p.bytes, Expect::Err, 51, &both, &never_ok);
+    // The header alone reads the first bytes and ignores what follows its box: every cut
+    // before the box ends and every flip up to there is refused.
+    let head = &p.bytes[..p.body_at];
+    let decode = |b: &[u8]| WalHeader::decode(&keys, b);
+    for n in 0..head.len() {
+        run(
+            "WAL file header",
+            &format!("a cut at {n}"),
+            &head[..n],
+            Expect::Err,
+            &decode,
+            &never_ok,
+        );
+    }
+    for bit in 0..head.len() * 8 {
+        let mut b = p.bytes.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        run(
+            "WAL file header",
+            &format!("bit flip {bit}"),
+            &b,
+            Expect::Err,
+            &decode,
+            &never_ok,
+        );
+    }
+    for (i, b) in random_inputs(head, 55).iter().enumerate() {
+        if b.starts_with(head) {
+            continue;
+        }
+        run(
+            "WAL file header",
+            &format!("random case {i}"),
+            b,
+            Expect::Err,
+            &decode,
+            &never_ok,
+        );
+    }
+}
+
+/// Damaged header plaintexts, sealed again with the right key: no panic, and what decodes is
+/// canonical (it encodes back to the same object) and opens to the same file.
+#[test]
+fn wal_header_survives_hostile_input() {
+    let keys = keys();
+    let p = wal_parts(&keys);
+    let nonces = Some((nonce(), body_nonce()));
+    let whole = |b: &[u8]| WalHeader::decode_file(&keys, &seal_wal(&keys, b, &p.stored));
+    let canonical = |b: &[u8], (h, file): (WalHeader, Vec<u8>)| {
+        h.validate().expect("a decoded header is valid");
+        assert_eq!(file, p.file);
+        assert_eq!(
+            h.encode(&keys, &p.stored, nonces).unwrap(),
+            seal_wal(&keys, b, &p.stored)
+        );
+    };
+    hammer(
+        "WAL header",
+        &p.plain,
+        Expect::NoPanic,
+        52,
+        &whole,
+        &canonical,
+    );
+    // The header alone, as the catalog reads it: the hash and size are checked later.
+    let alone = |b: &[u8]| WalHeader::decode(&keys, &seal_wal(&keys, b, &p.stored));
+    let canonical = |b: &[u8], (h, at): (WalHeader, usize)| {
+        h.validate().expect("a decoded header is valid");
+        let sealed = seal_wal(&keys, b, &p.stored);
+        assert_eq!(at, PREFIX_LEN + b.len() + 40);
+        assert_eq!(h.encode(&keys, b"", nonces).unwrap()[..at], sealed[..at]);
+    };
+    hammer(
+        "WAL header alone",
+        &p.plain,
+        Expect::NoPanic,
+        53,
+        &alone,
+        &canonical,
+    );
+}
+
+/// Damaged bodies (the zstd frame), sealed again with the right key behind the real header:
+/// no panic, and anything that decodes is the same file.
+#[test]
+fn wal_body_survives_hostile_input() {
+    let keys = keys();
+    let p = wal_parts(&keys);
+    let decode = |b: &[u8]| WalHeader::decode_file(&keys, &seal_wal(&keys, &p.plain, b));
+    let same = |_: &[u8], (_, file): (WalHeader, Vec<u8>)| assert_eq!(file, p.file);
+    hammer("WAL body", &p.stored, Expect::NoPanic, 54, &decode, &same);
+}
+
+/// Each field of the header is checked, in a header that authenticates.
+#[test]
+fn wal_header_fields_are_checked() {
+    let keys = keys();
+    let p = wal_parts(&keys);
+    // Offsets in the vector's header (a 24-byte name): kind 0, name 1, system id 27,
+    // timeline 35, start 39, segment size 47, size 51, hash 59, mtime 91, pushed 99, commit
+    // flag 107, first 108, last 116, codec 124.
+    assert_eq!(p.plain.len(), 125);
+    let with = |at: usize, v: &[u8]| {
+        let mut b = p.plain.clone();
+        b[at..at + v.len()].copy_from_slice(v);
+        b
+    };
+    let refused = |what: &str, plain: &[u8], says: &str| {
+        let sealed = seal_wal(&keys, plain, &p.stored);
+        let (r, largest) = largest_allocation(|| {
+            catch_unwind(AssertUnwindSafe(|| WalHeader::decode(&keys, &sealed)))
+        });
+        let err = r
+            .unwrap_or_else(|_| panic!("{what}: panicked"))
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+        assert!(err.message().contains(says), "{what}: {err}");
+        assert!(largest <= 4096, "{what}: allocated {largest} bytes");
+    };
+    for kind in [0u8, 5, 0x80, 0xff] {
+        refused(
+            &format!("kind {kind}"),
+            &with(0, &[kind]),
+            &format!("WAL file of unknown kind {kind}"),
+        );
+    }
+    // A name of 0 bytes (so a box one byte below the smallest), of 65 bytes, and not UTF-8.
+    let mut empty = p.plain.clone();
+    empty.splice(1..27, [0u8, 0]);
+    refused("an empty name", &empty, "header box of 141 bytes");
+    let mut long = p.plain.clone();
+    long.splice(1..27, [&[65u8, 0][..], &[b'0'; 65]].concat());
+    refused("a 65-byte name", &long, "a name of 65 bytes");
+    refused("a name not UTF-8", &with(3, &[0xff]), "not UTF-8");
+    // Sizes: more than 1 GiB; segment sizes that are not powers of two, above 1 GiB or
+    // below the file; a complete segment of another length.
+    let size = |v: u64| with(51, &v.to_le_bytes());
+    let seg_size = |v: u32| with(47, &v.to_le_bytes());
+    refused(
+        "a 1 GiB + 1 file",
+        &size((1 << 30) + 1),
+        "a file of 1073741825 bytes",
+    );
+    refused("a u64::MAX file", &size(u64::MAX), "a file of");
+    for bad in [0u32, 3, 65_535, 65_537, 3 << 20, u32::MAX] {
+        refused(
+            &format!("segment size {bad}"),
+            &seg_size(bad),
+            "in segments of",
+        );
+    }
+    refused("2 GiB segments", &seg_size(1 << 31), "in segments of");
+    refused(
+        "segments smaller than the file",
+        &seg_size(32_768),
+        "in segments of",
+    );
+    refused(
+        "a complete segment of half its size",
+        &with(47, &(1u32 << 17).to_le_bytes()),
+        "a complete segment of the wrong size",
+    );
+    // The commit times: a flag other than 0/1, 0 with times, and times out of order.
+    for flag in [2u8, 0xff] {
+        refused(
+            &format!("flag {flag}"),
+            &with(107, &[flag]),
+            "commit-time flag",
+        );
+    }
+    refused("flag 0 with times", &with(107, &[0]), "commit-time flag");
+    let mut swapped = p.plain.clone();
+    swapped[108..124].copy_from_slice(&[&p.plain[116..124], &p.plain[108..116]].concat());
+    refused(
+        "times out of order",
+        &swapped,
+        "first commit is after its last",
+    );
+    for codec in [2u8, 0x80, 0xff] {
+        refused(
+            &format!("codec {codec}"),
+            &with(124, &[codec]),
+            &format!("WAL file of unknown codec {codec}"),
+        );
+    }
+    // A header box shorter than the smallest header or longer than 512: refused from the
+    // prefix, before anything is allocated for it; a prefix claiming 65,535 bytes too.
+    for box_len in [0u16, 1, 40, 141, 513, 1000, u16::MAX] {
+        let mut b = p.bytes.clone();
+        b[5..7].copy_from_slice(&box_len.to_le_bytes());
+        let (r, largest) = largest_allocation(|| WalHeader::decode_file(&keys, &b));
+        let err = r.expect_err("a forged box length");
+        assert!(err.message().contains("header box of"), "{box_len}: {err}");
+        assert!(largest <= 4096, "{box_len}: allocated {largest} bytes");
+    }
+    // Flag 0 and both times 0: a header without commit times, which decodes.
+    let mut none = with(107, &[0]);
+    none[108..124].fill(0);
+    let (h, _) = WalHeader::decode_file(&keys, &seal_wal(&keys, &none, &p.stored)).unwrap();
+    assert_eq!(h.commits, None);
+}
+
+/// A zstd body must be one frame that declares the header's size and holds exactly that:
+/// a frame that declares another size is refused before anything is allocated for it, and
+/// one that declares the header's size but holds less never makes the reader allocate more
+/// than that size (which the authenticated header bounds, at most 1 GiB).
+#[test]
+fn wal_zstd_bodies_must_declare_the_file_size() {
+    let keys = keys();
+    let p = wal_parts(&keys);
+    let h = WalHeader::decode_file(&keys, &p.bytes).unwrap().0;
+    assert_eq!(h.codec, WalCodec::Zstd);
+    // `bound` is for what the reader sizes from the header; opening the box allocates the
+    // stored body's length too.
+    let refused = |what: &str, stored: &[u8], bound: usize| {
+        let bound = bound.max(stored.len() + 64);
+        let sealed = seal_wal(&keys, &p.plain, stored);
+        let (r, largest) = largest_allocation(|| {
+            catch_unwind(AssertUnwindSafe(|| WalHeader::decode_file(&keys, &sealed)))
+        });
+        let err = r
+            .unwrap_or_else(|_| panic!("{what}: panicked"))
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+        assert!(largest <= bound, "{what}: allocated {largest} bytes");
+    };
+    // Hand-made frames (as in `zstd_frames_must_declare_their_size`): magic, a frame header
+    // with Single_Segment and an 8-byte Frame_Content_Size, then one last raw block.
+    let frame = |declared: u64, content: &[u8]| {
+        let block = ((content.len() as u32) << 3) | 1;
+        [
+            &[0x28, 0xb5, 0x2f, 0xfd, 0xe0][..],
+            &declared.to_le_bytes(),
+            &block.to_le_bytes()[..3],
+            content,
+        ]
+        .concat()
+    };
+    let small = 4096;
+    // No declared size: streamed, or with the flag off.
+    let streamed = zstd::stream::encode_all(&p.file[..], 1).unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&streamed).ok(),
+        Some(None)
+    );
+    refused("a streamed frame", &streamed, small);
+    // Declaring sizes other than the header's, with honest or dishonest content.
+    for declared in [0, 3, 65_535, 65_537, 1 << 30, 1 << 40, u64::MAX - 1] {
+        refused(
+            &format!("a frame declaring {declared} bytes"),
+            &frame(declared, b"abc"),
+            small,
+        );
+    }
+    refused(
+        "a frame declaring 65,537 bytes, holding them",
+        &zstd::bulk::compress(&[&p.file[..], b"x"].concat(), 1).unwrap(),
+        small,
+    );
+    // Declaring the header's size: holding 3 bytes, holding one byte more, or followed by
+    // a second frame. The output buffer is the header's size, and no more.
+    let bound = h.size as usize;
+    refused("65,536 declared, 3 held", &frame(65_536, b"abc"), bound);
+    let mut more = p.file.clone();
+    more.push(0);
+    refused("65,536 declared, 65,537 held", &frame(65_536, &more), bound);
+    refused(
+        "a second frame",
+        &[&p.stored[..], &frame(3, b"abc")].concat(),
+        bound,
+    );
+    refused(
+        "an empty second frame",
+        &[&p.stored[..], &frame(0, b"")].concat(),
+        bound,
+    );
+    // A skippable frame after the real one: zstd itself would skip it; a body is one frame.
+    let skippable = [&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0][..], b"abc"].concat();
+    refused(
+        "a skippable frame after the frame",
+        &[&p.stored[..], &skippable].concat(),
+        bound,
+    );
+    refused(
+        "a skippable frame before the frame",
+        &[&skippable, &p.stored[..]].concat(),
+        bound,
+    );
+    // The honest body: the file is the largest allocation.
+    let (r, largest) = largest_allocation(|| WalHeader::decode_file(&keys, &p.bytes));
+    assert_eq!(r.unwrap().1, p.file);
+    assert!(largest <= bound, "{largest}");
+}
+
+/// Another WAL object's body cannot stand in for this one's (the body box binds the header
+/// box), nor can a body sealed without the header; and no other kind of object reads as a
+/// WAL file, nor a WAL file as another kind.
+#[test]
+fn wal_files_refuse_bodies_and_objects_of_others() {
+    let keys = keys();
+    let p = wal_parts(&keys);
+    let other_file = b"1\t0/3000000\tno recovery target specified\n".to_vec();
+    let other = WalHeader {
+        kind: WalKind::History,
+        name: "00000002.history".into(),
+        start_lsn: 0,
+        segment_size: 0,
+        size: other_file.len() as u64,
+        hash: *blake3::hash(&other_file).as_bytes(),
+        codec: WalCodec::Raw,
+        commits: None,
+        ..WalHeader::decode(&keys, &p.bytes).unwrap().0
+    };
+    let other_bytes = other
+        .encode(&keys, &other_file, Some((nonce(), body_nonce())))
+        .unwrap();
+    let (_, other_at) = WalHeader::decode(&keys, &other_bytes).unwrap();
+    assert_eq!(
+        WalHeader::decode_file(&keys, &other_bytes).unwrap().1,
+        other_file
+    );
+    for (what, spliced) in [
+        (
+            "wal.bin's header, the other's body",
+            [&p.bytes[..p.body_at], &other_bytes[other_at..]].concat(),
+        ),
+        (
+            "the other's header, wal.bin's body",
+            [&other_bytes[..other_at], &p.bytes[p.body_at..]].concat(),
+        ),
+        (
+            "a body sealed with the prefix alone as associated data",
+            [
+                &p.bytes[..p.body_at],
+                &keys.seal_with_nonce(body_nonce(), &p.bytes[..PREFIX_LEN], &p.stored),
+            ]
+            .concat(),
+        ),
+        (
+            "a body sealed with no associated data",
+            [
+                &p.bytes[..p.body_at],
+                &keys.seal_with_nonce(body_nonce(), b"", &p.stored),
+            ]
+            .concat(),
+        ),
+    ] {
+        let err = WalHeader::decode_file(&keys, &spliced).expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+        assert!(
+            err.message().contains("fails authentication"),
+            "{what}: {err}"
+        );
+    }
+    type Decode<'a> = Box<dyn Fn(&[u8]) -> Result<()> + 'a>;
+    let others: Vec<(&str, Decode)> = vec![
+        (
+            "config.bin",
+            Box::new(|b| Config::decode(&keys, b).map(drop)),
+        ),
+        ("key.bin", Box::new(|b| KeyFile::decode(b).map(drop))),
+        (
+            "index.bin",
+            Box::new(|b| IndexFile::decode(&keys, b).map(drop)),
+        ),
+        (
+            "snapshot.bin",
+            Box::new(|b| Snapshot::decode(&keys, b).map(drop)),
+        ),
+        ("lock.bin", Box::new(|b| Lock::decode(&keys, b).map(drop))),
+        ("plan.bin", Box::new(|b| Plan::decode(&keys, b).map(drop))),
+        ("wait.bin", Box::new(|b| Wait::decode(&keys, b).map(drop))),
+        (
+            "report.bin",
+            Box::new(|b| Report::decode(&keys, b).map(drop)),
+        ),
+        (
+            "tombstone.bin",
+            Box::new(|b| Tombstone::decode(&keys, b).map(drop)),
+        ),
+        (
+            "pack.bin",
+            Box::new(|b| pack::decode_pack(&keys, b).map(drop)),
+        ),
+    ];
+    for (file, decode) in &others {
+        let bytes = read(file);
+        decode(&bytes).unwrap();
+        let err = WalHeader::decode_file(&keys, &bytes).expect_err("another kind's object");
+        assert!(err.message().contains("wrong magic"), "{file}: {err}");
+        let mut forged = bytes.clone();
+        forged[..4].copy_from_slice(WAL_MAGIC);
+        let err = WalHeader::decode_file(&keys, &forged).expect_err("a forged magic");
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{file}: {err}");
+        // And wal.bin as that kind, as it is and with that kind's magic.
+        assert!(decode(&p.bytes).is_err(), "wal.bin as {file}");
+        if *file != "pack.bin" {
+            let mut forged = p.bytes.clone();
+            forged[..4].copy_from_slice(&bytes[..4]);
+            assert!(decode(&forged).is_err(), "wal.bin as {file}, magic forged");
+        }
+    }
+}
+
+/// 4 KiB of a segment in pages of 1 KiB (segment 5 of timeline 1, 1 MiB segments): a message
+/// that continues on the next page, commits and an abort, a commit whose record header is
+/// split over two pages, and a switch. Returns it with its commit times.
+fn small_segment() -> (Vec<u8>, (i64, i64)) {
+    let t = 1_795_000_000_123_456_000;
+    let mut b = SegmentBuilder::new(42, 1, 5 << 20, 1 << 20, 1024, 4096, 0x4f_ffd0);
+    b.record(RM_LOGICALMSG, 0, 700, &[7u8; 1500]);
+    b.commit(700, t);
+    b.abort(701, t - 1_000_000_000);
+    assert_eq!(b.record(RM_LOGICALMSG, 0, 702, &[9u8; 323]), 0x50_0690);
+    assert_eq!(
+        b.commit(702, t + 1_000),
+        0x50_07f0,
+        "straddles pages 1 and 2"
+    );
+    b.switch();
+    (b.into_bytes(), (t - 1_000_000_000, t + 1_000))
+}
+
+/// Scan `seg` as `wal-push` does, catching a panic, with the largest allocation it made.
+fn scan_segment(seg: &[u8]) -> (Option<Option<(i64, i64)>>, usize) {
+    let (r, largest) = largest_allocation(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let head = wal_scan::segment_head(seg).ok()?;
+            Some(wal_scan::commit_times(seg, &head))
+        }))
+    });
+    let r = r.unwrap_or_else(|_| panic!("the scanner panicked on {}", show(seg)));
+    (r, largest)
+}
+
+/// Every cut, every bit flip and the random buffers: the scanner never panics, allocates
+/// no more than a copy of the segment, returns times in order, and a cut segment yields
+/// commit times inside those of the whole (it holds fewer whole records, never others).
+#[test]
+fn wal_scan_survives_hostile_segments() {
+    let (seg, times) = small_segment();
+    assert_eq!(scan_segment(&seg).0, Some(Some(times)));
+    let check = |what: &str, b: &[u8]| {
+        let (r, largest) = scan_segment(b);
+        assert!(
+            largest <= b.len().max(1024),
+            "{what}: allocated {largest} bytes"
+        );
+        if let Some(Some((first, last))) = r {
+            assert!(first <= last, "{what}: times out of order");
+        }
+        r
+    };
+    for n in 0..seg.len() {
+        if let Some(Some((first, last))) = check(&format!("a cut at {n}"), &seg[..n]) {
+            assert!(
+                times.0 <= first && last <= times.1,
+                "a cut at {n} found commits the whole segment lacks"
+            );
+        }
+    }
+    for bit in 0..seg.len() * 8 {
+        let mut b = seg.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        check(&format!("bit flip {bit}"), &b);
+    }
+    for (i, b) in random_inputs(&seg, 56).iter().enumerate() {
+        check(&format!("random case {i}"), b);
+    }
+    // Heads that `segment_head` would never return (zero or tiny pages, any sizes, starts up
+    // to the top of the address space): no panic either.
+    let head = wal_scan::segment_head(&seg).unwrap();
+    let mut rng = Rng(57);
+    for i in 0..2000 {
+        let odd = SegmentHead {
+            page_size: [0, 1, 24, 40, 1024, 8192, u32::MAX][i % 7],
+            segment_size: [0, 1024, 1 << 20, u32::MAX][(i / 7) % 4],
+            start_lsn: match i % 3 {
+                0 => rng.next(),
+                1 => u64::MAX - rng.below(1 << 20) as u64,
+                _ => head.start_lsn,
+            },
+            ..head
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| wal_scan::commit_times(&seg, &odd)))
+            .unwrap_or_else(|_| panic!("the scanner panicked on head {odd:?}"));
+        if let Some((first, last)) = r {
+            assert!(first <= last);
+        }
+    }
+}
+
+/// The most records a segment can hold (16 MiB of back-to-back commit records) are walked
+/// once each: the scan ends, finds the first and the last, and allocates one copy of the
+/// segment. A loop that never ended would fail here after a minute instead of hanging.
+#[test]
+fn wal_scan_of_the_densest_segment_ends() {
+    let size = 16u32 << 20;
+    let t0 = 1_795_000_000_000_000_000i64;
+    let mut b = SegmentBuilder::new(42, 1, 7 * u64::from(size), size, 8192, size as usize, 0);
+    let mut n = 0i64;
+    while b.end_lsn() + 64 < 8 * u64::from(size) {
+        b.commit(1, t0 + n * 1000);
+        n += 1;
+    }
+    let seg = b.into_bytes();
+    assert!(n > 400_000, "{n} records");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = scan_segment(&seg);
+        let _ = tx.send((r, t.elapsed(), seg.len()));
+    });
+    let ((r, largest), took, len) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the scan of 16 MiB did not end within a minute");
+    eprintln!("{n} commit records scanned in {took:.2?}");
+    assert_eq!(r, Some(Some((t0, t0 + (n - 1) * 1000))));
+    assert!(
+        largest <= len,
+        "allocated {largest} bytes for a {len}-byte segment"
+    );
 }

@@ -26,8 +26,11 @@ use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
 use coffer::format::tombstone::{BuriedKind, Tombstone};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
+use coffer::format::wal::{WalCodec, WalHeader, WalKind, HEAD_LEN};
 use coffer::format::BlobType;
 use coffer::id::{object_hash, BlobId, IndexId, PackId, RepoId, SnapshotId};
+use coffer::wal::scan::{self, SegmentHead};
+use coffer::wal::synthetic::{SegmentBuilder, RM_LOGICALMSG};
 use coffer::{ErrorKind, Result};
 use std::path::PathBuf;
 
@@ -64,12 +67,14 @@ const N_PLAN: u8 = 10;
 const N_WAIT: u8 = 11;
 const N_REPORT: u8 = 12;
 const N_TOMBSTONE: u8 = 13;
+const N_WAL_HEADER: u8 = 14;
+const N_WAL_BODY: u8 = 15;
 const KDF: KdfParams = KdfParams {
     memory_kib: 64,
     iterations: 1,
     parallelism: 1,
 };
-/// 2026-11-18T17:46:40.123456789Z in nanoseconds since the Unix epoch.
+/// 2026-11-18T11:06:40.123456789Z in nanoseconds since the Unix epoch.
 const T0: i64 = 1_795_000_000_123_456_789;
 
 /// The operation of the lock and the plan (a prune): 16 bytes 0x11.
@@ -83,6 +88,22 @@ const PLAN_INDEX: [u8; 32] = [0xd1; 32];
 const DRILL_NS: u64 = 83_250_000_000;
 const RTO_NS: u64 = 900_000_000_000;
 const REPORT_MESSAGE: &str = "restored and verified 2 sources";
+
+/// The WAL segment (`wal.bin`): segment 3 of timeline 1, in segments of 64 KiB (a size the
+/// format accepts, smaller than PostgreSQL's smallest, to keep the vector small) and pages
+/// of 8 KiB, of the cluster whose system identifier is stored as the bytes 11 12 … 18.
+const WAL_NAME: &str = "000000010000000000000003";
+const WAL_SYSTEM_ID: u64 = 0x1817_1615_1413_1211;
+const WAL_SEGMENT_SIZE: u32 = 65_536;
+const WAL_PAGE_SIZE: u32 = 8192;
+const WAL_START: u64 = 3 * WAL_SEGMENT_SIZE as u64;
+/// `xl_prev` of the segment's first record: an address in segment 2.
+const WAL_FIRST_PREV: u64 = 0x2_ffd0;
+/// T0 cut to the microsecond (PostgreSQL's times are microseconds), and one second.
+const TA: i64 = T0 - T0 % 1000;
+const SECOND: i64 = 1_000_000_000;
+/// zstd level of the WAL body: what `wal-push` uses.
+const WAL_ZSTD_LEVEL: i32 = 1;
 
 /// The data chunk stored first in the pack's data frame (frame 0, zstd).
 fn chunk_a() -> Vec<u8> {
@@ -123,6 +144,12 @@ const WAIT_LEN: usize = 113;
 const REPORT_LEN: usize = 216;
 /// 5 (magic, version) + 4 (count) + 2 × 33 (names) + 24 + 8 (time) + 16 (tombstone).
 const TOMBSTONE_LEN: usize = 123;
+/// `wal.bin`: the addresses of the segment's six records, the BLAKE3 of the segment, the
+/// header box (40 around 101 bytes of fixed fields and the 24-byte name) and the object.
+const WAL_RECORD_LSNS: [u64; 6] = [0x3_0028, 0x3_2f40, 0x3_2f68, 0x3_2f90, 0x3_3ff0, 0x3_4030];
+const WAL_SEGMENT_HASH: &str = "f25e7c7d6a89163c375636dc7fe822813793cca86471c9d5cac8a835caeb3140";
+const WAL_BOX_LEN: usize = 165;
+const WAL_LEN: usize = 705;
 /// The name of `plan.bin` (the BLAKE3 of its bytes), which `wait.bin` names.
 const PLAN_HASH: &str = "296203b7adc7f74e6dbf27864c1c43a45ea73b9f7b97b54b2d03334cf8da40b2";
 /// The first and last entries of the fixed key's gear table (spec §4.1), and the chunk
@@ -494,6 +521,66 @@ fn expected_tombstone(key_bytes: &[u8], snapshot_bytes: &[u8]) -> Tombstone {
     }
 }
 
+/// `len` bytes of filler: byte k is k mod 256.
+fn filler(len: usize) -> Vec<u8> {
+    (0..len).map(|k| k as u8).collect()
+}
+
+/// The synthetic segment of `wal.bin` (format-spec/vectors/README.md): a 12,000-byte
+/// message that continues on page 1, a commit, an abort, a message sized so that the next
+/// commit's record header straddles pages 1 and 2, that commit, and a switch.
+fn wal_segment() -> Vec<u8> {
+    let mut b = SegmentBuilder::new(
+        WAL_SYSTEM_ID,
+        1,
+        WAL_START,
+        WAL_SEGMENT_SIZE,
+        WAL_PAGE_SIZE,
+        WAL_SEGMENT_SIZE as usize,
+        WAL_FIRST_PREV,
+    );
+    let lsns = [
+        b.record(RM_LOGICALMSG, 0, 1000, &filler(12_000)),
+        b.commit(1000, TA - 2 * SECOND),
+        b.abort(1001, TA - 3 * SECOND),
+        b.record(RM_LOGICALMSG, 0, 1002, &filler(4_163)),
+        b.commit(1002, TA - SECOND),
+        b.switch(),
+    ];
+    assert_eq!(lsns, WAL_RECORD_LSNS, "the records' addresses");
+    b.into_bytes()
+}
+
+/// The header `wal-push` would write for the segment, archived one second after T0.
+fn expected_wal_header(file: &[u8]) -> WalHeader {
+    WalHeader {
+        kind: WalKind::Segment,
+        name: WAL_NAME.into(),
+        system_id: WAL_SYSTEM_ID,
+        timeline: 1,
+        start_lsn: WAL_START,
+        segment_size: WAL_SEGMENT_SIZE,
+        size: file.len() as u64,
+        hash: *blake3::hash(file).as_bytes(),
+        mtime_ns: T0,
+        pushed_ns: T0 + SECOND,
+        commits: Some((TA - 3 * SECOND, TA - SECOND)),
+        codec: WalCodec::Zstd,
+    }
+}
+
+fn encode_wal(keys: &Keys) -> Vec<u8> {
+    let file = wal_segment();
+    let stored = zstd::bulk::compress(&file, WAL_ZSTD_LEVEL).unwrap();
+    expected_wal_header(&file)
+        .encode(
+            keys,
+            &stored,
+            Some((nonce(N_WAL_HEADER), nonce(N_WAL_BODY))),
+        )
+        .expect("a valid header")
+}
+
 /// Every vector file, encoded from the expected values with the fixed nonces.
 fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
     let keys = keys();
@@ -532,6 +619,7 @@ fn encode_all() -> Vec<(&'static str, Vec<u8>)> {
             expected_tombstone(&expected_key_file().encode(), &snapshot_bytes)
                 .encode(&keys, Some(nonce(N_TOMBSTONE))),
         ),
+        ("wal.bin", encode_wal(&keys)),
     ]
 }
 
@@ -567,6 +655,7 @@ fn stored_as(file: &str) -> Stored {
         "wait.bin" => Stored::Object(ObjectKind::Wait),
         "report.bin" => Stored::Object(ObjectKind::Report),
         "tombstone.bin" => Stored::Object(ObjectKind::Tombstone),
+        "wal.bin" => Stored::Object(ObjectKind::Wal),
         other => panic!("unknown vector {other}"),
     }
 }
@@ -1034,6 +1123,109 @@ fn tombstone_vector() {
     assert_eq!(t.encode(&keys, Some(nonce(N_TOMBSTONE))), bytes);
 }
 
+#[test]
+fn wal_vector() {
+    let keys = keys();
+    let bytes = read("wal.bin");
+    assert_eq!(bytes.len(), WAL_LEN);
+    // "CFFA", version 3, the header box's length; each box starts with its nonce.
+    assert_eq!(&bytes[..5], b"CFFA\x03");
+    assert_eq!(bytes[5..7], (WAL_BOX_LEN as u16).to_le_bytes());
+    assert_eq!(&bytes[7..7 + NONCE_LEN], &nonce(N_WAL_HEADER));
+    let body_at = 7 + WAL_BOX_LEN;
+    assert_eq!(&bytes[body_at..body_at + NONCE_LEN], &nonce(N_WAL_BODY));
+    // The header alone, from the first bytes a catalog reads.
+    let (h, at) = WalHeader::decode(&keys, &bytes[..HEAD_LEN.min(bytes.len())]).unwrap();
+    assert_eq!(at, body_at);
+    assert_eq!(h.kind, WalKind::Segment);
+    assert_eq!(h.kind as u8, 1);
+    assert_eq!(h.name, WAL_NAME);
+    assert_eq!(h.system_id, WAL_SYSTEM_ID);
+    assert_eq!((h.timeline, h.start_lsn), (1, 0x3_0000));
+    assert_eq!((h.segment_size, h.size), (65_536, 65_536));
+    assert_eq!(hex::encode(h.hash), WAL_SEGMENT_HASH);
+    assert_eq!((h.mtime_ns, h.pushed_ns), (T0, T0 + SECOND));
+    assert_eq!(
+        h.commits,
+        Some((1_794_999_997_123_456_000, 1_794_999_999_123_456_000))
+    );
+    assert_eq!(h.codec, WalCodec::Zstd);
+    // The header box opens on its own, with the first 7 bytes as associated data, to the
+    // fields in the spec's order.
+    let plain = keys.open(&bytes[..7], &bytes[7..body_at]).unwrap();
+    assert_eq!(plain.len(), WAL_BOX_LEN - 40);
+    assert_eq!(plain[0], 1);
+    assert_eq!(&plain[1..27], [&[24, 0][..], WAL_NAME.as_bytes()].concat());
+    assert_eq!(*plain.last().unwrap(), WalCodec::Zstd as u8);
+    // The whole object: the body box (associated data: every byte before it) holds one
+    // zstd frame that declares the file's length and opens to the synthetic segment.
+    let (h2, file) = WalHeader::decode_file(&keys, &bytes).unwrap();
+    assert_eq!(h2, h);
+    assert_eq!(file, wal_segment());
+    let stored = keys.open(&bytes[..body_at], &bytes[body_at..]).unwrap();
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&stored).ok(),
+        Some(Some(65_536))
+    );
+    assert_eq!(h, expected_wal_header(&file));
+    assert_eq!(
+        h.encode(
+            &keys,
+            &stored,
+            Some((nonce(N_WAL_HEADER), nonce(N_WAL_BODY)))
+        )
+        .unwrap(),
+        bytes
+    );
+    assert_eq!(encode_wal(&keys), bytes);
+}
+
+/// The segment in `wal.bin` is what coffer's scanner reads: its first page says what the
+/// header says, and walking its records finds the header's commit times. `segment_head`
+/// itself refuses it (wal-push archives only PostgreSQL's sizes, 1 MiB and up; the format
+/// takes any power of two up to 1 GiB), so the walk gets the head from the page's fields.
+#[test]
+fn wal_vector_segment_is_what_the_scanner_reads() {
+    let file = wal_segment();
+    let u16_at = |at: usize| u16::from_le_bytes(file[at..at + 2].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+    let head = SegmentHead {
+        magic: u16_at(0),
+        timeline: u32_at(4),
+        start_lsn: u64_at(8),
+        system_id: u64_at(24),
+        segment_size: u32_at(32),
+        page_size: u32_at(36),
+    };
+    assert_eq!(
+        head,
+        SegmentHead {
+            magic: 0xd110,
+            timeline: 1,
+            start_lsn: WAL_START,
+            system_id: WAL_SYSTEM_ID,
+            segment_size: WAL_SEGMENT_SIZE,
+            page_size: WAL_PAGE_SIZE,
+        }
+    );
+    assert_eq!(u16_at(2), 0x0002, "page 0 has the long header");
+    // Pages 1 and 2 begin with the rest of a record: 3,877 bytes of the first message, and
+    // 18 of the last commit (whose 24-byte record header is split 16 + 8).
+    assert_eq!((u16_at(8192 + 2), u32_at(8192 + 16)), (0x0001, 3877));
+    assert_eq!((u16_at(16384 + 2), u32_at(16384 + 16)), (0x0001, 18));
+    for page in 3..8 {
+        assert_eq!(u16_at(page * 8192 + 2), 0, "page {page}");
+        assert_eq!(u64_at(page * 8192 + 8), WAL_START + page as u64 * 8192);
+    }
+    let err = scan::segment_head(&file).expect_err("64 KiB segments are not PostgreSQL's");
+    assert!(err.message().contains("segment size of 65536"), "{err}");
+    assert_eq!(
+        scan::commit_times(&file, &head),
+        expected_wal_header(&file).commits
+    );
+}
+
 /// The three garbage-collection objects and the report share one envelope; the magic, which
 /// the box authenticates, is what keeps one from being read as another.
 #[test]
@@ -1243,6 +1435,15 @@ fn flipped_bytes_are_detected() {
     for (i, b) in flips(&tombstone) {
         assert_kind("tombstone", i, Tombstone::decode(&keys, &b), kind_for(i, 4));
     }
+    let wal = read("wal.bin");
+    for (i, b) in flips(&wal) {
+        assert_kind(
+            "WAL file",
+            i,
+            WalHeader::decode_file(&keys, &b),
+            kind_for(i, 4),
+        );
+    }
     let pack_bytes = read("pack.bin");
     let version_at = pack_bytes.len() - 5;
     for (i, b) in flips(&pack_bytes) {
@@ -1335,6 +1536,18 @@ fn other_versions_are_refused_by_name() {
             read("tombstone.bin"),
             4,
             Box::new(|b| Tombstone::peek(b).map(drop)),
+        ),
+        (
+            "WAL file",
+            read("wal.bin"),
+            4,
+            Box::new(|b| WalHeader::decode(&keys, b).map(drop)),
+        ),
+        (
+            "WAL file",
+            read("wal.bin"),
+            4,
+            Box::new(|b| WalHeader::decode_file(&keys, b).map(drop)),
         ),
         (
             "pack trailer",
@@ -1485,6 +1698,30 @@ fn truncated_vectors_are_refused() {
             ErrorKind::Corrupt,
         );
     }
+    // A WAL file's header is read from the first bytes alone: cut anywhere before the end
+    // of its box it is refused; the whole object, cut anywhere, is refused.
+    let wal = read("wal.bin");
+    for n in 0..wal.len() {
+        assert_kind(
+            "WAL file",
+            n,
+            WalHeader::decode_file(&keys, &wal[..n]),
+            ErrorKind::Corrupt,
+        );
+        if n < 7 + WAL_BOX_LEN {
+            assert_kind(
+                "WAL file header",
+                n,
+                WalHeader::decode(&keys, &wal[..n]),
+                ErrorKind::Corrupt,
+            );
+        } else {
+            assert!(
+                WalHeader::decode(&keys, &wal[..n]).is_ok(),
+                "header cut at {n}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1531,7 +1768,8 @@ fn object_names_match_the_readme() {
             "plan.bin",
             "wait.bin",
             "report.bin",
-            "tombstone.bin"
+            "tombstone.bin",
+            "wal.bin"
         ]
     );
     for (file, _, name) in &rows {
@@ -1561,6 +1799,7 @@ fn object_names_match_the_readme() {
     // `wait.bin`) are the literals here.
     let readme = std::fs::read_to_string(vectors_dir().join("README.md")).unwrap();
     for literal in [
+        WAL_SEGMENT_HASH,
         CHUNK_A_ID,
         EMPTY_TREE_ID,
         EMPTY_TREE_AS_DATA_ID,
@@ -1597,6 +1836,7 @@ fn object_names_are_canonical() {
         (format!("waits/{hex}"), ObjectKind::Wait),
         (format!("reports/{hex}"), ObjectKind::Report),
         (format!("tombstones/{hex}"), ObjectKind::Tombstone),
+        (format!("wal/{hex}"), ObjectKind::Wal),
     ] {
         let name = ObjectName::parse(&good).unwrap_or_else(|| panic!("{good}"));
         assert_eq!(name.kind, kind, "{good}");
@@ -1619,6 +1859,9 @@ fn object_names_are_canonical() {
         format!("tombstones/{upper}"),
         format!("tombstone/{hex}"),
         format!("tombstones/{hex}.tmp"),
+        format!("wal/{upper}"),
+        format!("wal/ab/{hex}"),
+        format!("wal/{WAL_NAME}"),
         format!("gc/{hex}"),
     ] {
         assert_eq!(ObjectName::parse(&bad), None, "{bad}");
@@ -2174,6 +2417,116 @@ mod from_the_spec {
         [public.clone(), seal(&d.aead, N_TOMBSTONE, &public, &body)].concat()
     }
 
+    /// format-spec/vectors/README.md, `wal.bin`: eight 8 KiB pages, each with its header,
+    /// and six records laid out as PostgreSQL lays them out.
+    fn wal_segment_bytes() -> Vec<u8> {
+        const PAGE: usize = 8192;
+        const START: u64 = 0x3_0000;
+        let mut seg = vec![0u8; 8 * PAGE];
+        for i in 0..8 {
+            let info: u16 = if i == 0 { 2 } else { 0 };
+            let header = w()
+                .u16(0xd110)
+                .u16(info)
+                .u32(1)
+                .u64(START + (i * PAGE) as u64)
+                .0
+                .clone();
+            seg[i * PAGE..i * PAGE + 16].copy_from_slice(&header);
+        }
+        let long = w()
+            .u64(0x1817_1615_1413_1211)
+            .u32(65_536)
+            .u32(8192)
+            .0
+            .clone();
+        seg[24..40].copy_from_slice(&long);
+        // (resource manager, info, xid, main data)
+        let us = |seconds_before: i64| {
+            (TA / 1000 - 946_684_800_000_000 - seconds_before * 1_000_000)
+                .to_le_bytes()
+                .to_vec()
+        };
+        let filler = |n: usize| (0..n).map(|k| k as u8).collect::<Vec<u8>>();
+        let records: [(u8, u8, u32, Vec<u8>); 6] = [
+            (21, 0x00, 1000, filler(12_000)),
+            (1, 0x00, 1000, us(2)),
+            (1, 0x20, 1001, us(3)),
+            (21, 0x00, 1002, filler(4_163)),
+            (1, 0x00, 1002, us(1)),
+            (0, 0x40, 0, vec![]),
+        ];
+        let mut off = 40; // the next free byte, as an offset in the segment
+        let mut prev = 0x2_ffd0u64;
+        for (rmid, info, xid, main) in records {
+            let mut data = w();
+            match main.len() {
+                0 => {}
+                n if n <= 255 => {
+                    data.u8(255).u8(n as u8);
+                }
+                n => {
+                    data.u8(254).u32(n as u32);
+                }
+            }
+            data.raw(&main);
+            let total = 24 + data.0.len();
+            let mut rec = w();
+            rec.u32(total as u32).u32(xid).u64(prev).u8(info).u8(rmid);
+            rec.u16(0).u32(0).raw(&data.0);
+            off = (off + 7) & !7;
+            if off % PAGE == 0 {
+                off += 24;
+            }
+            prev = START + off as u64;
+            for (k, byte) in rec.0.iter().enumerate() {
+                if off % PAGE == 0 {
+                    seg[off + 2] |= 1; // XLP_FIRST_IS_CONTRECORD
+                    seg[off + 16..off + 20].copy_from_slice(&((total - k) as u32).to_le_bytes());
+                    off += 24;
+                }
+                seg[off] = *byte;
+                off += 1;
+            }
+        }
+        seg
+    }
+
+    /// §5.13: `"CFFA" 3 h:u16 ‖ seal(A = those 7 bytes, header) ‖ seal(A = every byte
+    /// before, zstd frame of the file)`.
+    #[test]
+    fn wal() {
+        let d = derived();
+        let file = wal_segment_bytes();
+        assert_eq!(blake3::hash(&file).to_hex().as_str(), WAL_SEGMENT_HASH);
+        let mut header = w();
+        header.u8(1).s16(b"000000010000000000000003");
+        header
+            .u64(0x1817_1615_1413_1211)
+            .u32(1)
+            .u64(0x3_0000)
+            .u32(65_536);
+        header.u64(65_536).raw(blake3::hash(&file).as_bytes());
+        header.i64(T0).i64(T0 + 1_000_000_000);
+        header.u8(1).i64(TA - 3_000_000_000).i64(TA - 1_000_000_000);
+        header.u8(1);
+        assert_eq!(header.0.len(), 101 + 24);
+        let prefix = w()
+            .raw(b"CFFA")
+            .u8(VERSION)
+            .u16(header.0.len() as u16 + 40)
+            .0
+            .clone();
+        let head = [
+            prefix.clone(),
+            seal(&d.aead, N_WAL_HEADER, &prefix, &header.0),
+        ]
+        .concat();
+        let stored = zstd::bulk::compress(&file, 1).unwrap();
+        let want = [head.clone(), seal(&d.aead, N_WAL_BODY, &head, &stored)].concat();
+        assert_eq!(want, read("wal.bin"));
+    }
+
     #[test]
     fn tombstone() {
         let d = derived();
@@ -2300,6 +2653,11 @@ fn regenerate_vectors() {
         "const TOMBSTONE_LEN: usize = {};",
         read("tombstone.bin").len()
     );
+    println!(
+        "const WAL_SEGMENT_HASH: &str = \"{}\";",
+        blake3::hash(&wal_segment()).to_hex()
+    );
+    println!("const WAL_LEN: usize = {};", read("wal.bin").len());
     println!(
         "const PLAN_HASH: &str = \"{}\";",
         hex::encode(object_hash(&read("plan.bin")))

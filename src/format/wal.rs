@@ -18,8 +18,9 @@ pub const WAL_MAGIC: &[u8; 4] = b"CFFA";
 /// Bytes before the header box: magic, version, the box's length.
 pub const PREFIX_LEN: usize = 7;
 
-/// The largest header box. A header is at most 107 bytes of fixed fields plus a name of at
-/// most `MAX_NAME_LEN`, sealed.
+/// The largest header box a reader accepts. A header is 101 bytes of fixed fields (the
+/// name's length included) and a name of at most `MAX_NAME_LEN`, so coffer's largest is
+/// 205 bytes sealed; the bound leaves room and fixes how much a catalog reads (`HEAD_LEN`).
 pub const MAX_HEADER_BOX: usize = 512;
 
 /// Bytes a reader fetches to get any header: the prefix and the largest header box.
@@ -33,7 +34,7 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_FILE_LEN: u64 = 1 << 30;
 
 /// The largest object: the largest file, stored raw, with both boxes and the prefix.
-pub const MAX_OBJECT_LEN: u64 = MAX_FILE_LEN + (HEAD_LEN + SEAL_OVERHEAD + 1) as u64;
+pub const MAX_OBJECT_LEN: u64 = MAX_FILE_LEN + (HEAD_LEN + SEAL_OVERHEAD) as u64;
 
 /// What kind of file PostgreSQL archived. The numbers are on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,7 +101,7 @@ pub struct WalHeader {
     pub codec: WalCodec,
 }
 
-/// Fixed fields of a header after the name.
+/// A header's fixed fields, the name's `u16` length included: all but the name's bytes.
 const FIXED_LEN: usize = 1 + 2 + 8 + 4 + 8 + 4 + 8 + 32 + 8 + 8 + 1 + 8 + 8 + 1;
 
 impl WalHeader {
@@ -209,7 +210,7 @@ impl WalHeader {
         self.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let plain = self.encode_plain();
         let box_len = plain.len() + SEAL_OVERHEAD;
-        debug_assert!(plain.len() <= FIXED_LEN + 2 + MAX_NAME_LEN);
+        debug_assert!(plain.len() <= FIXED_LEN + MAX_NAME_LEN);
         let mut out = Vec::with_capacity(PREFIX_LEN + box_len + stored.len() + SEAL_OVERHEAD);
         out.extend_from_slice(WAL_MAGIC);
         out.push(FORMAT_VERSION);
@@ -250,6 +251,15 @@ impl WalHeader {
         let file = match h.codec {
             WalCodec::Raw => stored,
             WalCodec::Zstd => {
+                // One frame and nothing after it: zstd would go on to read more frames
+                // (skippable or empty ones), so two bodies could stand for one file.
+                let frame_len = zstd::zstd_safe::find_frame_compressed_size(&stored).ok();
+                if frame_len != Some(stored.len()) {
+                    return Err(Error::corrupt(format!(
+                        "WAL file {}: its body is not exactly one zstd frame",
+                        h.name
+                    )));
+                }
                 let declared = zstd::zstd_safe::get_frame_content_size(&stored)
                     .ok()
                     .flatten();
@@ -337,6 +347,28 @@ mod tests {
             assert!(WalHeader::decode_file(&k, &bad).is_err(), "bit flip at {i}");
         }
         assert!(WalHeader::decode_file(&k, &oa[..oa.len() - 1]).is_err());
+    }
+
+    /// format-spec §5.13: a header box is 142 bytes with a one-byte name and 205 with the
+    /// longest, inside the 142 … 512 a reader accepts; one byte less is refused.
+    #[test]
+    fn header_boxes_are_the_sizes_the_spec_gives() {
+        let k = keys();
+        for (name_len, box_len) in [(1, 142), (24, 165), (MAX_NAME_LEN, 205)] {
+            let h = WalHeader {
+                name: "0".repeat(name_len),
+                ..header(&[0u8; 4096])
+            };
+            let obj = h.encode(&k, b"", None).unwrap();
+            assert_eq!(u16::from_le_bytes([obj[5], obj[6]]) as usize, box_len);
+            assert_eq!(WalHeader::decode(&k, &obj).unwrap().1, PREFIX_LEN + box_len);
+        }
+        let mut short = b"CFFA\x03".to_vec();
+        short.extend_from_slice(&141u16.to_le_bytes());
+        short.resize(PREFIX_LEN + 141 + 40, 0);
+        let err = WalHeader::decode(&k, &short).unwrap_err();
+        assert!(err.message().contains("header box of 141 bytes"), "{err}");
+        assert_eq!(MAX_OBJECT_LEN, (1 << 30) + 7 + 512 + 40);
     }
 
     #[test]

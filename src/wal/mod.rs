@@ -8,6 +8,9 @@ pub mod fetch;
 pub mod names;
 pub mod push;
 pub mod scan;
+/// Synthetic segments for the test vector, tests and fuzz seeds (never in a release build).
+#[cfg(any(test, feature = "vectors"))]
+pub mod synthetic;
 
 pub use catalog::{Catalog, WalEntry};
 pub use fetch::{fetch, from_spool, Fetched};

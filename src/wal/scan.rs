@@ -101,8 +101,14 @@ pub fn segment_head(seg: &[u8]) -> Result<SegmentHead> {
 }
 
 /// The earliest and latest commit or abort times (ns since the Unix epoch) of the records
-/// that begin in this segment; `None` if there are none.
+/// that begin in this segment; `None` if there are none. `head` is what `segment_head` read
+/// from `seg`; bytes past `head.segment_size` are not part of the segment and are not read.
 pub fn commit_times(seg: &[u8], head: &SegmentHead) -> Option<(i64, i64)> {
+    // A head made elsewhere could hold anything: a page must at least hold its header.
+    if (head.page_size as usize) < LONG_HEADER {
+        return None;
+    }
+    let seg = &seg[..seg.len().min(head.segment_size as usize)];
     let payload = Payload::of(seg, head);
     let mut pos = payload.first_record;
     let mut prev_lsn: Option<u64> = None;
@@ -190,10 +196,17 @@ impl Payload {
             first_record: 0,
         };
         for (i, chunk) in seg.chunks(page).enumerate() {
-            let addr = head.start_lsn + (i * page) as u64;
+            // A segment at the very top of the address space ends there: a page past it
+            // (only in a hostile file) is not read.
+            let Some(addr) = head.start_lsn.checked_add((i * page) as u64) else {
+                break;
+            };
             let info = u16_at(chunk, 2).unwrap_or(0);
             let long = info & XLP_LONG_HEADER != 0;
             let header = if long { LONG_HEADER } else { SHORT_HEADER };
+            let Some(data_lsn) = addr.checked_add(header as u64) else {
+                break;
+            };
             // A page of another address or magic is stale (a recycled file) or unused.
             if chunk.len() < header
                 || u16_at(chunk, 0) != Some(head.magic)
@@ -207,7 +220,7 @@ impl Payload {
                 let rem = u32_at(chunk, 16).unwrap_or(0) as usize;
                 p.first_record = align8(rem);
             }
-            p.pages.push((p.bytes.len(), addr + header as u64));
+            p.pages.push((p.bytes.len(), data_lsn));
             p.bytes.extend_from_slice(&chunk[header..]);
         }
         p
@@ -220,129 +233,94 @@ impl Payload {
     fn lsn_of(&self, at: usize) -> Option<u64> {
         let i = self.pages.partition_point(|&(start, _)| start <= at);
         let (start, lsn) = self.pages.get(i.checked_sub(1)?)?;
-        Some(lsn + (at - start) as u64)
+        lsn.checked_add((at - start) as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::synthetic::SegmentBuilder;
 
-    const PAGE: usize = 8192;
-    const SEG: usize = 1 << 20;
+    const PAGE: u32 = 8192;
+    const SEG: u32 = 1 << 20;
 
-    /// A synthetic segment: long header, then records laid out as PostgreSQL does.
-    struct Builder {
-        seg: Vec<u8>,
-        start: u64,
-        /// LSN where the next record goes.
-        at: u64,
-        prev: u64,
+    /// A whole 1 MiB segment of timeline 1 of cluster 42, empty but for its page headers.
+    fn builder(start: u64) -> SegmentBuilder {
+        SegmentBuilder::new(42, 1, start, SEG, PAGE, SEG as usize, 0)
     }
 
-    impl Builder {
-        fn new(start: u64) -> Builder {
-            let mut b = Builder {
-                seg: vec![0; SEG],
-                start,
-                at: start + LONG_HEADER as u64,
-                prev: 0,
-            };
-            for i in 0..SEG / PAGE {
-                let p = &mut b.seg[i * PAGE..];
-                p[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
-                let info: u16 = if i == 0 { XLP_LONG_HEADER } else { 0 };
-                p[2..4].copy_from_slice(&info.to_le_bytes());
-                p[4..8].copy_from_slice(&1u32.to_le_bytes());
-                p[8..16].copy_from_slice(&(start + (i * PAGE) as u64).to_le_bytes());
-            }
-            b.seg[24..32].copy_from_slice(&42u64.to_le_bytes());
-            b.seg[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
-            b.seg[36..40].copy_from_slice(&(PAGE as u32).to_le_bytes());
-            b
-        }
-
-        /// Append a record, splitting it over pages (skipping their headers).
-        fn record(&mut self, rmid: u8, info: u8, main: &[u8]) {
-            let mut rec = vec![0u8; RECORD_HEADER];
-            rec.extend_from_slice(&[BLOCK_ID_DATA_SHORT, main.len() as u8]);
-            rec.extend_from_slice(main);
-            let total = rec.len() as u32;
-            rec[0..4].copy_from_slice(&total.to_le_bytes());
-            rec[8..16].copy_from_slice(&self.prev.to_le_bytes());
-            rec[16] = info;
-            rec[17] = rmid;
-            // A record never starts where a page header goes: its LSN is after the header.
-            if (self.at - self.start) as usize % PAGE == 0 {
-                self.at += SHORT_HEADER as u64;
-            }
-            self.prev = self.at;
-            for byte in rec {
-                let off = (self.at - self.start) as usize;
-                if off % PAGE == 0 {
-                    self.at += SHORT_HEADER as u64;
-                }
-                let off = (self.at - self.start) as usize;
-                self.seg[off] = byte;
-                self.at += 1;
-            }
-            self.at = (self.at + 7) & !7;
-        }
-
-        fn commit(&mut self, us_since_2000: i64) {
-            let mut main = us_since_2000.to_le_bytes().to_vec();
-            main.extend_from_slice(&0u32.to_le_bytes());
-            self.record(RM_XACT, 0x00, &main);
-        }
-    }
-
+    /// `us` microseconds after PostgreSQL's epoch, in ns after the Unix epoch.
     fn ns(us: i64) -> i64 {
         (us + PG_EPOCH_US) * 1000
     }
 
     #[test]
     fn reads_the_header_and_every_commit_across_pages() {
-        let mut b = Builder::new(5 * SEG as u64);
+        let mut b = builder(5 * SEG as u64);
         for i in 0..2000 {
             // Filler records of various sizes make commits straddle page boundaries.
-            b.record(10, 0, &vec![7u8; (i * 37) % 200]);
-            b.commit(1_000_000 + i as i64);
+            b.record(10, 0, 7, &vec![7u8; (i * 37) % 200]);
+            b.commit(7, ns(1_000_000 + i as i64));
         }
-        let head = segment_head(&b.seg).unwrap();
+        let head = segment_head(b.bytes()).unwrap();
         assert_eq!((head.system_id, head.timeline), (42, 1));
         assert_eq!(head.start_lsn, 5 * SEG as u64);
         assert_eq!(
-            commit_times(&b.seg, &head),
+            commit_times(b.bytes(), &head),
             Some((ns(1_000_000), ns(1_001_999)))
         );
     }
 
     #[test]
-    fn stops_at_a_switch_and_at_stale_pages() {
-        let mut b = Builder::new(0);
-        b.commit(5);
-        b.record(RM_XLOG, XLOG_SWITCH, &[]);
-        b.commit(9);
-        let head = segment_head(&b.seg).unwrap();
-        assert_eq!(commit_times(&b.seg, &head), Some((ns(5), ns(5))));
+    fn stops_at_a_switch_and_at_stale_records() {
+        let mut b = builder(0);
+        b.commit(7, ns(5));
+        b.switch();
+        b.commit(7, ns(9));
+        let head = segment_head(b.bytes()).unwrap();
+        assert_eq!(commit_times(b.bytes(), &head), Some((ns(5), ns(5))));
 
         // A record whose "previous record" is wrong is stale data: not read.
-        let mut b = Builder::new(0);
-        b.commit(5);
-        b.prev = 12345;
-        b.commit(9);
-        assert_eq!(commit_times(&b.seg, &head), Some((ns(5), ns(5))));
+        let mut b = builder(0);
+        b.commit(7, ns(5));
+        b.set_prev(12345);
+        b.commit(7, ns(9));
+        assert_eq!(commit_times(b.bytes(), &head), Some((ns(5), ns(5))));
+    }
+
+    /// Bytes after the segment's size are not part of it, and addresses never overflow,
+    /// whatever the head says.
+    #[test]
+    fn reads_no_further_than_the_segment_nor_past_the_top_of_the_address_space() {
+        let top = u64::MAX - (u64::from(SEG) - 1);
+        let mut b = builder(top);
+        b.commit(7, ns(5));
+        let head = segment_head(b.bytes()).unwrap();
+        assert_eq!(head.start_lsn, top);
+        let mut longer = b.bytes().to_vec();
+        longer.extend_from_slice(b.bytes());
+        assert_eq!(commit_times(&longer, &head), Some((ns(5), ns(5))));
+        for page_size in [0, 1, 39] {
+            let odd = SegmentHead { page_size, ..head };
+            assert_eq!(commit_times(&longer, &odd), None);
+        }
+        let unaligned = SegmentHead {
+            start_lsn: u64::MAX - 100,
+            ..head
+        };
+        assert_eq!(commit_times(&longer, &unaligned), None);
     }
 
     #[test]
     fn garbage_never_panics_and_is_refused_as_a_segment() {
         assert!(segment_head(&[]).is_err());
         assert!(segment_head(&[0xff; 100]).is_err());
-        let b = Builder::new(0);
-        let head = segment_head(&b.seg).unwrap();
+        let b = builder(0);
+        let head = segment_head(b.bytes()).unwrap();
         let mut state = 1u64;
         for _ in 0..200 {
-            let mut seg = b.seg.clone();
+            let mut seg = b.bytes().to_vec();
             for _ in 0..64 {
                 state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
                 let at = (state >> 33) as usize % seg.len();
