@@ -354,8 +354,19 @@ coffer_base() {
   timed "base$1" cof backup --postgres-base "$(url "$PORT")"
 }
 
-coffer_restore_time() { cof restore "@$3" --to-postgres-data "$1" --start --port "$2"; }
-coffer_restore_end() { cof restore latest --to-postgres-data "$1" --start --port "$2"; }
+# coffer's restore starts the server itself (as the data directory's owner, archiving off)
+# and returns once recovery has ended; its JSON report (kept in DIR.json) says how long
+# writing the data directory and the WAL it needs took (restore_seconds), the figure that
+# compares with pgBackRest's restore command.
+coffer_restore() {
+  local dir=$1 port=$2 snapshot=$3
+  cof --json restore "$snapshot" --to-postgres-data "$dir" --start --port "$port" >"$dir.json"
+  local rc=$?
+  cat "$dir.json"
+  return $rc
+}
+coffer_restore_time() { coffer_restore "$1" "$2" "@$3"; }
+coffer_restore_end() { coffer_restore "$1" "$2" latest; }
 
 # Which of the commands the benchmark drives this coffer has: sets COFFER_CAN_ARCHIVE,
 # COFFER_CAN_BACKUP, COFFER_CAN_RESTORE (1 or 0) and COFFER_MISSING (what it lacks).
@@ -489,7 +500,7 @@ phase_backups() {
 # restore_timed METRIC DIR PORT KIND [TARGET]: time a restore to a recovered, running server.
 restore_timed() {
   local metric=$1 dir=$2 port=$3 kind=$4 target=${5:-} t0 t1 st log=$LOGS/$TOOL.$1.r$ROUND.log
-  rm -rf "$dir"
+  rm -rf "$dir" "$dir.json"
   mkdir -m 700 "$dir"
   [[ -n $PG_OS_USER ]] && chown "$PG_OS_USER:" "$dir"
   sync
@@ -499,7 +510,17 @@ restore_timed() {
     return 1
   fi
   STARTED+=("$dir")
-  record "${metric}_command_s" "$(elapsed "$t0" "$(now)")"
+  local cmd_s
+  cmd_s=$(elapsed "$t0" "$(now)")
+  if [[ -s $dir.json ]]; then
+    # A restore that also recovered (coffer --start): the part that writes the data
+    # directory is the one it reports, and the rest is recovery.
+    record "${metric}_command_s" "$(jq -r '.restore_seconds | . * 100 | round / 100' "$dir.json")"
+    record "${metric}_reported_recovered_s" "$(jq -r '.recovered_seconds // "FAIL"' "$dir.json")"
+    record "${metric}_last_replayed_commit" "$(jq -r '.last_replayed_commit // "none"' "$dir.json")"
+  else
+    record "${metric}_command_s" "$cmd_s"
+  fi
   # pgBackRest leaves starting to the user; coffer's --start has started it already.
   if [[ ! -f $dir/postmaster.pid ]]; then
     as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir.log" -o "-c listen_addresses=127.0.0.1 \
@@ -684,11 +705,11 @@ $(row "second base backup after churn, s (pgBackRest diff)" base2_diff_s base2_s
 $(row "second base backup, repository MB added (pgBackRest incr)" base2_incr_bytes base2_bytes 1e6 1)
 $(row "second base backup, repository MB added (pgBackRest diff)" base2_diff_bytes base2_bytes 1e6 1)
 $(row "restore to a time mid-churn: command to recovered server, s" pitr_s pitr_s 1 1)
-$(row "  of which the restore command, s" pitr_command_s pitr_command_s 1 1)
+$(row "  of which writing the data directory (and coffer's WAL spool), s" pitr_command_s pitr_command_s 1 1)
 $(row "  rows after the target (must be 0)" pitr_rows_after_target pitr_rows_after_target 1 0)
 $(row "  newest row before the target, ms (rows come every 100 ms)" pitr_newest_before_target_ms pitr_newest_before_target_ms 1 0)
 $(row "restore to the end after SIGKILL: command to recovered server, s" end_s end_s 1 1)
-$(row "  of which the restore command, s" end_command_s end_command_s 1 1)
+$(row "  of which writing the data directory (and coffer's WAL spool), s" end_command_s end_command_s 1 1)
 $(row "archive backlog when the server was killed, segments" rpo_backlog_at_kill rpo_backlog_at_kill 1 0)
 $(row "RPO under load: kill time - newest recovered commit, s" rpo_s rpo_s 1 1)
 
