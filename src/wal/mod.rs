@@ -4,10 +4,13 @@
 //! bring a database back to any moment the archive covers.
 
 pub mod catalog;
+pub mod chain;
 pub mod fetch;
 pub mod names;
 pub mod push;
+pub mod retention;
 pub mod scan;
+pub mod verify;
 
 pub use catalog::{Catalog, WalEntry};
 pub use fetch::{fetch, from_spool, Fetched};
