@@ -260,7 +260,7 @@ impl Checker<'_> {
             return Ok(());
         }
         let mut left = 0;
-        for kind in [ObjectKind::Key, ObjectKind::Snapshot] {
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Wal] {
             left += self
                 .repo
                 .backend()
