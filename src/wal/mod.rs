@@ -10,6 +10,7 @@ pub mod names;
 pub mod push;
 pub mod retention;
 pub mod scan;
+pub mod status;
 pub mod verify;
 
 pub use catalog::{Catalog, WalEntry};
