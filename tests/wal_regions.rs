@@ -3,12 +3,14 @@
 //! succeeding on the other region (one region's write is enough by default,
 //! `--min-regions 1`), PostgreSQL never sees a failed archive, `sync` then copies the WAL
 //! files the region missed, and `check --read-data` on each region alone finds the chain
-//! of the base backup complete.
+//! of the base backup complete. Once with a local folder that becomes unreadable, once with
+//! an S3 region whose server (moto) is killed and comes back empty.
 
 mod common;
 
-use common::archiving::{chown_tree, store_base_snapshot, wal_names, Archiving};
+use common::archiving::{archive_command, chown_tree, store_base_snapshot, wal_names, Archiving};
 use common::postgres::server_owner;
+use common::servers::{restart_moto, Moto};
 use common::{expect_code, Env};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -114,7 +116,99 @@ fn a_region_lost_during_archiving_is_caught_up_by_sync() {
         assert_eq!(w["chain"]["newest"], newest.as_str(), "{w}");
     }
 
+    // repair (which works on locks, plans, the index and snapshots) leaves the archive be.
+    let repair = json(
+        &both().args(["--json", "repair"]).output().unwrap(),
+        "repair",
+    );
+    assert_eq!(repair["exit_code"], 0, "{repair}");
+    give_back();
+    assert_eq!(wal_names(&a.env.repo()), in_a);
+    assert_eq!(wal_names(&b), in_a);
+
     // Archiving goes on into both regions.
     a.switch_and_wait();
     assert_eq!(wal_names(&b), wal_names(&a.env.repo()));
+}
+
+#[test]
+fn an_s3_region_killed_during_archiving_is_caught_up_by_sync() {
+    let mut moto = Moto::start();
+    let creds = moto.env();
+    let env = Env::new();
+    let s3 = format!("s3={}", moto.url("wal"));
+    let init = env
+        .cmd()
+        .envs(creds.iter().cloned())
+        .args(["--repo", &s3, "init", "--kdf-memory-kib", "1024"])
+        .output()
+        .unwrap();
+    expect_code(&init, 0, "init of both regions");
+    // The archiver needs the S3 credentials, and the URL quoted for the shell.
+    let vars: Vec<String> = creds.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let command = format!(
+        "env {} {}",
+        vars.join(" "),
+        archive_command(&env, &format!("--repo '{s3}'"))
+    );
+    let a = Archiving::start_in(env, "", &[("archive_command", &command)], false);
+    let both = || {
+        let mut c = a.env.cmd();
+        c.envs(creds.iter().cloned()).args(["--repo", &s3]);
+        c
+    };
+    a.switch_and_wait();
+    let base = a.base_backup();
+    store_base_snapshot(&a.env, &base);
+    json(
+        &both().args(["--json", "sync"]).output().unwrap(),
+        "first sync",
+    );
+
+    // The S3 server dies; archiving goes on into the local region.
+    moto.server.kill();
+    for _ in 0..3 {
+        a.switch_and_wait();
+    }
+    let log = a.pg.log();
+    assert!(log.contains("region s3"), "no word of region s3 in:\n{log}");
+    let archived = wal_names(&a.env.repo());
+
+    // It comes back empty (moto keeps nothing): sync copies the whole repository to it,
+    // WAL included, and check --read-data of that region alone finds the chain complete.
+    let _moto = restart_moto(moto.server.port, &moto.bucket);
+    let sync = json(&both().args(["--json", "sync"]).output().unwrap(), "sync");
+    let region = sync["report"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "s3")
+        .unwrap()
+        .clone();
+    assert_eq!(region["missing"], region["copied"], "{sync}");
+    assert!(
+        region["copied"].as_u64().unwrap() > archived.len() as u64,
+        "{sync}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .env_clear()
+        .envs(creds.iter().cloned())
+        .env("COFFER_PASSWORD", common::PASSWORD)
+        .env("HOME", a.env.dir.path())
+        .args([
+            "--no-cache",
+            "--json",
+            "--repo",
+            &s3,
+            "check",
+            "--read-data",
+        ])
+        .output()
+        .unwrap();
+    let check = json(&out, "check --read-data of the S3 region alone");
+    let w = &check["report"]["wal"];
+    assert_eq!(check["ok"], true, "{check}");
+    assert_eq!(w["files"], archived.len() as u64, "{w}");
+    assert_eq!(w["read"], archived.len() as u64, "{w}");
+    assert_eq!(w["chain"]["gaps"].as_array().unwrap().len(), 0, "{w}");
 }
