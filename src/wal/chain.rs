@@ -84,7 +84,12 @@ impl Gap {
                 self.first, self.last, self.count
             )
         };
-        let when = |t: Option<i64>| t.map_or("?".to_string(), crate::browse::format_time_rfc3339);
+        // To the second: a person reads this, and the JSON keeps the nanoseconds.
+        let when = |t: Option<i64>| {
+            t.and_then(|ns| jiff::Timestamp::from_nanosecond(i128::from(ns)).ok())
+                .and_then(|ts| ts.round(jiff::Unit::Second).ok())
+                .map_or("?".to_string(), |ts| ts.to_string())
+        };
         format!(
             "WAL gap: {files}; recovery from {} base backup(s) stops before it, so the recovery \
              window loses {} to {}",
