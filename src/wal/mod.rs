@@ -10,10 +10,10 @@ pub mod names;
 pub mod push;
 pub mod retention;
 pub mod scan;
+pub mod status;
 /// Synthetic segments for the test vector, tests and fuzz seeds (never in a release build).
 #[cfg(any(test, feature = "vectors"))]
 pub mod synthetic;
-pub mod status;
 pub mod verify;
 
 pub use catalog::{Catalog, WalEntry};
