@@ -253,6 +253,14 @@ pub fn store_base_snapshot(env: &Env, b: &BaseStart) -> String {
             ("timeline".into(), b.timeline.to_string()),
             ("start-lsn".into(), b.start_lsn.clone()),
             ("stop-lsn".into(), b.stop_lsn.clone()),
+            // When pg_backup_stop returned (now, about): without it the window would start at
+            // the snapshot's time plus the template's duration, after the next segment.
+            (
+                "stop-time".into(),
+                jiff::Timestamp::from_nanosecond(repo.clock().now() as i128)
+                    .expect("a time")
+                    .to_string(),
+            ),
         ],
         ..template
     };
