@@ -6,6 +6,8 @@
 //! Data (`--read-data`): every pack is read in full, its hash checked, and every blob
 //! decrypted and verified against its ID. Then each snapshot is walked once more to name
 //! every file and directory that depends on a damaged or missing blob.
+//! The WAL archive (`wal::verify`): headers, with `--read-data` every byte, and the chain
+//! of segments every kept base backup replays.
 
 use crate::backend::{ObjectKind, ObjectName};
 use crate::error::{ErrorKind, Result};
@@ -22,6 +24,7 @@ use crate::index::{BlobLocation, Index, IndexBuilder};
 use crate::progress::Progress;
 use crate::repo::tombstones::buried_names;
 use crate::repo::Repository;
+use crate::wal::verify::WalCheck;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -62,6 +65,8 @@ pub struct CheckReport {
     pub affected: Vec<Affected>,
     /// Things worth knowing that are not damage (e.g. packs left by an interrupted backup).
     pub notes: Vec<String>,
+    /// The PostgreSQL WAL archive, when the repository has one.
+    pub wal: Option<WalCheck>,
 }
 
 impl CheckReport {
@@ -154,6 +159,16 @@ pub fn check(
     for (id, snap) in &snapshots {
         c.walk_snapshot(id, snap);
     }
+    let share = opts
+        .read_data
+        .then(|| opts.read_data_subset.map_or(1.0, |p| p / 100.0));
+    if let Some(wal) = crate::wal::verify::check_archive(repo, &snapshots, share)? {
+        for (object, problem) in &wal.problems {
+            c.problem(object, problem);
+        }
+        c.report.notes.extend(wal.chain.notes.iter().cloned());
+        c.report.wal = Some(wal);
+    }
     c.report.snapshots = snapshots.len() as u64;
     c.report.blobs = c.index.blob_count() as u64;
     Ok(c.report)
@@ -245,7 +260,7 @@ impl Checker<'_> {
             return Ok(());
         }
         let mut left = 0;
-        for kind in [ObjectKind::Key, ObjectKind::Snapshot] {
+        for kind in [ObjectKind::Key, ObjectKind::Snapshot, ObjectKind::Wal] {
             left += self
                 .repo
                 .backend()

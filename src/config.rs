@@ -43,6 +43,11 @@ pub struct Job {
     /// Buckets or prefixes, as URLs of any supported service.
     #[serde(default)]
     pub buckets: Vec<String>,
+    /// Point-in-time recovery of one PostgreSQL cluster, whose `archive_command` pushes its
+    /// WAL into the repository (`coffer wal-push`). `status`, the metrics and the run report
+    /// hold the archive's newest segment to the job's `rpo`.
+    #[serde(default)]
+    pub postgres_pitr: Option<PitrSection>,
     /// When to back up.
     pub schedule: Schedule,
     /// What to keep; without it nothing is forgotten.
@@ -143,6 +148,17 @@ pub struct DrillSection {
     /// Scratch bucket URL (or prefix) for bucket sources; emptied by each drill.
     #[serde(default)]
     pub bucket: Option<String>,
+}
+
+/// `postgres_pitr = { url = "postgresql://...", base_backup = "daily 01:00" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitrSection {
+    /// The cluster, as a connection URL.
+    pub url: String,
+    /// When to take a base backup.
+    #[serde(default)]
+    pub base_backup: Option<Schedule>,
 }
 
 /// `[monitoring]`: where every run reports.

@@ -2100,7 +2100,7 @@ fn tombstone_names_survive_hostile_input() {
 fn tombstone_parts_survive_hostile_input() {
     let keys = keys();
     let valid = read("tombstone.bin");
-    let (public, body) = open_envelope(&keys, &valid, 75);
+    let (public, body) = open_envelope(&keys, &valid, 108);
     let canonical = |sealed: Vec<u8>, t: Tombstone| {
         t.validate().expect("a decoded tombstone is valid");
         assert_eq!(t.encode(&keys, Some(nonce())), sealed);
@@ -2131,15 +2131,16 @@ fn tombstone_parts_survive_hostile_input() {
 fn tombstone_refuses_forged_counts() {
     let keys = keys();
     let valid = read("tombstone.bin");
-    let (public, body) = open_envelope(&keys, &valid, 75);
-    assert_eq!(&public[5..9], &2u32.to_le_bytes());
-    for count in [3u32, 4, 1 << 16, 1 << 24, u32::MAX - 1, u32::MAX] {
+    let (public, body) = open_envelope(&keys, &valid, 108);
+    assert_eq!(&public[5..9], &3u32.to_le_bytes());
+    for count in [4u32, 5, 1 << 16, 1 << 24, u32::MAX - 1, u32::MAX] {
         let mut p = public.clone();
         p[5..9].copy_from_slice(&count.to_le_bytes());
         let sealed = reseal(&keys, &p, &body);
-        // 3 names fit in the 48 bytes of the box, so the list swallows part of it and the
-        // rest no longer opens (or the third "name" has no valid kind); more claim too much.
-        let says = if count == 3 { "" } else { "claims" };
+        // A fourth name fits in the 48 bytes of the box, so the list swallows part of it and
+        // the rest no longer opens (or the fourth "name" has no valid kind); more claim too
+        // much.
+        let says = if count == 4 { "" } else { "claims" };
         refused_small(&format!("tombstone with {count} names"), says, || {
             Tombstone::decode(&keys, &sealed)
         });
@@ -2166,7 +2167,7 @@ fn tombstone_refuses_forged_counts() {
     });
     // The honest tombstone decodes with small allocations.
     let (r, largest) = largest_allocation(|| Tombstone::decode(&keys, &valid));
-    assert_eq!(r.unwrap().names.len(), 2);
+    assert_eq!(r.unwrap().names.len(), 3);
     assert!(largest <= 4096, "{largest}");
 }
 
@@ -2174,7 +2175,7 @@ fn tombstone_refuses_forged_counts() {
 #[test]
 fn tombstone_fields_are_checked() {
     let keys = keys();
-    let (_, body) = open_envelope(&keys, &read("tombstone.bin"), 75);
+    let (_, body) = open_envelope(&keys, &read("tombstone.bin"), 108);
     let decode = |entries: &[(u8, [u8; 32])], body: &[u8]| {
         let sealed = reseal(
             &keys,
@@ -2183,9 +2184,14 @@ fn tombstone_fields_are_checked() {
         );
         catch_unwind(AssertUnwindSafe(|| Tombstone::decode(&keys, &sealed))).expect("no panic")
     };
-    let t = decode(&[(1, [5; 32]), (2, [1; 32]), (2, [2; 32])], &body).unwrap();
+    let t = decode(
+        &[(1, [5; 32]), (2, [1; 32]), (2, [2; 32]), (3, [0; 32])],
+        &body,
+    )
+    .unwrap();
     assert_eq!(t.names[0], (BuriedKind::Key, [5; 32]));
-    for kind in [0u8, 3, 0x7f, 0xff] {
+    assert_eq!(t.names[3], (BuriedKind::Wal, [0; 32]));
+    for kind in [0u8, 4, 0x7f, 0xff] {
         let err = decode(&[(kind, [1; 32])], &body).expect_err("an unknown kind");
         assert_eq!(err.kind(), ErrorKind::Corrupt);
         assert_eq!(

@@ -7,14 +7,12 @@
 mod common;
 
 use coffer::backend::{self, Backend, Location, ObjectKind, ObjectName, ServiceOptions};
-use common::servers::{Azurite, Moto};
+use common::servers::{restart_moto, Azurite, Moto};
 use common::{pseudo_random, PASSWORD};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -413,87 +411,6 @@ fn three_regions_round_trip() {
         0,
     );
     assert_eq!(check["ok"], true, "{check}");
-}
-
-/// A server process started by a test itself (to bring a server back on the port its
-/// region's URL names); killed on drop.
-struct Restarted {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Restarted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh moto on `port` (the port of a moto that was killed), with an empty `bucket`:
-/// a restarted moto keeps nothing, so its region lacks every object.
-fn restart_moto(port: u16, bucket: &str) -> Restarted {
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("moto.log");
-    let t0 = Instant::now();
-    // The old listener's port may take a moment to be free again.
-    let mut child = loop {
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; the server dies with this test's thread.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot start moto_server again ({e}); install it: pip install 'moto[server]'")
-        });
-        let started = loop {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-                if s.local_addr().map(|a| a.port() != port).unwrap_or(false) {
-                    break true;
-                }
-            }
-            if child.try_wait().unwrap().is_some() {
-                break false;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "moto_server did not listen on port {port} again within 60 s: {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        if started {
-            break child;
-        }
-        let _ = child.wait();
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "moto_server would not start on port {port} again: {}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    if !resp.starts_with("HTTP/1.1 200") && !resp.starts_with("HTTP/1.0 200") {
-        let _ = child.kill();
-        panic!("the restarted moto did not create bucket {bucket}: {resp}");
-    }
-    Restarted { child, _dir: dir }
 }
 
 #[test]

@@ -142,8 +142,8 @@ const WAIT_LEN: usize = 113;
 /// 5 + 24 + 16 around a body of 1 + (2 + 3) + 8 + 8 + 1 + (4 + 2 × 32) + (1 + 8) + (2 + 31)
 /// + 2 + (2 + 11 + 2 + 4) + (2 + 4 + 2 + 9) (report).
 const REPORT_LEN: usize = 216;
-/// 5 (magic, version) + 4 (count) + 2 × 33 (names) + 24 + 8 (time) + 16 (tombstone).
-const TOMBSTONE_LEN: usize = 123;
+/// 5 (magic, version) + 4 (count) + 3 × 33 (names) + 24 + 8 (time) + 16 (tombstone).
+const TOMBSTONE_LEN: usize = 156;
 /// `wal.bin`: the addresses of the segment's six records, the BLAKE3 of the segment, the
 /// header box (40 around 101 bytes of fixed fields and the 24-byte name) and the object.
 const WAL_RECORD_LSNS: [u64; 6] = [0x3_0028, 0x3_2f40, 0x3_2f68, 0x3_2f90, 0x3_3ff0, 0x3_4030];
@@ -510,12 +510,20 @@ fn expected_report(snapshot_bytes: &[u8]) -> Report {
     }
 }
 
-/// The deletion of `key.bin` and `snapshot.bin`, named by their object names, at T0.
+/// The name of the WAL file that `tombstone.bin` names: bytes 0x60, ..., 0x7f (no vector is
+/// that object; a tombstone's names are only names).
+fn buried_wal_name() -> [u8; 32] {
+    std::array::from_fn(|i| 0x60 + i as u8)
+}
+
+/// The deletion of `key.bin` and `snapshot.bin`, named by their object names, and of the WAL
+/// file `buried_wal_name()`, at T0.
 fn expected_tombstone(key_bytes: &[u8], snapshot_bytes: &[u8]) -> Tombstone {
     Tombstone {
         names: vec![
             (BuriedKind::Key, object_hash(key_bytes)),
             (BuriedKind::Snapshot, object_hash(snapshot_bytes)),
+            (BuriedKind::Wal, buried_wal_name()),
         ],
         time_ns: T0,
     }
@@ -1098,21 +1106,23 @@ fn tombstone_vector() {
     let keys = keys();
     let bytes = read("tombstone.bin");
     assert_eq!(bytes.len(), TOMBSTONE_LEN);
-    assert_eq!(&bytes[..9], b"CFFT\x03\x02\x00\x00\x00");
-    // The names are in clear (and authenticated): key.bin, then snapshot.bin.
+    assert_eq!(&bytes[..9], b"CFFT\x03\x03\x00\x00\x00");
+    // The names are in clear (and authenticated): key.bin, snapshot.bin, then a WAL file.
     let key_name = ObjectName::for_bytes(ObjectKind::Key, &read("key.bin"));
     let snapshot_name = ObjectName::for_bytes(ObjectKind::Snapshot, &read("snapshot.bin"));
     assert_eq!(bytes[9], 1);
     assert_eq!(bytes[10..42], key_name.hash);
     assert_eq!(bytes[42], 2);
     assert_eq!(bytes[43..75], snapshot_name.hash);
+    assert_eq!(bytes[75], 3);
+    assert_eq!(bytes[76..108], buried_wal_name());
     assert_eq!(
-        &bytes[75..75 + NONCE_LEN],
+        &bytes[108..108 + NONCE_LEN],
         &nonce(N_TOMBSTONE),
         "the tombstone's nonce"
     );
     let (names, public) = Tombstone::peek(&bytes).unwrap();
-    assert_eq!(public, 75);
+    assert_eq!(public, 108);
     let t = Tombstone::decode(&keys, &bytes).unwrap();
     assert_eq!(t.names, names);
     assert_eq!(t.time_ns, T0);
@@ -2406,11 +2416,13 @@ mod from_the_spec {
         let public = w()
             .raw(b"CFFT")
             .u8(VERSION)
-            .u32(2)
+            .u32(3)
             .u8(1)
             .raw(blake3::hash(&read("key.bin")).as_bytes())
             .u8(2)
             .raw(blake3::hash(&read("snapshot.bin")).as_bytes())
+            .u8(3)
+            .raw(&std::array::from_fn::<u8, 32, _>(|i| 0x60 + i as u8))
             .0
             .clone();
         let body = w().i64(T0).0.clone();
@@ -2530,7 +2542,7 @@ mod from_the_spec {
     #[test]
     fn tombstone() {
         let d = derived();
-        assert_eq!(tombstone_bytes(&d).len(), 9 + 2 * 33 + 24 + 8 + 16);
+        assert_eq!(tombstone_bytes(&d).len(), 9 + 3 * 33 + 24 + 8 + 16);
         assert_eq!(tombstone_bytes(&d), read("tombstone.bin"));
     }
 

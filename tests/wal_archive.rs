@@ -234,3 +234,24 @@ wait $pid || exit 1
         }
     }
 }
+
+/// archive_command often runs with a HOME its user cannot write: the cache only saves time,
+/// so wal-push works without it, and says so.
+#[test]
+fn a_cache_that_cannot_be_made_does_not_stop_archiving() {
+    let a = Archiving::start(&[], false);
+    a.switch_and_wait();
+    let seg = archived_segments(&a.pg.data_dir()).pop().unwrap();
+    let copy = a.env.path(&seg);
+    std::fs::copy(a.pg.data_dir().join("pg_wal").join(&seg), &copy).unwrap();
+    let out = a
+        .env
+        .cmd_with_cache(std::path::Path::new("/proc/no-cache-here"))
+        .arg("wal-push")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    expect_code(&out, 0, "wal-push without a usable cache");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a local cache"), "{err}");
+}

@@ -17,13 +17,34 @@ use coffer::format::report::{Report, ReportKind};
 use coffer::format::snapshot::{Snapshot, Summary};
 use coffer::format::tombstone::{BuriedKind, Tombstone};
 use coffer::format::tree::{ChunkList, Content, Node, NodeKind, Tree};
+use coffer::format::wal::{WalCodec, WalHeader, WalKind, PREFIX_LEN};
 use coffer::format::BlobType;
 use coffer::id::{BlobId, IndexId, PackId, RepoId, SnapshotId};
+use coffer::wal::synthetic::{SegmentBuilder, RM_LOGICALMSG};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Same as `fuzz_targets/common.rs`.
 const NONCE: [u8; NONCE_LEN] = [0x5a; NONCE_LEN];
+/// Same as `fuzz_targets/wal.rs`: the body box's nonce.
+const BODY_NONCE: [u8; NONCE_LEN] = [0xa5; NONCE_LEN];
+
+/// 4 KiB of a segment in pages of 1 KiB (segment 5 of timeline 1, 1 MiB segments): a message
+/// that continues on the next page, commits and an abort, a commit whose record header is
+/// split over two pages, and a switch.
+fn wal_segment() -> Vec<u8> {
+    let t = 1_795_000_000_123_456_000i64;
+    let mut b = SegmentBuilder::new(0x1817_1615_1413_1211, 1, 5 << 20, 1 << 20, 1024, 4096, 0x4f_ffd0);
+    b.record(RM_LOGICALMSG, 0, 700, &[7u8; 1500]);
+    b.commit(700, t);
+    b.abort(701, t - 1_000_000_000);
+    // From 0x500690 (page 1), a record of 352 bytes (323 of data) puts the next commit 16
+    // bytes before page 2.
+    assert_eq!(b.record(RM_LOGICALMSG, 0, 702, &[9u8; 323]), 0x50_0690);
+    assert_eq!(b.commit(702, t + 1_000), 0x50_07f0);
+    b.switch();
+    b.into_bytes()
+}
 
 fn write(dir: &Path, target: &str, name: &str, mode: Option<u8>, bytes: &[u8]) {
     let d = dir.join(target);
@@ -234,6 +255,55 @@ fn main() {
     let public_len = 9 + 33 * t.names.len();
     let sealed = [&b[5..public_len], &body(&keys, &b, public_len)[..]].concat();
     write(&dir, "tombstone", "sealed", Some(1), &sealed);
+
+    // wal: one object of each kind, raw (mode 0), then as `n`, the header's plaintext and the
+    // stored body, for the target to seal (mode 1) or to fix the size and hash of (mode 3).
+    let seg = wal_segment();
+    let wal_header = |kind, name: &str, file: &[u8], codec| WalHeader {
+        kind,
+        name: name.into(),
+        system_id: 0x1817_1615_1413_1211,
+        timeline: 1,
+        start_lsn: if kind == WalKind::History { 0 } else { 5 << 20 },
+        segment_size: match kind {
+            WalKind::Segment => file.len() as u32,
+            WalKind::Partial => 1 << 20,
+            _ => 0,
+        },
+        size: file.len() as u64,
+        hash: coffer::id::object_hash(file),
+        mtime_ns: 1_795_000_000_123_456_789,
+        pushed_ns: 1_795_000_001_123_456_789,
+        commits: (kind == WalKind::Segment || kind == WalKind::Partial)
+            .then_some((1_794_999_999_123_456_000, 1_795_000_000_123_457_000)),
+        codec,
+    };
+    let history = b"1\t0/5000028\tno recovery target specified\n".to_vec();
+    let backup = b"START WAL LOCATION: 0/5000028 (file 000000010000000000000005)\nSTOP WAL LOCATION: 0/5000100 (file 000000010000000000000005)\nLABEL: seed\n".to_vec();
+    let files = [
+        ("partial-zstd", wal_header(WalKind::Partial, "000000010000000000000005.partial", &seg, WalCodec::Zstd), &seg),
+        ("segment-raw", wal_header(WalKind::Segment, "000000010000000000000005", &seg, WalCodec::Raw), &seg),
+        ("history-raw", wal_header(WalKind::History, "00000002.history", &history, WalCodec::Raw), &history),
+        ("backup-zstd", wal_header(WalKind::Backup, "000000010000000000000005.00000028.backup", &backup, WalCodec::Zstd), &backup),
+    ];
+    for (name, h, file) in files {
+        let stored = match h.codec {
+            WalCodec::Raw => file.clone(),
+            WalCodec::Zstd => zstd::bulk::compress(file, 1).unwrap(),
+        };
+        let obj = h.encode(&keys, &stored, Some((NONCE, BODY_NONCE))).unwrap();
+        write(&dir, "wal", name, Some(0), &obj);
+        let box_len = u16::from_le_bytes([obj[5], obj[6]]) as usize;
+        let plain = keys.open(&obj[..PREFIX_LEN], &obj[PREFIX_LEN..PREFIX_LEN + box_len]).unwrap();
+        let sealed = [&[plain.len() as u8][..], &plain, &stored].concat();
+        write(&dir, "wal", &format!("{name}-sealed"), Some(1), &sealed);
+        write(&dir, "wal", &format!("{name}-fixed"), Some(3), &sealed);
+    }
+
+    // wal_scan: the segment as it is (mode 0), and with the target writing the page headers
+    // (mode 1, p = 0: pages of 1 KiB in segments of 1 MiB).
+    write(&dir, "wal_scan", "segment", Some(0), &seg);
+    write(&dir, "wal_scan", "segment-pages", Some(1), &[&[0u8][..], &seg].concat());
 
     println!("seeds written to {}", dir.display());
 }

@@ -9,6 +9,7 @@ pub mod regions;
 mod service;
 mod ssh_check;
 pub mod throttle;
+pub mod unopened;
 
 pub use location::{AzblobLocation, KnownHosts, Location, S3Location, SftpLocation};
 pub use regions::Regions;

@@ -8,6 +8,16 @@ use coffer::sync::{sync, SyncOptions};
 use coffer::{Error, Result};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "With a PostgreSQL WAL archive (`wal-push`), check also opens every WAL file's \
+header; with --read-data it reads every WAL file whole, checks it against its name without the \
+key, and opens its body against the header's hash. It follows the chain of segments that \
+every kept base backup replays, per timeline and across timeline switches (as the history \
+files say): a missing segment is a problem, named with the span of time it cuts out of the \
+recovery window, as is a timeline above 1 without its history file. WAL without any base \
+backup is a note, not a problem.\n\n\
+Exit status: 0 no problem; 1 a problem was found (or regions differ); 2 usage error."
+)]
 pub struct Args {
     /// Read and verify every byte of every pack.
     #[arg(long)]
@@ -115,6 +125,9 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     for n in &report.notes {
         println!("note: {n}");
     }
+    if let Some(w) = &report.wal {
+        print_wal(w, g.quiet);
+    }
     if !g.quiet || !ok {
         println!(
             "checked {} snapshots, {} packs ({} read in full), {} blobs: {}",
@@ -143,4 +156,39 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+/// One line on the WAL archive: its size, what was read, and the chain's state.
+fn print_wal(w: &coffer::wal::verify::WalCheck, quiet: bool) {
+    let c = &w.chain;
+    if quiet && c.complete() {
+        return;
+    }
+    let timelines: Vec<String> = c.timelines.iter().map(|t| t.to_string()).collect();
+    let read = if w.read > 0 {
+        format!(", {} read in full", w.read)
+    } else {
+        String::new()
+    };
+    let chain = if c.base_backups == 0 {
+        "no base backup to check the chain from".to_string()
+    } else if c.complete() {
+        format!(
+            "chain complete from {} base backup(s) to {}",
+            c.base_backups,
+            c.newest.as_deref().unwrap_or("-")
+        )
+    } else {
+        format!(
+            "{} gap(s), {} timeline(s) without history file",
+            c.gaps.len(),
+            c.missing_history.len()
+        )
+    };
+    println!(
+        "WAL archive: {} file(s), {}{read}, timeline(s) {}: {chain}",
+        w.files,
+        common::human_bytes(w.bytes),
+        timelines.join(", ")
+    );
 }

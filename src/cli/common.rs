@@ -4,6 +4,7 @@
 use super::Global;
 use coffer::backend::regions::Regions;
 use coffer::backend::throttle::{Throttled, UploadLimit};
+use coffer::backend::unopened::Unopened;
 use coffer::backend::{self, Backend, Location};
 use coffer::clock::{Clock, OffsetClock, SystemClock};
 use coffer::crypto::KdfLimit;
@@ -142,7 +143,17 @@ pub fn store(g: &Global) -> Result<Store> {
     }
     let mut opened = Vec::with_capacity(locations.len());
     for (name, loc) in &locations {
-        let b = open_region(loc).map_err(|e| e.context(format!("region {name}")))?;
+        let b = match open_region(loc) {
+            Ok(b) => b,
+            // A region that cannot be opened now (a folder unmounted or unreadable) is a
+            // region that is down: the others take the writes (`--min-regions`), and
+            // commands that need every region (prune, repair) refuse as they would anyway.
+            Err(e) if !matches!(e.kind(), ErrorKind::InvalidInput) => {
+                super::term::warn(&format!("region {name} cannot be opened: {e}"));
+                Arc::new(Unopened::new(loc.to_string(), &e)) as Arc<dyn Backend>
+            }
+            Err(e) => return Err(e.context(format!("region {name}"))),
+        };
         opened.push((name.clone(), b));
     }
     let regions = Arc::new(

@@ -159,6 +159,14 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     } else {
         None
     };
+    // A dry run with --prune: what the prune would do with the WAL archive once these
+    // snapshots are gone (base backups among them free WAL).
+    let wal_preview = if a.prune && a.dry_run {
+        let forgotten = plan.removed().map(|d| d.id).collect();
+        Some(coffer::gc::preview_wal(&repo, &forgotten)?)
+    } else {
+        None
+    };
     let kept = plan.kept().count();
     let removed = plan.removed().count();
     let by_id: HashMap<_, _> = snaps.iter().map(|(id, s)| (*id, s)).collect();
@@ -208,6 +216,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 Some(Err(e)) => serde_json::json!({"error": e.message()}),
                 None => serde_json::Value::Null,
             },
+            "wal_preview": wal_preview,
             "exit_code": code,
         }));
     } else {
@@ -249,6 +258,9 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
                 "coffer: error: could not delete snapshot {id}: {e} (its tombstone is stored: \
                  `coffer sync` with the password deletes it where it remains)"
             );
+        }
+        if let Some(w) = &wal_preview {
+            prune::print_wal(w, true);
         }
         if a.dry_run {
             println!(

@@ -6,7 +6,7 @@ use super::Global;
 use coffer::config::ConfigFile;
 use coffer::jobs::metrics::{self, RegionHealth};
 use coffer::jobs::notify::Notifier;
-use coffer::jobs::status::read_statuses;
+use coffer::jobs::status::read_all;
 use coffer::jobs::RunReport;
 use coffer::repo::Repository;
 
@@ -68,9 +68,14 @@ fn metrics_text(
     let now = repo.clock().now();
     let jobs: Vec<_> = cfg.jobs.iter().collect();
     let state_dir = super::common::jobs_state_dir(g)?;
-    let statuses = read_statuses(repo, &jobs, &state_dir, now, &jiff::tz::TimeZone::system())?;
+    let all = read_all(repo, &jobs, &state_dir, now, &jiff::tz::TimeZone::system())?;
     let regions = regions(store);
-    Ok(metrics::render(&statuses, &regions, now))
+    Ok(metrics::render_with_archive(
+        &all.jobs,
+        &regions,
+        all.wal_archive.as_ref(),
+        now,
+    ))
 }
 
 /// Each region's health; regions this process saw fail a write are behind whatever their

@@ -18,7 +18,10 @@ databases, buckets) if its schedule says so; then forget and prune by its retent
 the repository if its check schedule is due; then run a restore drill if its drill schedule is due. \
 Whether a step is due is read from the repository (the job's newest snapshots, the stored check and \
 drill reports), so any machine sees the same; a step that failed on this machine is retried after \
---retry-after. Monitoring (Prometheus textfile, webhook, ping URL) is told after every run.\n\n\
+--retry-after. Monitoring (Prometheus textfile, webhook, ping URL) is told after every run. \
+A job with postgres_pitr also has its WAL archive judged after the run: no segment archived, or \
+a newest segment older than its rpo, is an alert in the report (`alerts`; `ok` is false and the \
+ping URL hears of a failure), without changing the exit status.\n\n\
 Exit status: 0 every step that ran succeeded (or nothing was due); 1 a step failed; \
 3 a backup was saved but could not read some files; 130 interrupted.";
 
@@ -131,6 +134,9 @@ fn print_report(g: &Global, r: &RunReport, json_lines: bool) {
     }
     if g.quiet {
         return;
+    }
+    for a in &r.alerts {
+        println!("ALERT {a}");
     }
     if r.steps.is_empty() {
         println!("nothing was due");

@@ -5,8 +5,9 @@
 use super::common::{self, print_json};
 use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::config::Job;
-use coffer::jobs::status::{human, local_time, read_statuses, JobStatus};
+use coffer::jobs::status::{human, local_time, read_all, JobStatus};
 use coffer::jobs::Step;
+use coffer::wal::status::ArchiveStatus;
 use coffer::Result;
 use jiff::tz::TimeZone;
 
@@ -18,6 +19,10 @@ the newest snapshot of each job's sources, the check and drill reports that `cof
 A job is healthy when its stalest source's newest snapshot is younger than its rpo, its last check \
 passed, its last drill succeeded within its rto, and its last attempt of every step here succeeded. \
 A job without rpo (or rto) is not held to one, and the output says so.\n\n\
+With a PostgreSQL WAL archive (`wal-push`), a line gives its newest segment's time and age (the \
+database's live RPO), its size and the recovery window (from the oldest base backup's stop to the \
+newest segment). A job with `postgres_pitr` is also unhealthy when no segment is archived or the \
+newest one is older than its rpo: archiving has stopped or falls behind.\n\n\
 Exit status: 0 every job is healthy; 1 a job has a problem, or the repository cannot be opened; \
 2 usage error (no job file, unknown job)."
 )]
@@ -40,7 +45,8 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     };
     let now = repo.clock().now();
     let tz = TimeZone::system();
-    let statuses = read_statuses(&repo, &jobs, &common::jobs_state_dir(g)?, now, &tz)?;
+    let all = read_all(&repo, &jobs, &common::jobs_state_dir(g)?, now, &tz)?;
+    let statuses = all.jobs;
     let regions = super::monitor::regions(&store);
     let healthy = statuses.iter().all(|s| s.healthy);
     let code = if healthy { EXIT_OK } else { EXIT_FAILURE };
@@ -49,12 +55,16 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "healthy": healthy,
             "now": coffer::browse::format_time_rfc3339(now),
             "jobs": statuses,
+            "wal_archive": all.wal_archive,
             "regions": regions,
             "exit_code": code,
         }));
         return Ok(code);
     }
     print_table(&statuses, &tz);
+    if let Some(a) = &all.wal_archive {
+        print_archive(a, &tz);
+    }
     for r in &regions {
         if !r.reachable {
             println!("region {}: UNREACHABLE", r.name);
@@ -158,4 +168,30 @@ fn print_table(statuses: &[JobStatus], tz: &TimeZone) {
     for n in notes {
         println!("{n}");
     }
+}
+
+/// The repository's WAL archive: newest segment and its age, size, recovery window.
+fn print_archive(a: &ArchiveStatus, tz: &TimeZone) {
+    let newest = match (&a.newest_segment, a.newest_ns, a.age_ns) {
+        (Some(name), Some(t), Some(age)) => format!(
+            "newest segment {name} at {} ({} ago)",
+            local_time(t, tz),
+            human(age)
+        ),
+        _ => "no segment yet".to_string(),
+    };
+    let window = match (a.window_start_ns, a.window_end_ns) {
+        (Some(s), Some(e)) => format!(
+            "recovery window {} to {}",
+            local_time(s, tz),
+            local_time(e, tz)
+        ),
+        _ => "no recovery window (no base backup)".to_string(),
+    };
+    println!(
+        "WAL archive: {newest}; {} file(s), {}; {} base backup(s); {window}",
+        a.files,
+        common::human_bytes(a.bytes),
+        a.base_backups
+    );
 }

@@ -1,5 +1,5 @@
 //! Tombstones (format-spec §5.12): the record a deleting command (`forget`, `key remove`,
-//! `key passwd`) stores *before* it deletes, naming what it deletes. `sync` reads them so
+//! `key passwd`, and `prune` for WAL files) stores *before* it deletes, naming what it deletes. `sync` reads them so
 //! that it never copies a deleted object back from a region that missed the deletion, and
 //! deletes such objects where they remain.
 //!
@@ -39,6 +39,8 @@ pub enum BuriedKind {
     Key = 1,
     /// A snapshot (`snapshots/`), removed by `forget`.
     Snapshot = 2,
+    /// A WAL file (`wal/`), removed by `prune` once no kept base backup needs it.
+    Wal = 3,
 }
 
 impl BuriedKind {
@@ -46,6 +48,7 @@ impl BuriedKind {
         match v {
             1 => Ok(BuriedKind::Key),
             2 => Ok(BuriedKind::Snapshot),
+            3 => Ok(BuriedKind::Wal),
             _ => Err(Error::corrupt(format!(
                 "tombstone names an object of unknown kind {v}"
             ))),
@@ -211,12 +214,12 @@ mod tests {
             }
             seal_envelope(&k, None, public, &0i64.to_le_bytes())
         };
-        Tombstone::decode(&k, &seal(&[(1, [1; 32]), (2, [0; 32])])).unwrap();
+        Tombstone::decode(&k, &seal(&[(1, [1; 32]), (2, [0; 32]), (3, [0; 32])])).unwrap();
         for bad in [
             &[][..],
             &[(2, [1; 32]), (1, [1; 32])],
             &[(2, [1; 32]), (2, [1; 32])],
-            &[(3, [1; 32])],
+            &[(4, [1; 32])],
             &[(0, [1; 32])],
         ] {
             assert!(Tombstone::decode(&k, &seal(bad)).is_err(), "{bad:?}");

@@ -8,7 +8,8 @@
 //!    (`sweep.rs`);
 //! 3. if no plan is left waiting, **marks** and **plans** afresh (`plan.rs`): unused packs
 //!    to delete, mostly unused packs to repack, index files to rewrite; stores the plan and
-//!    the set of operations running just after, and sweeps it at once if that set is empty.
+//!    the set of operations running just after, and sweeps it at once if that set is empty;
+//! 4. deletes the archived WAL that no kept base backup needs (`wal.rs`).
 //!
 //! Nothing is deleted that a plan did not name, and nothing a plan names is deleted while an
 //! operation that might rely on it is running.
@@ -19,10 +20,12 @@ mod mark;
 mod plan;
 mod stale;
 mod sweep;
+mod wal;
 
 pub use alone::{lock_alone, Alone};
 pub use mark::{mark, Marks};
 pub use stale::Sightings;
+pub use wal::{preview_wal, WalPrune};
 
 use crate::backend::ObjectName;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,6 +33,7 @@ use crate::format::gc::{Lock, OperationId};
 use crate::progress::Progress;
 use crate::repo::{Repository, LOCK_REFRESH};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -102,6 +106,8 @@ pub struct PruneReport {
     /// there), and their bytes.
     pub scratch_files: u64,
     pub scratch_bytes: u64,
+    /// The WAL archive: what no kept base backup needs is deleted (format-spec §12.8).
+    pub wal: WalPrune,
 }
 
 fn describe(lock: &Lock) -> String {
@@ -148,6 +154,7 @@ pub fn prune(
         }
         plan::make(repo, opts, &mut report, progress, cancel)?;
         leftovers::count(repo, &mut report.scratch_files, &mut report.scratch_bytes)?;
+        wal::prune_wal(repo, None, true, &HashSet::new(), &mut report.wal)?;
         return Ok(report);
     }
     let mut alone = lock_alone(
@@ -170,7 +177,9 @@ pub fn prune(
                 own,
                 progress,
                 cancel,
-            )
+            )?;
+            check_cancel(cancel)?;
+            wal::prune_wal(repo, Some(own), false, &HashSet::new(), &mut report.wal)
         })?;
         report.scratch_files += files;
         report.scratch_bytes += bytes;

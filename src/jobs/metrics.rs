@@ -1,8 +1,8 @@
 //! Prometheus metrics for node_exporter's textfile collector: one file in the text exposition
 //! format, replaced atomically after every run so the collector never reads half of it.
 //! Alert on `coffer_job_rpo_ok == 0`, `coffer_job_last_check_ok == 0`, `coffer_job_rto_ok == 0`,
-//! `coffer_region_up == 0`, or on `time() - coffer_metrics_written_timestamp_seconds` when runs
-//! stop altogether.
+//! `coffer_job_wal_rpo_ok == 0`, `coffer_region_up == 0`, or on `time() -
+//! coffer_metrics_written_timestamp_seconds` when runs stop altogether.
 
 use super::status::JobStatus;
 use crate::backend::{Backend, ObjectKind};
@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::hostfile;
 use crate::progress::NoProgress;
 use crate::sync::{sync, SyncOptions};
+use crate::wal::status::ArchiveStatus;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -97,6 +98,16 @@ fn flag(b: bool) -> f64 {
 
 /// The metrics text for `jobs` and `regions`, written at `now_ns`.
 pub fn render(jobs: &[JobStatus], regions: &[RegionHealth], now_ns: i64) -> String {
+    render_with_archive(jobs, regions, None, now_ns)
+}
+
+/// The metrics text for `jobs`, `regions` and the WAL archive, written at `now_ns`.
+pub fn render_with_archive(
+    jobs: &[JobStatus],
+    regions: &[RegionHealth],
+    archive: Option<&ArchiveStatus>,
+    now_ns: i64,
+) -> String {
     let mut m = Families(Vec::new());
     m.add(
         "coffer_metrics_written_timestamp_seconds",
@@ -239,6 +250,22 @@ pub fn render(jobs: &[JobStatus], regions: &[RegionHealth], now_ns: i64) -> Stri
                 flag(ok),
             );
         }
+        if let Some(a) = j.wal_age_ns {
+            m.add(
+                "coffer_job_wal_age_seconds",
+                "Age of the WAL archive's newest segment, for a job with postgres_pitr.",
+                job(),
+                secs(a),
+            );
+        }
+        if let Some(ok) = j.wal_rpo_ok {
+            m.add(
+                "coffer_job_wal_rpo_ok",
+                "1 when the WAL archive's newest segment is younger than the job's RPO.",
+                job(),
+                flag(ok),
+            );
+        }
         for a in &j.attempts {
             let step = || vec![("job", j.job.clone()), ("step", a.step.name().to_string())];
             m.add(
@@ -260,6 +287,9 @@ pub fn render(jobs: &[JobStatus], regions: &[RegionHealth], now_ns: i64) -> Stri
                 secs(a.duration_ns),
             );
         }
+    }
+    if let Some(a) = archive {
+        add_archive(&mut m, a);
     }
     for r in regions {
         let region = || vec![("region", r.name.clone())];
@@ -293,6 +323,56 @@ pub fn render(jobs: &[JobStatus], regions: &[RegionHealth], now_ns: i64) -> Stri
         }
     }
     out
+}
+
+/// The repository's WAL archive: size, newest segment, recovery window.
+fn add_archive(m: &mut Families, a: &ArchiveStatus) {
+    m.add(
+        "coffer_wal_archive_files",
+        "Files in the PostgreSQL WAL archive.",
+        vec![],
+        a.files as f64,
+    );
+    m.add(
+        "coffer_wal_archive_bytes",
+        "Stored bytes of the PostgreSQL WAL archive.",
+        vec![],
+        a.bytes as f64,
+    );
+    m.add(
+        "coffer_wal_base_backups",
+        "Base backups the WAL archive serves.",
+        vec![],
+        a.base_backups as f64,
+    );
+    if let (Some(t), Some(age)) = (a.newest_ns, a.age_ns) {
+        m.add(
+            "coffer_wal_newest_segment_timestamp_seconds",
+            "When PostgreSQL finished the newest archived WAL segment (unix seconds).",
+            vec![],
+            unix(t),
+        );
+        m.add(
+            "coffer_wal_newest_segment_age_seconds",
+            "Age of the newest archived WAL segment: the database's live RPO.",
+            vec![],
+            secs(age),
+        );
+    }
+    if let (Some(s), Some(e)) = (a.window_start_ns, a.window_end_ns) {
+        m.add(
+            "coffer_wal_recovery_window_start_timestamp_seconds",
+            "The earliest point in time the archive restores to (unix seconds).",
+            vec![],
+            unix(s),
+        );
+        m.add(
+            "coffer_wal_recovery_window_end_timestamp_seconds",
+            "The latest point in time the archive restores to (unix seconds).",
+            vec![],
+            unix(e),
+        );
+    }
 }
 
 /// A label value as the text format requires: `\`, `"` and newlines escaped.

@@ -243,3 +243,39 @@ fn a_symlink_at_the_old_temporary_name_is_not_followed_and_the_file_is_0644() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644);
 }
+
+#[test]
+fn the_wal_archive_and_a_pitr_jobs_wal_rpo_are_exported() {
+    let mut s = status();
+    s.wal_age_ns = Some(120_000_000_000);
+    s.wal_rpo_ok = Some(true);
+    let archive = crate::wal::status::ArchiveStatus {
+        files: 12,
+        bytes: 5 << 20,
+        segments: 11,
+        newest_segment: Some("00000001000000000000000B".into()),
+        newest_ns: Some(NOW - 120_000_000_000),
+        age_ns: Some(120_000_000_000),
+        base_backups: 2,
+        window_start_ns: Some(NOW - 2 * HOUR),
+        window_end_ns: Some(NOW - 120_000_000_000),
+    };
+    let m = parse(&render_with_archive(&[s], &[], Some(&archive), NOW));
+    let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in {m:#?}"));
+    assert_eq!(get("coffer_job_wal_age_seconds{job=app}"), 120.0);
+    assert_eq!(get("coffer_job_wal_rpo_ok{job=app}"), 1.0);
+    assert_eq!(get("coffer_wal_archive_files{}"), 12.0);
+    assert_eq!(get("coffer_wal_archive_bytes{}"), (5 << 20) as f64);
+    assert_eq!(get("coffer_wal_newest_segment_age_seconds{}"), 120.0);
+    assert_eq!(
+        get("coffer_wal_newest_segment_timestamp_seconds{}"),
+        1.8e9 - 120.0
+    );
+    assert_eq!(
+        get("coffer_wal_recovery_window_start_timestamp_seconds{}"),
+        1.8e9 - 7200.0
+    );
+    // Without an archive nothing of it is written.
+    let text = render(&[status()], &[], NOW);
+    assert!(!text.contains("coffer_wal_"), "{text}");
+}

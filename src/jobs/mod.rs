@@ -77,9 +77,16 @@ pub struct RunReport {
     pub host: String,
     pub started_ns: i64,
     pub finished_ns: i64,
-    /// Every step that ran succeeded.
+    /// Every step that ran succeeded, and nothing is in `alerts`.
     pub ok: bool,
     pub steps: Vec<StepResult>,
+    /// Problems found besides the steps: a job with `postgres_pitr` whose WAL archive has
+    /// no segment, or whose newest segment is older than its RPO.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub alerts: Vec<String>,
+    /// The WAL archive after the run, when a job of the run names `postgres_pitr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_archive: Option<crate::wal::status::ArchiveStatus>,
 }
 
 /// One source of a job: each becomes its own snapshot at every backup.

@@ -207,6 +207,9 @@ pub fn ping_text(report: &RunReport) -> String {
         report.host,
         if report.ok { "ok" } else { "FAILED" }
     );
+    for a in &report.alerts {
+        out.push_str(&format!("FAIL {a}\n"));
+    }
     for s in steps {
         out.push_str(&format!(
             "{} {} {}: {}\n",
@@ -348,6 +351,8 @@ mod tests {
                 step(Step::Backup, true, "2 snapshots"),
                 step(Step::Check, false, "pack damaged"),
             ],
+            alerts: vec![],
+            wal_archive: None,
         };
         let text = ping_text(&r);
         assert_eq!(

@@ -99,7 +99,7 @@ pub fn run_due(
     // Every job of the file, not only those run now: a drill must not touch any source.
     let protected = Protected::new(&cfg.jobs, opts.regions.clone());
     let mut steps = Vec::new();
-    for job in jobs {
+    for &job in &jobs {
         if cancel.load(Ordering::Relaxed) {
             break;
         }
@@ -118,13 +118,51 @@ pub fn run_due(
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
     }
+    let (wal_archive, alerts) = wal_alerts(repo, &jobs);
     Ok(Some(RunReport {
         host: opts.host.clone(),
         started_ns,
         finished_ns: repo.clock().now(),
-        ok: steps.iter().all(|s| s.ok),
+        ok: steps.iter().all(|s| s.ok) && alerts.is_empty(),
         steps,
+        alerts,
+        wal_archive,
     }))
+}
+
+/// For the jobs of a run that name `postgres_pitr`: the WAL archive's status, and one alert
+/// per job whose archive is empty or older than its RPO (archiving stopped or lags).
+fn wal_alerts(
+    repo: &Repository,
+    jobs: &[&Job],
+) -> (Option<crate::wal::status::ArchiveStatus>, Vec<String>) {
+    let pitr: Vec<&&Job> = jobs.iter().filter(|j| j.postgres_pitr.is_some()).collect();
+    if pitr.is_empty() {
+        return (None, vec![]);
+    }
+    let now = repo.clock().now();
+    let archive = repo
+        .readable_snapshots()
+        .and_then(|(snaps, _)| crate::wal::status::read_archive_status(repo, &snaps, now));
+    match archive {
+        Ok(archive) => {
+            let alerts = pitr
+                .iter()
+                .filter_map(|j| {
+                    let rpo = j.rpo.map(|d| d.0.as_nanos().min(u64::MAX as u128) as u64);
+                    super::status::wal_problem(rpo, archive.as_ref())
+                        .map(|p| format!("{}: {p}", j.name))
+                })
+                .collect();
+            (archive, alerts)
+        }
+        Err(e) => (
+            None,
+            vec![format!(
+                "the WAL archive could not be read, its age is unknown: {e}"
+            )],
+        ),
+    }
 }
 
 /// One job's share of a run.

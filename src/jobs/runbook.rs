@@ -310,6 +310,9 @@ fn job_section(w: &mut String, n: usize, job: &Job, status: Option<&JobStatus>, 
         }
         let _ = writeln!(w, "   ```\n");
     }
+    if let Some(pitr) = &job.postgres_pitr {
+        pitr_steps(w, &pitr.url);
+    }
     let _ = writeln!(
         w,
         "To recover the state at or before a time instead (point-in-time), write `@TIME` in place \
@@ -317,6 +320,27 @@ fn job_section(w: &mut String, n: usize, job: &Job, status: Option<&JobStatus>, 
          without an offset is in this machine's time zone; `coffer snapshots` with the same tags \
          lists the times).\n",
         tag_args(&job.name, "...")
+    );
+}
+
+/// Point-in-time recovery of a cluster whose WAL is archived: to any second the archive
+/// covers, not only to the last dump.
+fn pitr_steps(w: &mut String, url: &str) {
+    let _ = writeln!(
+        w,
+        "Point-in-time recovery of the PostgreSQL cluster `{}` (base backups and archived WAL):\n\n   \
+         ```sh\n   \
+         coffer status    # the WAL archive's newest segment: the latest moment that can be recovered\n   \
+         coffer restore @2026-11-20T17:59:30Z --to-postgres-data /var/lib/postgresql/restored --start --port 5433\n   \
+         # or `latest` for everything archived; DIR must be new or empty. A target the archive cannot\n   \
+         # reach (before the oldest base backup, after its end, past a missing segment) is refused, naming why.\n   \
+         # The restored server runs on 127.0.0.1:5433 with archiving off: check it, then stop it\n   \
+         # (pg_ctl stop -D DIR), move DIR into place for the real server, start that, and turn archiving\n   \
+         # on again (it continues on a new timeline):\n   \
+         coffer setup-archiving {} --apply\n   \
+         ```\n",
+        redact_url(url),
+        sh(&redact_url(url))
     );
 }
 

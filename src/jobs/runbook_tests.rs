@@ -150,3 +150,24 @@ fn the_tag_arguments_name_the_job_and_the_source_shell_quoted() {
         "--tag 'job:my app' --tag 'source:bucket:s3://b/p?x=1'"
     );
 }
+
+#[test]
+fn a_job_with_archived_wal_gets_the_point_in_time_steps_without_secrets() {
+    let file = FILE.replace(
+        "rpo = \"26h\"",
+        "postgres_pitr = { url = \"postgresql://postgres:s3cret@db.internal:5432/postgres\", base_backup = \"daily 01:00\" }\nrpo = \"26h\"",
+    );
+    let cfg = ConfigFile::parse(Path::new("c.toml"), &file).unwrap();
+    let md = render(&input(&cfg, Err("offline".into())));
+    assert!(md.contains("--to-postgres-data"), "{md}");
+    assert!(
+        md.contains(
+            "coffer setup-archiving postgresql://postgres@db.internal:5432/postgres --apply"
+        ),
+        "{md}"
+    );
+    assert!(!md.contains("s3cret"));
+    // A job without archived WAL gets no such steps.
+    let cfg = ConfigFile::parse(Path::new("c.toml"), FILE).unwrap();
+    assert!(!render(&input(&cfg, Err("offline".into()))).contains("--to-postgres-data"));
+}

@@ -13,6 +13,7 @@ use crate::format::report::{Report, ReportKind};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::repo::Repository;
+use crate::wal::status::ArchiveStatus;
 use jiff::tz::TimeZone;
 use serde::{Serialize, Serializer};
 use std::path::Path;
@@ -103,6 +104,11 @@ pub struct JobStatus {
     pub rto_ns: Option<u64>,
     /// `None` when the job sets no RTO.
     pub rto_ok: Option<bool>,
+    /// For a job with `postgres_pitr`: the age of the WAL archive's newest segment (the
+    /// database's live RPO), and whether it is within the job's RPO (`None` without one).
+    #[serde(rename = "wal_age_seconds", serialize_with = "seconds_opt")]
+    pub wal_age_ns: Option<u64>,
+    pub wal_rpo_ok: Option<bool>,
     /// This machine's last attempt of each step that it ran.
     pub attempts: Vec<StepAttempt>,
     pub next_due: Vec<NextDue>,
@@ -357,6 +363,8 @@ pub fn job_status(
         last_drill,
         rto_ns,
         rto_ok,
+        wal_age_ns: None,
+        wal_rpo_ok: None,
         attempts,
         next_due,
         healthy: problems.is_empty(),
@@ -365,9 +373,84 @@ pub fn job_status(
     }
 }
 
-/// The status of each of `jobs`, from the repository (snapshots, reports) and this machine's
-/// job state in `state_dir`. A damaged snapshot is left out (so its source looks older, which
-/// errs towards an RPO alert); `coffer check` reports the damage.
+/// What is wrong with the WAL archive of a job with `postgres_pitr` and this RPO: no
+/// segment archived at all, or the newest older than the RPO (archiving has stopped, fails
+/// or falls behind). `None` when all is well.
+pub fn wal_problem(rpo_ns: Option<u64>, archive: Option<&ArchiveStatus>) -> Option<String> {
+    let newest = archive.and_then(|a| a.newest_segment.as_ref().zip(a.age_ns));
+    match (rpo_ns, newest) {
+        (_, None) => Some(
+            "no WAL segment is archived: point-in-time recovery is not possible (check the \
+             server's archive_command, `coffer setup-archiving`)"
+                .to_string(),
+        ),
+        (Some(rpo), Some((name, age))) if age > rpo => Some(format!(
+            "past its RPO: the WAL archive's newest segment ({name}) is {} old, RPO {}: \
+             archiving has stopped or falls behind (see pg_stat_archiver)",
+            human(age),
+            human(rpo)
+        )),
+        _ => None,
+    }
+}
+
+/// Hold a job that names `postgres_pitr` to its RPO with the WAL archive too: the newest
+/// archived segment is what a crash now falls back to. A job without `postgres_pitr` is
+/// left as it is.
+pub fn judge_wal(status: &mut JobStatus, job: &Job, archive: Option<&ArchiveStatus>) {
+    if job.postgres_pitr.is_none() {
+        return;
+    }
+    let age = archive.and_then(|a| a.age_ns);
+    status.wal_age_ns = age;
+    status.wal_rpo_ok = status.rpo_ns.map(|rpo| age.is_some_and(|a| a <= rpo));
+    if status.rpo_ns.is_none() {
+        status
+            .notes
+            .push("no RPO set: the age of the WAL archive is not checked".to_string());
+    }
+    if let Some(p) = wal_problem(status.rpo_ns, archive) {
+        status.problems.push(p);
+        status.healthy = false;
+    }
+}
+
+/// Every job's status, and the WAL archive's (when the repository holds WAL).
+#[derive(Debug, Clone, Serialize)]
+pub struct Statuses {
+    pub jobs: Vec<JobStatus>,
+    pub wal_archive: Option<ArchiveStatus>,
+}
+
+/// The status of each of `jobs`, from the repository (snapshots, reports, the WAL archive)
+/// and this machine's job state in `state_dir`. A damaged snapshot is left out (so its
+/// source looks older, which errs towards an RPO alert); `coffer check` reports the damage.
+pub fn read_all(
+    repo: &Repository,
+    jobs: &[&Job],
+    state_dir: &Path,
+    now_ns: i64,
+    tz: &TimeZone,
+) -> Result<Statuses> {
+    let (snapshots, _damaged) = repo.readable_snapshots()?;
+    let reports: Vec<Report> = repo.reports()?.into_iter().map(|(_, r)| r).collect();
+    let archive = crate::wal::status::read_archive_status(repo, &snapshots, now_ns)?;
+    let jobs = jobs
+        .iter()
+        .map(|job| {
+            let local = state::load(state_dir, &job.name);
+            let mut status = job_status(&snapshots, &reports, job, &local, now_ns, tz);
+            judge_wal(&mut status, job, archive.as_ref());
+            status
+        })
+        .collect();
+    Ok(Statuses {
+        jobs,
+        wal_archive: archive,
+    })
+}
+
+/// The jobs' part of [`read_all`].
 pub fn read_statuses(
     repo: &Repository,
     jobs: &[&Job],
@@ -375,15 +458,7 @@ pub fn read_statuses(
     now_ns: i64,
     tz: &TimeZone,
 ) -> Result<Vec<JobStatus>> {
-    let (snapshots, _damaged) = repo.readable_snapshots()?;
-    let reports: Vec<Report> = repo.reports()?.into_iter().map(|(_, r)| r).collect();
-    Ok(jobs
-        .iter()
-        .map(|job| {
-            let local = state::load(state_dir, &job.name);
-            job_status(&snapshots, &reports, job, &local, now_ns, tz)
-        })
-        .collect())
+    Ok(read_all(repo, jobs, state_dir, now_ns, tz)?.jobs)
 }
 
 fn nanos(d: Duration) -> u64 {

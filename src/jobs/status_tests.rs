@@ -356,3 +356,66 @@ fn a_drill_that_stopped_running_is_flagged_once_a_period_overdue() {
     );
     assert!(st.problems.iter().any(|p| p.contains("check is overdue")));
 }
+
+/// The WAL archive at `now`, its newest segment written `age_ns` before.
+fn archive(now: i64, age_ns: Option<i64>) -> ArchiveStatus {
+    ArchiveStatus {
+        files: 3,
+        bytes: 3000,
+        segments: 3,
+        newest_segment: age_ns.map(|_| "000000010000000000000009".to_string()),
+        newest_ns: age_ns.map(|a| now - a),
+        age_ns: age_ns.map(|a| a as u64),
+        base_backups: 1,
+        window_start_ns: None,
+        window_end_ns: None,
+    }
+}
+
+#[test]
+fn a_pitr_job_is_held_to_its_rpo_by_the_newest_wal_segment() {
+    let now = t("2026-11-27T09:00:00Z");
+    let snaps = [
+        snap(1, FILES, t("2026-11-27T08:55:00Z")),
+        snap(2, DB, t("2026-11-27T08:56:00Z")),
+    ];
+    let pitr = job("rpo = \"15m\"\npostgres_pitr = { url = \"postgresql://db/app\" }\n");
+    let judged = |a: Option<&ArchiveStatus>| {
+        let mut s = status(&snaps, &[], &pitr, now);
+        judge_wal(&mut s, &pitr, a);
+        s
+    };
+    // Fresh: healthy, and the age is reported.
+    let s = judged(Some(&archive(now, Some(2 * MIN))));
+    assert!(s.healthy, "{:?}", s.problems);
+    assert_eq!(
+        (s.wal_age_ns, s.wal_rpo_ok),
+        (Some(2 * MIN as u64), Some(true))
+    );
+    // Archiving stopped 40 minutes ago: the snapshots are fresh, the database is not.
+    let s = judged(Some(&archive(now, Some(40 * MIN))));
+    assert!(!s.healthy);
+    assert_eq!(s.wal_rpo_ok, Some(false));
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert!(
+        s.problems[0].contains("(000000010000000000000009) is 40m old, RPO 15m"),
+        "{}",
+        s.problems[0]
+    );
+    // Nothing archived at all.
+    for a in [None, Some(archive(now, None))] {
+        let s = judged(a.as_ref());
+        assert!(!s.healthy);
+        assert!(
+            s.problems[0].contains("no WAL segment is archived"),
+            "{:?}",
+            s.problems
+        );
+    }
+    // A job that names no PITR keeps today's behaviour, whatever the archive.
+    let plain = job("rpo = \"15m\"\n");
+    let mut s = status(&snaps, &[], &plain, now);
+    judge_wal(&mut s, &plain, Some(&archive(now, Some(40 * MIN))));
+    assert!(s.healthy, "{:?}", s.problems);
+    assert_eq!((s.wal_age_ns, s.wal_rpo_ok), (None, None));
+}

@@ -125,7 +125,16 @@ impl Repository {
         )?;
         let cache = match (early_cache, &opts.cache_dir) {
             (Some(c), _) => Some(c),
-            (None, Some(dir)) => Some(Cache::open(dir, &unlocked.config.repo_id)?),
+            // The cache only saves time: one that cannot be made (a server's archive_command
+            // running with a HOME its user cannot write) costs speed, not the command.
+            (None, Some(dir)) => match Cache::open(dir, &unlocked.config.repo_id) {
+                Ok(c) => Some(c),
+                Err(e) if e.kind() == crate::error::ErrorKind::Io => {
+                    (opts.warn)(&format!("working without a local cache: {e}"));
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             (None, None) => None,
         };
         if let Some(c) = &cache {

@@ -15,6 +15,7 @@ pub fn buried_kind(kind: ObjectKind) -> Option<BuriedKind> {
     match kind {
         ObjectKind::Key => Some(BuriedKind::Key),
         ObjectKind::Snapshot => Some(BuriedKind::Snapshot),
+        ObjectKind::Wal => Some(BuriedKind::Wal),
         _ => None,
     }
 }
@@ -24,6 +25,7 @@ pub fn buried_name(kind: BuriedKind, hash: [u8; 32]) -> ObjectName {
     let kind = match kind {
         BuriedKind::Key => ObjectKind::Key,
         BuriedKind::Snapshot => ObjectKind::Snapshot,
+        BuriedKind::Wal => ObjectKind::Wal,
     };
     ObjectName::new(kind, hash)
 }
@@ -38,10 +40,10 @@ pub fn buried_names(t: &Tombstone) -> impl Iterator<Item = ObjectName> + '_ {
 pub type Burials = Vec<(ObjectName, Result<()>)>;
 
 impl Repository {
-    /// Delete `names` (key files and snapshots) for good: store a tombstone naming them
-    /// (several beyond `MAX_NAMES`), then delete each. Fails before deleting anything if a
-    /// tombstone cannot be stored. Snapshots deleted here leave the cache too, so this client
-    /// never mistakes its own deletions for vanished snapshots.
+    /// Delete `names` (key files, snapshots, WAL files) for good: store a tombstone naming
+    /// them (several beyond `MAX_NAMES`), then delete each. Fails before deleting anything if
+    /// a tombstone cannot be stored. Snapshots and WAL files deleted here leave the cache too,
+    /// so this client never mistakes its own deletions for vanished snapshots.
     pub fn bury(&self, names: &[ObjectName]) -> Result<Burials> {
         let mut entries = Vec::with_capacity(names.len());
         for n in names {
@@ -62,12 +64,15 @@ impl Repository {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let deleted = self.backend.delete(name);
-            if deleted.is_ok() && name.kind == ObjectKind::Snapshot {
-                if let Some(c) = &self.cache {
-                    let id = SnapshotId(name.hash);
-                    if let Err(e) = c.lock().expect("cache lock").remove_snapshot(&id) {
-                        (self.warn)(&format!("local cache: {e}"));
-                    }
+            if let (true, Some(c)) = (deleted.is_ok(), &self.cache) {
+                let mut c = c.lock().expect("cache lock");
+                let forgotten = match name.kind {
+                    ObjectKind::Snapshot => c.remove_snapshot(&SnapshotId(name.hash)),
+                    ObjectKind::Wal => c.update_wal_heads(&[], &[name.hash]),
+                    _ => Ok(()),
+                };
+                if let Err(e) = forgotten {
+                    (self.warn)(&format!("local cache: {e}"));
                 }
             }
             out.push((*name, deleted));
@@ -132,7 +137,7 @@ mod tests {
         assert_eq!(good.len(), 1);
         assert_eq!(buried_names(&good[0].1).collect::<Vec<_>>(), [snap]);
         assert!(repo.buried().unwrap().contains(&snap));
-        // Only keys and snapshots can be buried; nothing is stored for anything else.
+        // Only keys, snapshots and WAL files can be buried; nothing is stored for anything else.
         let pack = ObjectName::new(ObjectKind::Pack, [1; 32]);
         assert!(repo.bury(&[pack]).is_err());
         assert_eq!(repo.backend().list(ObjectKind::Tombstone).unwrap().len(), 1);

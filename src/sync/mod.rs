@@ -5,9 +5,10 @@
 //! Tombstones come first (`graves.rs`): the objects they name are never copied, and with the
 //! key they are deleted where a region still holds them. Then the other objects are copied in
 //! the order of format-spec §11 (deletion plans and their wait records, packs, index files,
-//! keys and config, snapshots, then check and drill reports), so a region being caught up
-//! never holds a snapshot whose data it lacks, and never an index entry for a pack that a
-//! plan deletes without the plan. Locks are not copied: they belong to running processes.
+//! keys and config, WAL files, snapshots, then check and drill reports), so a region being
+//! caught up never holds a snapshot whose data it lacks (nor a base backup whose WAL it
+//! lacks), and never an index entry for a pack that a plan deletes without the plan. Locks
+//! are not copied: they belong to running processes.
 
 mod graves;
 
@@ -21,13 +22,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The order in which objects are copied after the tombstones (format-spec §11).
-const ORDER: [ObjectKind; 8] = [
+const ORDER: [ObjectKind; 9] = [
     ObjectKind::Plan,
     ObjectKind::Wait,
     ObjectKind::Pack,
     ObjectKind::Index,
     ObjectKind::Key,
     ObjectKind::Config,
+    // Before snapshots: a base backup is restorable only with the WAL from its start on.
+    ObjectKind::Wal,
     ObjectKind::Snapshot,
     // Reports name snapshots but nothing depends on them: last.
     ObjectKind::Report,

@@ -30,8 +30,21 @@ pub struct Catalog {
 impl Catalog {
     /// List `wal/` and read the headers this client has not seen before.
     pub fn load(repo: &Repository) -> Result<Catalog> {
+        Self::load_with(repo, true)
+    }
+
+    /// List `wal/` and read every header from the storage, whatever the cache holds
+    /// (`check`: the cache holds copies of headers that opened once, not what is stored).
+    pub fn load_from_storage(repo: &Repository) -> Result<Catalog> {
+        Self::load_with(repo, false)
+    }
+
+    fn load_with(repo: &Repository, use_cache: bool) -> Result<Catalog> {
         let listed = repo.backend().list(ObjectKind::Wal)?;
-        let cached = repo.with_cache(|c| c.wal_heads())?.unwrap_or_default();
+        let cached = match use_cache {
+            true => repo.with_cache(|c| c.wal_heads())?.unwrap_or_default(),
+            false => Default::default(),
+        };
         // Each object's first bytes, and whether they came from the cache.
         type Head = Result<(Vec<u8>, bool)>;
         let read: Vec<(ObjectName, u64, Head)> = listed

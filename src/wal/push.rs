@@ -125,7 +125,10 @@ fn describe(
             let head = scan::segment_head(bytes)
                 .map_err(|e| Error::invalid(format!("{file_name}: {}", e.message())))?;
             let expected = name.lsn(head.segment_size);
-            if head.timeline != name.timeline && name.kind == WalKind::Segment
+            // The first segment of a new timeline starts as a copy of its parent's segment
+            // up to the switch point, so its first page carries the parent's (smaller)
+            // timeline; a larger one is never right.
+            if head.timeline > name.timeline && name.kind == WalKind::Segment
                 || expected != Some(head.start_lsn)
             {
                 return Err(Error::invalid(format!(

@@ -42,6 +42,21 @@ pub fn password_file(env: &Env) -> PathBuf {
     env.path("password")
 }
 
+/// What PostgreSQL said of a base backup taken through its low-level API.
+#[derive(Debug, Clone)]
+pub struct BaseStart {
+    pub timeline: u32,
+    /// As PostgreSQL prints them, e.g. `0/5000028`.
+    pub start_lsn: String,
+    pub stop_lsn: String,
+}
+
+/// An LSN as PostgreSQL prints it, as a number.
+pub fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text.trim().split_once('/').expect("an LSN");
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
 impl Archiving {
     /// A new repository and a cluster archiving into it, with `settings` on top.
     pub fn start(settings: &[(&str, &str)], checksums: bool) -> Archiving {
@@ -57,8 +72,30 @@ impl Archiving {
     ) -> Archiving {
         let env = Env::new();
         env.init();
+        Self::start_in_wrapped(env, "", settings, checksums, wrapper)
+    }
+
+    /// A cluster archiving into `env`'s repository (already initialised, with any further
+    /// regions the caller made inside `env`'s folder), with `extra` options on every
+    /// `wal-push` (e.g. `--repo b=DIR`).
+    pub fn start_in(
+        env: Env,
+        extra: &str,
+        settings: &[(&str, &str)],
+        checksums: bool,
+    ) -> Archiving {
+        Self::start_in_wrapped(env, extra, settings, checksums, None)
+    }
+
+    fn start_in_wrapped(
+        env: Env,
+        extra: &str,
+        settings: &[(&str, &str)],
+        checksums: bool,
+        wrapper: Option<&str>,
+    ) -> Archiving {
         std::fs::write(password_file(&env), format!("{PASSWORD}\n")).expect("password file");
-        let mut command = archive_command(&env, "");
+        let mut command = archive_command(&env, extra);
         if let Some(body) = wrapper {
             use std::os::unix::fs::PermissionsExt;
             let script = env.path("archive-wrapper.sh");
@@ -115,6 +152,26 @@ impl Archiving {
         }
     }
 
+    /// A base backup's start and stop through PostgreSQL's low-level API (one session): the
+    /// server writes and archives its backup history file, and `pg_backup_stop` returns only
+    /// once the WAL the backup needs is archived. No data is copied: tests that need the
+    /// start and stop of a real base backup, not its files, use this.
+    pub fn base_backup(&self) -> BaseStart {
+        let out = self.pg.psql(
+            "postgres",
+            "SELECT pg_backup_start('coffer test', true); \
+             SELECT lsn FROM pg_backup_stop(true); \
+             SELECT timeline_id FROM pg_control_checkpoint();",
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "pg_backup_start/stop printed {out:?}");
+        BaseStart {
+            start_lsn: lines[0].trim().to_string(),
+            stop_lsn: lines[1].trim().to_string(),
+            timeline: lines[2].trim().parse().expect("a timeline"),
+        }
+    }
+
     /// Switch to a new segment and wait until the one just closed is archived.
     pub fn switch_and_wait(&self) {
         let before: u64 = self
@@ -130,4 +187,84 @@ impl Archiving {
         );
         self.wait_archived(before + 1, true);
     }
+}
+
+/// The repository in the folder `region`, opened through the library without a cache (as
+/// another machine would).
+pub fn open_repo(region: &Path) -> coffer::repo::Repository {
+    let loc = coffer::backend::Location::parse(region.to_str().expect("a UTF-8 path"))
+        .expect("a repository path");
+    let backend = coffer::backend::open(&loc).expect("open the region");
+    let opts = coffer::repo::OpenOptions {
+        cache_dir: None,
+        clock: std::sync::Arc::new(coffer::clock::SystemClock),
+        host: "test".into(),
+        user: "test".into(),
+        warn: std::sync::Arc::new(|m| eprintln!("warning: {m}")),
+        kdf_limit: coffer::crypto::KdfLimit::DEFAULT,
+    };
+    coffer::repo::Repository::open(backend, PASSWORD.as_bytes(), opts).expect("open repository")
+}
+
+/// The names of the files archived in the repository in `region`, sorted.
+pub fn wal_names(region: &Path) -> Vec<String> {
+    let repo = open_repo(region);
+    let catalog = coffer::wal::Catalog::load(&repo).expect("read the WAL archive");
+    assert!(catalog.unreadable.is_empty(), "{:?}", catalog.unreadable);
+    let mut names: Vec<String> = catalog
+        .entries
+        .iter()
+        .map(|e| e.header.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Store in `env`'s repository a snapshot of source `postgres-base` that records `b` as
+/// the base-backup code does (info keys `timeline`, `start-lsn`, `stop-lsn`). Its tree is
+/// that of a small file backup: what the WAL archive reads of a base backup is its info.
+/// Returns the snapshot's ID.
+pub fn store_base_snapshot(env: &Env, b: &BaseStart) -> String {
+    let repo = open_repo(&env.repo());
+    let template = |repo: &coffer::repo::Repository| {
+        repo.snapshots()
+            .expect("snapshots")
+            .into_iter()
+            .find(|(_, s)| s.source == "files")
+            .map(|(_, s)| s)
+    };
+    let template = match template(&repo) {
+        Some(s) => s,
+        None => {
+            let dir = env.path("base-template");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
+            env.backup(&[&dir]);
+            template(&repo).expect("the template snapshot")
+        }
+    };
+    let snap = coffer::format::snapshot::Snapshot {
+        time_ns: repo.clock().now(),
+        tags: vec![],
+        paths: vec![b"/var/lib/postgresql/15/main".to_vec()],
+        parent: None,
+        source: coffer::wal::retention::BASE_SOURCE.to_string(),
+        info: vec![
+            ("timeline".into(), b.timeline.to_string()),
+            ("start-lsn".into(), b.start_lsn.clone()),
+            ("stop-lsn".into(), b.stop_lsn.clone()),
+            // When pg_backup_stop returned (now, about): without it the window would start at
+            // the snapshot's time plus the template's duration, after the next segment.
+            (
+                "stop-time".into(),
+                jiff::Timestamp::from_nanosecond(repo.clock().now() as i128)
+                    .expect("a time")
+                    .to_string(),
+            ),
+        ],
+        ..template
+    };
+    repo.save_snapshot(&snap)
+        .expect("save the snapshot")
+        .to_hex()
 }
