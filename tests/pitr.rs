@@ -204,6 +204,24 @@ fn recovers_to_a_time_in_the_middle_and_to_the_end_after_a_crash() {
     assert_eq!(query(&restored, "SHOW archive_mode"), "off");
 }
 
+/// `restore SPEC --to-postgres-data DIR`, which must fail with exit 1 and leave DIR
+/// unwritten; returns its error output.
+fn refused(a: &Archiving, spec: &str, dir: &Path, what: &str) -> String {
+    let out = a
+        .env
+        .cmd()
+        .args(["restore", spec, "--to-postgres-data"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    expect_code(&out, 1, what);
+    assert!(
+        !dir.exists(),
+        "{what}: nothing may be written for a refused target"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_target_the_archive_cannot_reach_is_refused_before_anything_is_written() {
     let a = Archiving::start(&[], false);
@@ -214,30 +232,21 @@ fn a_target_the_archive_cannot_reach_is_refused_before_anything_is_written() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("data");
     // No base backup yet.
-    let out = a
-        .env
-        .cmd()
-        .args(["restore", "latest", "--to-postgres-data"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    expect_code(&out, 1, "restore without a base backup");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no base backup"));
+    let err = refused(&a, "latest", &dir, "restore without a base backup");
+    assert!(err.contains("no base backup"), "{err}");
     let _ = base_backup(&a);
     a.switch_and_wait();
     // Before the base backup: refused, DIR untouched.
-    let out = a
-        .env
-        .cmd()
-        .args(["restore", "@2020-01-01T00:00:00Z", "--to-postgres-data"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    expect_code(&out, 1, "restore to a time before every base backup");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("before the end of the oldest base backup")
+    let err = refused(
+        &a,
+        "@2020-01-01T00:00:00Z",
+        &dir,
+        "restore to a time before every base backup",
     );
-    assert!(!dir.exists(), "nothing may be written for a refused target");
+    assert!(
+        err.contains("before the end of the oldest base backup"),
+        "{err}"
+    );
 
     // A gap: delete an archived segment from the middle (the objects in wal/ in the order
     // they were written; the newest few stay).
@@ -253,15 +262,6 @@ fn a_target_the_archive_cannot_reach_is_refused_before_anything_is_written() {
     objects.sort();
     let victim = &objects[objects.len() - 2].1;
     std::fs::remove_file(victim).unwrap();
-    let out = a
-        .env
-        .cmd()
-        .args(["restore", "latest", "--to-postgres-data"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    expect_code(&out, 1, "restore across a gap");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&a, "latest", &dir, "restore across a gap");
     assert!(err.contains("gap") && err.contains("is missing"), "{err}");
-    assert!(!dir.exists(), "nothing may be written for a refused target");
 }
