@@ -25,6 +25,28 @@ fn archived_segments(data: &Path) -> Vec<String> {
     names
 }
 
+/// Fetch each of `segments` with `wal-fetch` (it must succeed) and compare it with the file
+/// in pg_wal where a checkpoint has not recycled it yet.
+fn fetch_each_back(a: &Archiving, segments: &[String], what: &str) {
+    let data = a.pg.data_dir();
+    let out_dir = a.env.path("fetched");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for seg in segments {
+        let dest = out_dir.join(seg);
+        let out = a
+            .env
+            .cmd()
+            .args(["wal-fetch", seg])
+            .arg(&dest)
+            .output()
+            .unwrap();
+        expect_code(&out, 0, what);
+        if let Ok(want) = std::fs::read(data.join("pg_wal").join(seg)) {
+            assert!(std::fs::read(&dest).unwrap() == want, "{seg} differs");
+        }
+    }
+}
+
 #[test]
 fn archived_segments_come_back_byte_for_byte() {
     let a = Archiving::start(&[], false);
@@ -39,24 +61,7 @@ fn archived_segments_come_back_byte_for_byte() {
     let data = a.pg.data_dir();
     let segments = archived_segments(&data);
     assert!(segments.len() >= 3, "archived: {segments:?}");
-    let out_dir = a.env.path("fetched");
-    std::fs::create_dir(&out_dir).unwrap();
-    for seg in &segments {
-        let original = data.join("pg_wal").join(seg);
-        let Ok(want) = std::fs::read(&original) else {
-            continue; // recycled by a checkpoint since
-        };
-        let dest = out_dir.join(seg);
-        let out = a
-            .env
-            .cmd()
-            .args(["wal-fetch", seg])
-            .arg(&dest)
-            .output()
-            .unwrap();
-        expect_code(&out, 0, "wal-fetch of an archived segment");
-        assert!(std::fs::read(&dest).unwrap() == want, "{seg} differs");
-    }
+    fetch_each_back(&a, &segments, "wal-fetch of an archived segment");
 
     // A second push of the same bytes is a success; other bytes under that name are not.
     let seg = segments.last().unwrap();
@@ -74,7 +79,7 @@ fn archived_segments_come_back_byte_for_byte() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("different contents"));
 
     // A name the archive lacks: exit 1, nothing written.
-    let dest = out_dir.join("missing");
+    let dest = a.env.path("fetched").join("missing");
     let out = a
         .env
         .cmd()
@@ -213,26 +218,11 @@ wait $pid || exit 1
     let data = a.pg.data_dir();
     let done = archived_segments(&data);
     assert!(done.len() >= 8);
-    let out_dir = a.env.path("fetched");
-    std::fs::create_dir(&out_dir).unwrap();
-    for seg in &done {
-        let dest = out_dir.join(seg);
-        let out = a
-            .env
-            .cmd()
-            .args(["wal-fetch", seg])
-            .arg(&dest)
-            .output()
-            .unwrap();
-        expect_code(
-            &out,
-            0,
-            "every segment PostgreSQL marked archived is in the repository",
-        );
-        if let Ok(want) = std::fs::read(data.join("pg_wal").join(seg)) {
-            assert!(std::fs::read(&dest).unwrap() == want, "{seg} differs");
-        }
-    }
+    fetch_each_back(
+        &a,
+        &done,
+        "every segment PostgreSQL marked archived is in the repository",
+    );
 }
 
 /// archive_command often runs with a HOME its user cannot write: the cache only saves time,

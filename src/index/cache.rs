@@ -251,10 +251,16 @@ impl Cache {
 
     /// Cached snapshot objects (their stored, still encrypted bytes).
     pub fn snapshots(&self) -> Result<HashMap<SnapshotId, Vec<u8>>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, data FROM snapshots")
-            .map_err(db_err)?;
+        let rows = self.by_id("SELECT id, data FROM snapshots")?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, d)| (SnapshotId(id), d))
+            .collect())
+    }
+
+    /// Every row of `sql`, a query of (32-byte ID, bytes).
+    fn by_id(&self, sql: &str) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let mut stmt = self.conn.prepare(sql).map_err(db_err)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
@@ -263,7 +269,7 @@ impl Cache {
         let mut out = HashMap::new();
         for row in rows {
             let (id, data) = row.map_err(db_err)?;
-            out.insert(SnapshotId(to_id(&id)?), data);
+            out.insert(to_id(&id)?, data);
         }
         Ok(out)
     }
@@ -288,21 +294,7 @@ impl Cache {
     /// The first bytes (prefix and sealed header, still encrypted) of the WAL objects seen
     /// before, by object name: the archive's catalog without a read per object.
     pub fn wal_heads(&self) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, head FROM wal")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(db_err)?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let (name, head) = row.map_err(db_err)?;
-            out.insert(to_id(&name)?, head);
-        }
-        Ok(out)
+        self.by_id("SELECT name, head FROM wal")
     }
 
     /// Remember WAL objects' heads, and forget those of objects no longer listed.

@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::{WalHeader, WalKind, HEAD_LEN};
 use crate::repo::Repository;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// One archived file.
 #[derive(Debug, Clone)]
@@ -25,6 +25,9 @@ pub struct Catalog {
     /// Sorted by timeline, then start LSN, then name.
     pub entries: Vec<WalEntry>,
     pub unreadable: Vec<(ObjectName, Error)>,
+    /// Where each file name stands in `entries`: a restore looks up every segment of its
+    /// chain, so a scan per lookup would be quadratic in the archive's size.
+    by_name: HashMap<String, Vec<usize>>,
 }
 
 impl Catalog {
@@ -63,7 +66,8 @@ impl Catalog {
                 (*name, *size, head)
             })
             .collect();
-        let mut catalog = Catalog::default();
+        let mut entries = vec![];
+        let mut unreadable = vec![];
         let mut new_heads = vec![];
         for (object, stored, head) in read {
             let decoded = head.and_then(|(head, was_cached)| {
@@ -74,7 +78,7 @@ impl Catalog {
                 Ok(header)
             });
             match decoded {
-                Ok(header) => catalog.entries.push(WalEntry {
+                Ok(header) => entries.push(WalEntry {
                     object,
                     stored,
                     header,
@@ -82,7 +86,7 @@ impl Catalog {
                 // Deleted since the listing (a prune): not part of the archive any more.
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::WrongPassword) => {
-                    catalog.unreadable.push((object, e.context(object)));
+                    unreadable.push((object, e.context(object)));
                 }
                 Err(e) => return Err(e),
             }
@@ -96,24 +100,34 @@ impl Catalog {
         if !new_heads.is_empty() || !gone.is_empty() {
             repo.with_cache(|c| c.update_wal_heads(&new_heads, &gone))?;
         }
-        catalog.sort();
-        Ok(catalog)
+        Ok(Catalog::new(entries, unreadable))
     }
 
-    fn sort(&mut self) {
-        self.entries.sort_by(|a, b| {
-            let key = |e: &WalEntry| (e.header.timeline, e.header.start_lsn, e.header.name.clone());
-            key(a).cmp(&key(b))
+    /// A catalog of `entries` (in any order) and the objects that could not be read.
+    pub fn new(mut entries: Vec<WalEntry>, unreadable: Vec<(ObjectName, Error)>) -> Catalog {
+        entries.sort_by(|a, b| {
+            let key = |e: &WalEntry| (e.header.timeline, e.header.start_lsn);
+            key(a)
+                .cmp(&key(b))
+                .then_with(|| a.header.name.cmp(&b.header.name))
         });
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            by_name.entry(e.header.name.clone()).or_default().push(i);
+        }
+        Catalog {
+            entries,
+            unreadable,
+            by_name,
+        }
     }
 
     /// The entries archived under `name` (more than one if two pushes of the same file ran
     /// at once; their contents are equal unless the archive is damaged).
     pub fn find(&self, name: &str) -> Vec<&WalEntry> {
-        self.entries
-            .iter()
-            .filter(|e| e.header.name == name)
-            .collect()
+        self.by_name
+            .get(name)
+            .map_or(vec![], |at| at.iter().map(|&i| &self.entries[i]).collect())
     }
 
     /// The system identifiers of the clusters whose segments are archived here: one,

@@ -347,10 +347,7 @@ mod tests {
     }
 
     fn catalog(entries: Vec<WalEntry>) -> Catalog {
-        Catalog {
-            entries,
-            unreadable: vec![],
-        }
+        Catalog::new(entries, vec![])
     }
 
     #[test]

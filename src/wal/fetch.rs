@@ -7,7 +7,7 @@
 //! starts, and its `restore_command` reads only the spool.
 
 use super::catalog::Catalog;
-use super::names::{segment_name, WalName};
+use super::names::WalName;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::{WalHeader, WalKind};
 use crate::hostfile;
@@ -111,8 +111,7 @@ pub fn fetch(
         let segments = catalog.timeline_segments(parsed.timeline);
         if let Some(n) = parsed.segment_number(size) {
             ahead = (n + 1..=n + read_ahead as u64)
-                .map(|m| segment_name(parsed.timeline, m, size))
-                .filter(|m| segments.values().any(|e| e.header.name == *m))
+                .filter_map(|m| segments.get(&m).map(|e| e.header.name.clone()))
                 .filter(|m| !spool.join(m).exists())
                 .collect();
         }

@@ -250,10 +250,7 @@ mod tests {
     }
 
     fn catalog(entries: Vec<WalEntry>) -> Catalog {
-        Catalog {
-            entries,
-            unreadable: vec![],
-        }
+        Catalog::new(entries, vec![])
     }
 
     fn names(v: &[&WalEntry]) -> Vec<String> {
@@ -324,13 +321,14 @@ mod tests {
         let s = select(&c, &[base(1, 4), base(1, 7)], 0, 0);
         assert!(s.hold.is_none());
         let deleted = names(&s.delete);
+        // In the catalog's order: by timeline and position, a backup file after its segment.
         assert_eq!(
             deleted,
             [
                 "000000010000000000000001",
                 "000000010000000000000002",
-                "000000010000000000000003",
                 "000000010000000000000002.00000028.backup",
+                "000000010000000000000003",
             ]
         );
         // The start segment itself is kept, and the kept backups' history files.

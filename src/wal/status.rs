@@ -129,15 +129,15 @@ mod tests {
 
     #[test]
     fn the_newest_segment_by_file_time_gives_the_age_and_the_window_end() {
-        let c = Catalog {
-            entries: vec![
+        let c = Catalog::new(
+            vec![
                 entry(WalKind::Segment, "000000010000000000000001", 100, 1 << 24),
                 entry(WalKind::Segment, "000000010000000000000002", 300, 2 << 24),
                 // A history file is newer, but it is no segment.
                 entry(WalKind::History, "00000002.history", 900, 0),
             ],
-            unreadable: vec![],
-        };
+            vec![],
+        );
         let base = |stop_ns| BaseBackup {
             id: SnapshotId([stop_ns as u8; 32]),
             timeline: 1,

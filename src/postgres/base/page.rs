@@ -36,18 +36,16 @@ pub struct Lsn(pub u64);
 
 impl std::fmt::Display for Lsn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+        f.write_str(&crate::wal::names::lsn_text(self.0))
     }
 }
 
 impl std::str::FromStr for Lsn {
     type Err = String;
     fn from_str(s: &str) -> Result<Lsn, String> {
-        let bad = || format!("{s:?} is not a WAL position like 16/B374D848");
-        let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
-        let hi = u32::from_str_radix(hi, 16).map_err(|_| bad())?;
-        let lo = u32::from_str_radix(lo, 16).map_err(|_| bad())?;
-        Ok(Lsn(((hi as u64) << 32) | lo as u64))
+        crate::wal::names::parse_lsn(s)
+            .map(Lsn)
+            .ok_or_else(|| format!("{s:?} is not a WAL position like 16/B374D848"))
     }
 }
 

@@ -42,13 +42,7 @@ fn base(n: u64) -> BaseCandidate {
 }
 
 fn catalog(segs: Vec<WalEntry>) -> Catalog {
-    let mut c = Catalog {
-        entries: segs,
-        unreadable: vec![],
-    };
-    c.entries
-        .sort_by_key(|e| (e.header.timeline, e.header.start_lsn));
-    c
+    Catalog::new(segs, vec![])
 }
 
 fn names(p: &Plan) -> Vec<String> {
