@@ -48,8 +48,11 @@ pub struct Job {
     /// hold the archive's newest segment to the job's `rpo`.
     #[serde(default)]
     pub postgres_pitr: Option<PitrSection>,
-    /// When to back up.
-    pub schedule: Schedule,
+    /// When to back up `paths`, `postgres` and `buckets` (and the base backups of
+    /// `postgres_pitr` when it gives no `base_backup` schedule of its own). A job whose only
+    /// source is `postgres_pitr` with `base_backup` needs none.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
     /// What to keep; without it nothing is forgotten.
     #[serde(default)]
     pub retention: Option<RetentionSection>,
@@ -278,10 +281,23 @@ impl ConfigFile {
             if !seen.insert(job.name.as_str()) {
                 return Err(format!("{}: two jobs have this name", at("name")));
             }
-            if job.paths.is_empty() && job.postgres.is_empty() && job.buckets.is_empty() {
+            let plain =
+                !job.paths.is_empty() || !job.postgres.is_empty() || !job.buckets.is_empty();
+            if !plain && job.postgres_pitr.is_none() {
                 return Err(format!(
-                    "{}: the job has nothing to back up; give paths, postgres or buckets",
+                    "{}: the job has nothing to back up; give paths, postgres, buckets or \
+                     postgres_pitr",
                     at("paths")
+                ));
+            }
+            let pitr_own = job
+                .postgres_pitr
+                .as_ref()
+                .map_or(true, |p| p.base_backup.is_some());
+            if job.schedule.is_none() && (plain || !pitr_own) {
+                return Err(format!(
+                    "{}: missing: when to back up the job's sources, e.g. schedule = \"daily 02:00\"",
+                    at("schedule")
                 ));
             }
             if job.nice.is_some_and(|n| n > 19) {
@@ -373,6 +389,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_under_pitr_alone_is_a_job_and_its_base_backups_need_a_schedule() {
+        let job = |body: &str| {
+            ConfigFile::parse(
+                Path::new("coffer.toml"),
+                &format!("[[job]]\nname = \"db\"\n{body}"),
+            )
+            .map_err(|e| e.to_string())
+        };
+        let pitr = "postgres_pitr = { url = \"postgresql://u@h/postgres\"";
+        // Base backups on their own schedule: no job schedule needed.
+        let c = job(&format!("{pitr}, base_backup = \"daily 01:00\" }}\n")).unwrap();
+        assert!(c.jobs[0].schedule.is_none());
+        // Without one, the job's schedule says when.
+        job(&format!("{pitr} }}\nschedule = \"daily 02:00\"\n")).unwrap();
+        let e = job(&format!("{pitr} }}\n")).unwrap_err();
+        assert!(e.contains("schedule") && e.contains("missing"), "{e}");
+        // Other sources always need the job's schedule.
+        let e = job(&format!(
+            "paths = [\"/srv\"]\n{pitr}, base_backup = \"daily 01:00\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("schedule"), "{e}");
+        let e = job("schedule = \"daily 02:00\"\n").unwrap_err();
+        assert!(e.contains("nothing to back up"), "{e}");
+    }
+
+    #[test]
     fn a_mistake_names_the_line_and_the_field() {
         let e = ConfigFile::parse(
             Path::new("coffer.toml"),
@@ -435,7 +478,7 @@ webhook = "https://hooks.internal/coffer"
     fn reads_the_documented_job_file() {
         let c = ConfigFile::parse(Path::new("coffer.toml"), EXAMPLE).unwrap();
         let job = c.job("app").unwrap();
-        assert_eq!(job.schedule.to_string(), "daily 02:30");
+        assert_eq!(job.schedule.as_ref().unwrap().to_string(), "daily 02:30");
         assert_eq!(job.rpo.unwrap().0, Duration::from_secs(26 * 3600));
         assert_eq!(job.rto.unwrap().0, Duration::from_secs(15 * 60));
         assert_eq!(

@@ -148,3 +148,32 @@ fn the_library_does_not_use_the_cli() {
         "src/lib.rs must not contain the CLI"
     );
 }
+
+/// The jobs see sources only as `sources::SourceKind`: what a kind of source does (back up,
+/// drill, runbook) lives in its folder under `src/sources/`, so a new kind never touches the
+/// jobs. The WAL archive's health is the one exception (`crate::wal::status`): it is the
+/// archive's, shared by every job that names a cluster.
+#[test]
+fn jobs_reach_sources_only_through_the_source_trait() {
+    let mut violations = Vec::new();
+    for (file, text) in sources() {
+        if !file.starts_with("jobs/") || file.ends_with("_tests.rs") {
+            continue;
+        }
+        for forbidden in [
+            "crate::postgres",
+            "crate::bucket",
+            "crate::backup::backup",
+            "Source::Paths",
+            "crate::sources::files",
+            "crate::sources::pg_dump",
+            "crate::sources::bucket",
+            "crate::sources::pg_pitr",
+        ] {
+            if mentions(&text, forbidden) || text.contains(forbidden) {
+                violations.push(format!("{file} uses {forbidden}"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+}

@@ -8,8 +8,11 @@ mod common;
 
 use coffer::backend::{self, Location};
 use coffer::format::report::{Report, ReportKind};
-use coffer::jobs::JobSource;
 use coffer::repo::{OpenOptions, Repository};
+use coffer::sources::bucket::Bucket;
+use coffer::sources::files::Files;
+use coffer::sources::pg_dump::PgDump;
+use coffer::sources::SourceKind;
 use common::{packs, pseudo_random, Env, PASSWORD};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -55,7 +58,7 @@ fn job_file(env: &Env, paths: &Path, extra: &str) -> PathBuf {
 /// Back up `path` as job `app`'s files source; returns the snapshot ID.
 fn backup_as_job(env: &Env, path: &Path) -> String {
     let mut args = vec!["backup".to_string(), path.to_string_lossy().into_owned()];
-    for t in JobSource::Paths(vec![]).tags("app") {
+    for t in Files(vec![]).tags("app") {
         args.extend(["--tag".to_string(), t]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -346,7 +349,7 @@ fn a_postgres_drill_restores_into_the_scratch_database() {
         "--postgres".to_string(),
         source.clone(),
     ];
-    for t in JobSource::Postgres(source.clone()).tags("app") {
+    for t in PgDump(source.clone()).tags("app") {
         args.extend(["--tag".to_string(), t]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -430,7 +433,7 @@ fn a_bucket_drill_restores_into_the_scratch_prefix() {
     env.init();
     let source = moto.url("src");
     let mut args = vec!["backup".to_string(), "--bucket".to_string(), source.clone()];
-    for t in JobSource::Bucket(source.clone()).tags("app") {
+    for t in Bucket(source.clone()).tags("app") {
         args.extend(["--tag".to_string(), t]);
     }
     let mut cmd = env.cmd();

@@ -17,7 +17,8 @@ mod common;
 
 use common::copy_dir;
 
-use coffer::jobs::JobSource;
+use coffer::sources::files::Files as FilesSource;
+use coffer::sources::SourceKind;
 use common::{make_folder, pseudo_random, read_folder, wait_with_limit, Env, Files, PASSWORD};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -83,7 +84,7 @@ fn version(v: u64) -> Files {
 /// Back up `src` as job `app` (so drills find it); returns the snapshot ID.
 fn backup(e: &Env, password: &str, src: &Path) -> String {
     let mut args = vec!["--json".to_string(), "backup".to_string()];
-    for t in JobSource::Paths(vec![]).tags("app") {
+    for t in FilesSource(vec![]).tags("app") {
         args.extend(["--tag".to_string(), t]);
     }
     args.push(src.to_string_lossy().into_owned());

@@ -11,7 +11,9 @@
 
 mod common;
 
-use coffer::jobs::JobSource;
+use coffer::sources::bucket::Bucket;
+use coffer::sources::pg_dump::PgDump;
+use coffer::sources::SourceKind;
 use common::postgres::PgCluster;
 use common::Env;
 use serde_json::Value;
@@ -227,7 +229,7 @@ fn a_drill_of_a_crafted_snapshot_fails_and_runs_nothing() {
         &bin,
         &source,
         &[],
-        &JobSource::Postgres(source.clone()).tags("app"),
+        &PgDump(source.clone()).tags("app"),
     );
     let config = env.path("coffer.toml");
     std::fs::write(
@@ -457,7 +459,7 @@ fn a_drill_drops_only_its_own_scratch_database() {
     env.init();
     let app = pg.url("app");
     let mut args = vec!["backup".to_string(), "--postgres".to_string(), app.clone()];
-    for t in JobSource::Postgres(app.clone()).tags("a") {
+    for t in PgDump(app.clone()).tags("a") {
         args.extend(["--tag".to_string(), t]);
     }
     env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -548,7 +550,7 @@ fn a_bucket_drill_stays_out_of_sources_and_regions() {
     }
     let a = src_a.display().to_string();
     let mut args = vec!["backup".to_string(), "--bucket".to_string(), a.clone()];
-    for t in JobSource::Bucket(a.clone()).tags("a") {
+    for t in Bucket(a.clone()).tags("a") {
         args.extend(["--tag".to_string(), t]);
     }
     env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());

@@ -15,7 +15,8 @@
 
 mod common;
 
-use coffer::jobs::JobSource;
+use coffer::sources::files::Files;
+use coffer::sources::SourceKind;
 use common::{pseudo_random, wait_with_limit, Env};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::process::{kill_process, Pid, Signal};
@@ -148,7 +149,7 @@ impl Drop for Mount {
 /// Back up `path` as job `app`'s files source (the tags a drill looks for).
 fn backup_as_job(env: &Env, path: &Path) -> String {
     let mut args = vec!["backup".to_string(), path.to_string_lossy().into_owned()];
-    for t in JobSource::Paths(vec![]).tags("app") {
+    for t in Files(vec![]).tags("app") {
         args.extend(["--tag".to_string(), t]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

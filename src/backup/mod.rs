@@ -120,7 +120,7 @@ pub struct BuiltSource {
     pub parent: Option<SnapshotId>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct BackupOptions {
     pub tags: Vec<String>,
     pub host: String,

@@ -1,27 +1,21 @@
-//! Restore drills: prove that a job can be recovered, and how fast. For each source of the
-//! job, the newest snapshot that source made is restored into scratch space (a folder, a
-//! scratch database, a scratch bucket prefix) and verified against the snapshot; the wall
-//! time of all of it is the recovery time achieved, compared with the job's RTO. The result
-//! is stored in the repository as a report (format-spec §5.11), so every machine's `status`
-//! sees it.
+//! Restore drills: prove that a job can be recovered, and how fast. Each source of the job
+//! drills itself (`SourceKind::drill`): its newest snapshot restored into scratch space (a
+//! folder, a scratch database, a scratch bucket prefix, a scratch PostgreSQL cluster) and
+//! verified; the wall time of all of it is the recovery time achieved, compared with the
+//! job's RTO. The result is stored in the repository as a report (format-spec §5.11), so
+//! every machine's `status` sees it.
 
-mod bucket;
-mod files;
-mod postgres;
-mod verify;
-
-use super::JobSource;
-use crate::backend::{Location, ServiceOptions};
 use crate::browse::format_time_rfc3339;
-use crate::config::{DrillSection, Job};
+use crate::config::Job;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::report::{Report, ReportKind};
-use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::sources::{self, DrillContext};
+pub use crate::sources::{DrillOptions, Protected};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,56 +23,6 @@ use std::time::{Duration, Instant};
 const PROBLEMS_SHOWN: usize = 20;
 /// A report's message stays one readable line.
 const MESSAGE_MAX: usize = 1000;
-
-#[derive(Debug, Clone, Default)]
-pub struct DrillOptions {
-    /// This machine's name, written into the scratch folder's marker so that a folder in use
-    /// by a running drill here is not taken over.
-    pub host: String,
-    /// Keep the restored files after a successful verification (they are kept after a
-    /// failure anyway, for inspection).
-    pub keep: bool,
-    /// Folder holding `psql`; default: searched for.
-    pub pg_bin: Option<PathBuf>,
-    /// Limits and credentials for the scratch bucket.
-    pub bucket_service: ServiceOptions,
-    /// What no drill may restore into, beyond the drilled job's own sources.
-    pub protected: Protected,
-}
-
-/// Places no drill may restore into, whatever job it drills: the sources of every job in
-/// the job file and the repository's regions. A drill drops its scratch database and
-/// empties its scratch prefix, so a scratch place that is one of these (another job's
-/// database, say, written into the wrong job's drill section) would lose data.
-#[derive(Debug, Clone, Default)]
-pub struct Protected {
-    /// Every job's `postgres` URLs, as (job, URL).
-    pub postgres: Vec<(String, String)>,
-    /// Every job's `buckets` URLs, as (job, URL).
-    pub buckets: Vec<(String, String)>,
-    /// The repository's regions.
-    pub regions: Vec<Location>,
-}
-
-impl Protected {
-    /// The sources of `jobs` (all the jobs of the job file) and the repository's `regions`.
-    pub fn new(jobs: &[Job], regions: Vec<Location>) -> Protected {
-        let mut p = Protected {
-            regions,
-            ..Default::default()
-        };
-        for job in jobs {
-            p.add_sources(job);
-        }
-        p
-    }
-
-    fn add_sources(&mut self, job: &Job) {
-        let of_job = |url: &String| (job.name.clone(), url.clone());
-        self.postgres.extend(job.postgres.iter().map(of_job));
-        self.buckets.extend(job.buckets.iter().map(of_job));
-    }
-}
 
 /// What the drill of one source did.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +45,10 @@ pub struct SourceDrill {
     pub item_kind: &'static str,
     /// Wall time of this source's restore and verification.
     pub seconds: f64,
+    /// Facts of this kind of drill: for a point-in-time drill, the recovery window, the
+    /// target time and the last commit replayed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
     /// Restored, and the result matched the snapshot.
     pub ok: bool,
     /// What went wrong (at most `PROBLEMS_SHOWN`; `problem_count` says how many in all).
@@ -140,17 +88,6 @@ impl DrillOutcome {
     }
 }
 
-/// The result of one source's restore and verification, before timing is attached.
-struct Restored {
-    restored_to: String,
-    bytes: u64,
-    items: u64,
-    item_kind: &'static str,
-    problems: Vec<String>,
-    /// Work after the verification (removing the scratch folder), not part of the RTO.
-    cleanup: Duration,
-}
-
 /// Drill `job`: restore each source's newest snapshot into the scratch places of its
 /// `drill` section, verify, time it and store a report. A source that cannot be restored or
 /// verified fails the drill (the others are still drilled); only an interruption, or a
@@ -179,7 +116,7 @@ pub fn drill(
         progress.warn(&format!("snapshot {} cannot be read: {e}", id.short()));
     }
     let mut sources = Vec::new();
-    for source in JobSource::of(job) {
+    for source in sources::of(job) {
         if cancel.load(Ordering::Relaxed) {
             return Err(interrupted());
         }
@@ -188,16 +125,16 @@ pub fn drill(
             .rev()
             .find(|(_, s)| source.made(&job.name, s));
         let source_started = Instant::now();
-        let result = match newest {
-            None => Err(Error::not_found(format!(
-                "no snapshot of {} by job {} to restore; run a backup first",
-                source.label(),
-                job.name
-            ))),
-            Some((id, snap)) => drill_source(
-                repo, job, section, &source, id, snap, opts, &protected, progress, cancel,
-            ),
-        };
+        let result = source.drill(&DrillContext {
+            repo,
+            job,
+            section,
+            newest: newest.map(|(id, s)| (id, s)),
+            options: opts,
+            protected: &protected,
+            progress,
+            cancel,
+        });
         let cleanup_here = result.as_ref().map_or(Duration::ZERO, |r| r.cleanup);
         cleanup += cleanup_here;
         let mut drilled = SourceDrill {
@@ -209,12 +146,13 @@ pub fn drill(
             restored_to: None,
             bytes: 0,
             items: 0,
-            item_kind: item_kind(&source),
+            item_kind: source.item_kind(),
             seconds: source_started
                 .elapsed()
                 .saturating_sub(cleanup_here)
                 .as_secs_f64(),
             ok: false,
+            details: BTreeMap::new(),
             problems: vec![],
             problem_count: 0,
         };
@@ -227,7 +165,7 @@ pub fn drill(
                 drilled.restored_to = Some(r.restored_to);
                 drilled.bytes = r.bytes;
                 drilled.items = r.items;
-                drilled.item_kind = r.item_kind;
+                drilled.details = r.details.into_iter().collect();
                 r.problems
             }
         };
@@ -257,58 +195,6 @@ pub fn drill(
         Err(e) => outcome.report_error = Some(e.to_string()),
     }
     Ok(outcome)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn drill_source(
-    repo: &Repository,
-    job: &Job,
-    section: &DrillSection,
-    source: &JobSource,
-    id: &SnapshotId,
-    snap: &Snapshot,
-    opts: &DrillOptions,
-    protected: &Protected,
-    progress: &dyn Progress,
-    cancel: &AtomicBool,
-) -> Result<Restored> {
-    let missing = |what: &str, key: &str| {
-        Error::invalid(format!(
-            "job {:?} backs up {what}, so its drill section needs {key}",
-            job.name
-        ))
-    };
-    match source {
-        JobSource::Paths(_) => {
-            let target = section
-                .target
-                .as_ref()
-                .ok_or_else(|| missing("paths", "a scratch folder (target = \"DIR\")"))?;
-            files::drill(repo, &job.name, id, snap, target, opts, progress, cancel)
-        }
-        JobSource::Postgres(url) => {
-            let scratch = section
-                .postgres
-                .as_ref()
-                .ok_or_else(|| missing("PostgreSQL", "a scratch database (postgres = \"URL\")"))?;
-            postgres::drill(repo, protected, url, snap, scratch, opts, progress, cancel)
-        }
-        JobSource::Bucket(_) => {
-            let scratch = section
-                .bucket
-                .as_ref()
-                .ok_or_else(|| missing("buckets", "a scratch bucket (bucket = \"URL\")"))?;
-            bucket::drill(repo, protected, snap, scratch, opts, progress, cancel)
-        }
-    }
-}
-
-fn item_kind(source: &JobSource) -> &'static str {
-    match source {
-        JobSource::Paths(_) => "files",
-        JobSource::Postgres(_) => "tables",
-        JobSource::Bucket(_) => "objects",
-    }
 }
 
 fn interrupted() -> Error {
@@ -377,6 +263,7 @@ fn report_of(o: &DrillOutcome) -> Report {
         info.push((key("bytes"), s.bytes.to_string()));
         info.push((key(s.item_kind), s.items.to_string()));
         info.push((key("seconds"), format!("{:.3}", s.seconds)));
+        info.extend(s.details.iter().map(|(k, v)| (key(k), v.clone())));
         if let Some(p) = s.problems.first() {
             let mut p = p.clone();
             if p.len() > MESSAGE_MAX {

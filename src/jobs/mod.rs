@@ -3,7 +3,7 @@
 //! outcome is reported to monitoring.
 //!
 //! The repository is the record: a job's snapshots carry the tags `job:NAME` and
-//! `source:LABEL` (one label per source, see [`JobSource::label`]), and check and drill results
+//! `source:LABEL` (one label per source, see [`crate::sources::SourceKind::label`]), and check and drill results
 //! are stored as reports, so any machine with the password sees the same status. Only failed
 //! attempts, which may have failed because the repository was unreachable, are kept locally
 //! ([`state`]).
@@ -20,10 +20,7 @@ pub mod status;
 pub mod steps;
 pub mod units;
 
-use crate::config::Job;
-use crate::format::snapshot::Snapshot;
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// The steps of a job run, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -89,109 +86,4 @@ pub struct RunReport {
     pub wal_archive: Option<crate::wal::status::ArchiveStatus>,
 }
 
-/// One source of a job: each becomes its own snapshot at every backup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobSource {
-    /// All of the job's paths together, in one snapshot.
-    Paths(Vec<PathBuf>),
-    /// One database, by connection URL.
-    Postgres(String),
-    /// One bucket or prefix, by URL.
-    Bucket(String),
-}
-
-impl JobSource {
-    /// The job's sources: its paths (together), then each database, then each bucket.
-    pub fn of(job: &Job) -> Vec<JobSource> {
-        let mut out = Vec::new();
-        if !job.paths.is_empty() {
-            out.push(JobSource::Paths(job.paths.clone()));
-        }
-        out.extend(job.postgres.iter().cloned().map(JobSource::Postgres));
-        out.extend(job.buckets.iter().cloned().map(JobSource::Bucket));
-        out
-    }
-
-    /// A stable name for the source, without credentials: `files`, `postgres:HOST:PORT/DB`,
-    /// `bucket:SCHEME://BUCKET/PREFIX`. It is stored as the tag `source:LABEL`.
-    pub fn label(&self) -> String {
-        match self {
-            JobSource::Paths(_) => "files".to_string(),
-            JobSource::Postgres(url) => format!("postgres:{}", without_secrets(url)),
-            JobSource::Bucket(url) => format!("bucket:{}", without_secrets(url)),
-        }
-    }
-
-    /// The kind of snapshot the source makes (`Snapshot::source`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            JobSource::Paths(_) => "files",
-            JobSource::Postgres(_) => "postgres",
-            JobSource::Bucket(_) => "bucket",
-        }
-    }
-
-    /// The tags every snapshot of this source in `job` carries.
-    pub fn tags(&self, job: &str) -> Vec<String> {
-        vec![job_tag(job), format!("source:{}", self.label())]
-    }
-
-    /// Was `snap` taken of this source by `job`?
-    pub fn made(&self, job: &str, snap: &Snapshot) -> bool {
-        self.tags(job).iter().all(|t| snap.tags.contains(t))
-    }
-}
-
-/// The tag on every snapshot a job takes.
-pub fn job_tag(job: &str) -> String {
-    format!("job:{job}")
-}
-
-/// A URL as it may be shown and stored: no `user:password@`, no query (which may carry keys),
-/// no scheme prefix noise. `postgresql://u:p@db:5432/app?sslmode=require` → `db:5432/app`.
-pub fn without_secrets(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
-    };
-    // Split as `PgUrl::parse` does: the query first, then the authority at the first '/',
-    // then the user information at the last '@' (a password may hold a raw '#').
-    let rest = rest.split('?').next().unwrap_or("");
-    let rest = match rest.split_once('/') {
-        Some((auth, path)) => format!("{}/{path}", host_part(auth)),
-        None => host_part(rest).to_string(),
-    };
-    match scheme {
-        Some("postgres") | Some("postgresql") | None => rest,
-        Some(s) => format!("{s}://{rest}"),
-    }
-}
-
-fn host_part(authority: &str) -> &str {
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_never_carry_credentials() {
-        assert_eq!(
-            without_secrets("postgresql://backup:s3cret@db.internal:5432/app?sslmode=require"),
-            "db.internal:5432/app"
-        );
-        assert_eq!(
-            without_secrets("s3://storage/public?endpoint=http://x&secret=y"),
-            "s3://storage/public"
-        );
-        assert_eq!(
-            JobSource::Postgres("postgres://u:p@h/db".into()).label(),
-            "postgres:h/db"
-        );
-        assert_eq!(
-            without_secrets("postgresql://u:p#ss@h:5433/db"),
-            "h:5433/db"
-        );
-    }
-}
+pub use crate::sources::{job_tag, without_secrets};

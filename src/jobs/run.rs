@@ -4,9 +4,8 @@
 //! on this machine does nothing, and one on another machine is kept apart by the
 //! repository's own locks.
 
-use super::drill::Protected;
 use super::state::{self, Attempt, JobState};
-use super::{steps, JobSource, RunReport, Step, StepResult};
+use super::{steps, RunReport, Step, StepResult};
 use crate::backend::Location;
 use crate::backup::BackupOptions;
 use crate::config::{ConfigFile, Job};
@@ -14,6 +13,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::report::{Report, ReportKind};
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::sources::Protected;
+use crate::sources::{self, SourceKind};
 use jiff::tz::TimeZone;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -221,8 +222,7 @@ impl<'a> JobRun<'a> {
 
     fn run_steps(&mut self) -> Result<()> {
         let (snaps, _) = self.repo.readable_snapshots()?;
-        let last_backup = last_complete_backup(self.job, &snaps);
-        if self.due(Step::Backup, &self.job.schedule, last_backup) {
+        if self.not_held_back(Step::Backup) && !self.due_sources(&snaps).is_empty() {
             let all_ok = self.backup(&snaps);
             if all_ok && self.job.retention.is_some() && !self.cancelled() {
                 self.forget_and_prune();
@@ -262,21 +262,44 @@ impl<'a> JobRun<'a> {
     /// Is the step due by its schedule and its last success, and not held back by a recent
     /// failure on this machine?
     fn due(&self, step: Step, schedule: &super::schedule::Schedule, last_ok: Option<i64>) -> bool {
+        self.not_held_back(step)
+            && (self.opts.force || schedule.is_due(last_ok, self.now(), &self.opts.tz))
+    }
+
+    /// Not failed on this machine more recently than the retry interval (or forced).
+    fn not_held_back(&self, step: Step) -> bool {
         if self.opts.force {
             return true;
         }
-        let now = self.now();
-        if let Some(a) = self.state.get(step) {
-            let since = now.saturating_sub(a.time_ns);
-            if !a.ok && since >= 0 && (since as u128) < self.opts.retry_after.as_nanos() {
-                return false;
+        match self.state.get(step) {
+            Some(a) if !a.ok => {
+                let since = self.now().saturating_sub(a.time_ns);
+                !(since >= 0 && (since as u128) < self.opts.retry_after.as_nanos())
             }
+            _ => true,
         }
-        schedule.is_due(last_ok, now, &self.opts.tz)
     }
 
-    /// Back up every source that is due (all of them when forced): a source that failed
-    /// does not make the others run again at every retry. True if all succeeded.
+    /// The sources due for a backup by their own schedules (all of them when forced): a
+    /// source that failed does not make the others run again at every retry.
+    fn due_sources(
+        &self,
+        snaps: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
+    ) -> Vec<Box<dyn SourceKind>> {
+        sources::of(self.job)
+            .into_iter()
+            .filter(|source| {
+                self.opts.force
+                    || source.schedule(self.job).is_due(
+                        newest_of(self.job, source.as_ref(), snaps),
+                        self.now(),
+                        &self.opts.tz,
+                    )
+            })
+            .collect()
+    }
+
+    /// Back up every source that is due. True if all succeeded.
     fn backup(
         &mut self,
         snaps: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
@@ -287,24 +310,16 @@ impl<'a> JobRun<'a> {
             ..Default::default()
         };
         let mut all_ok = true;
-        for source in JobSource::of(self.job) {
+        for source in self.due_sources(snaps) {
             if self.cancelled() {
                 return false;
-            }
-            let newest = snaps
-                .iter()
-                .filter(|(_, s)| source.made(&self.job.name, s))
-                .map(|(_, s)| s.time_ns)
-                .max();
-            if !self.opts.force && !self.job.schedule.is_due(newest, self.now(), &self.opts.tz) {
-                continue;
             }
             let started = self.now();
             let clock = Instant::now();
             let outcome = steps::backup_source(
                 self.repo,
                 self.job,
-                &source,
+                source.as_ref(),
                 &base,
                 self.progress,
                 self.cancel,
@@ -534,22 +549,17 @@ impl Done {
     }
 }
 
-/// When the job last backed up every one of its sources: the oldest of each source's newest
-/// snapshot (a source never backed up means never).
-pub fn last_complete_backup(
+/// When `source` of `job` was last backed up.
+fn newest_of(
     job: &Job,
+    source: &dyn SourceKind,
     snaps: &[(crate::id::SnapshotId, crate::format::snapshot::Snapshot)],
 ) -> Option<i64> {
-    let mut oldest: Option<i64> = None;
-    for source in JobSource::of(job) {
-        let newest = snaps
-            .iter()
-            .filter(|(_, s)| source.made(&job.name, s))
-            .map(|(_, s)| s.time_ns)
-            .max()?;
-        oldest = Some(oldest.map_or(newest, |o| o.min(newest)));
-    }
-    oldest
+    snaps
+        .iter()
+        .filter(|(_, s)| source.made(&job.name, s))
+        .map(|(_, s)| s.time_ns)
+        .max()
 }
 
 /// When anything of `jobs` is next due, for the daemon's sleep: the earliest next-due time of
@@ -582,10 +592,11 @@ pub fn next_wake(repo: &Repository, cfg: &ConfigFile, opts: &RunOptions) -> Resu
                 .map(|(_, r)| r.time_ns)
                 .max()
         };
-        let backup_next = job
-            .schedule
-            .next_due(last_complete_backup(job, &snaps), now, &opts.tz);
-        consider(backup_next.map(|t| t.max(retry(Step::Backup).unwrap_or(t))));
+        for source in sources::of(job) {
+            let newest = newest_of(job, source.as_ref(), &snaps);
+            let t = source.schedule(job).next_due(newest, now, &opts.tz);
+            consider(t.map(|t| t.max(retry(Step::Backup).unwrap_or(t))));
+        }
         if let Some(c) = &job.check {
             let t = c
                 .schedule

@@ -7,8 +7,10 @@
 //! harmless, and the password itself is only pointed at.
 
 use super::status::{human, local_time, JobStatus};
-use super::JobSource;
 use crate::config::{ConfigFile, Job};
+use crate::sources;
+pub use crate::sources::shown::redact_url;
+use crate::sources::shown::sh;
 use jiff::tz::TimeZone;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,63 +28,6 @@ pub struct RunbookInput<'a> {
     pub now_ns: i64,
     pub tz: TimeZone,
     pub host: String,
-}
-
-/// Query keys kept in URLs shown in the runbook: they say where, never who.
-const SAFE_QUERY_KEYS: [&str; 4] = ["endpoint", "region", "sslmode", "host"];
-
-/// `url` without a password in its user part and without query keys that may hold secrets.
-/// `postgresql://backup:pw@db:5432/app?sslmode=require&password=x` →
-/// `postgresql://backup@db:5432/app?sslmode=require`.
-pub fn redact_url(url: &str) -> String {
-    let (main, query) = match url.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (url, None),
-    };
-    let main = match main.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest
-                .split_once('/')
-                .map_or((rest, None), |(a, p)| (a, Some(p)));
-            let authority = match authority.rsplit_once('@') {
-                Some((user, host)) => {
-                    let user = user.split_once(':').map_or(user, |(u, _)| u);
-                    format!("{user}@{host}")
-                }
-                None => authority.to_string(),
-            };
-            match path {
-                Some(p) => format!("{scheme}://{authority}/{p}"),
-                None => format!("{scheme}://{authority}"),
-            }
-        }
-        None => main.to_string(),
-    };
-    let kept: Vec<&str> = query
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| {
-            let key = kv.split('=').next().unwrap_or("");
-            SAFE_QUERY_KEYS.contains(&key)
-        })
-        .collect();
-    if kept.is_empty() {
-        main
-    } else {
-        format!("{main}?{}", kept.join("&"))
-    }
-}
-
-/// A value quoted for a POSIX shell.
-fn sh(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:@=,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// The `--tag` arguments that narrow `coffer snapshots` and `coffer restore latest|@TIME` to
@@ -257,7 +202,7 @@ fn job_section(w: &mut String, n: usize, job: &Job, status: Option<&JobStatus>, 
         }
         None => "No RPO is set for this job.".to_string(),
     };
-    let _ = writeln!(w, "- Backed up {}. {rpo}", job.schedule);
+    let _ = writeln!(w, "- Backed up {}. {rpo}", schedules(job));
     let _ = writeln!(w, "- {}", expected_rto(job, status, tz));
     if let Some(s) = status {
         if let Some(t) = s.last_backup_ns {
@@ -269,49 +214,16 @@ fn job_section(w: &mut String, n: usize, job: &Job, status: Option<&JobStatus>, 
         }
     }
     let _ = writeln!(w, "\nRestore each source, in this order:\n");
-    for (i, src) in JobSource::of(job).iter().enumerate() {
+    for (i, src) in sources::of(job).iter().enumerate() {
         let label = src.label();
-        let _ = writeln!(w, "{}. {}", i + 1, source_title(src));
+        let _ = writeln!(w, "{}. {}", i + 1, src.title());
         let tags = tag_args(&job.name, &label);
         let _ = writeln!(
             w,
             "\n   ```sh\n   coffer snapshots {tags}    # what there is of this source, oldest first"
         );
-        match src {
-            JobSource::Paths(_) => {
-                let _ = writeln!(
-                    w,
-                    "   coffer restore latest {tags} --target /    # paths come back where they were; or --target DIR to look first"
-                );
-            }
-            JobSource::Postgres(url) => {
-                let _ = writeln!(
-                    w,
-                    "   coffer restore latest {tags} --to-postgres {}{}",
-                    sh(&redact_url(url)),
-                    if job.postgres_globals {
-                        " --globals"
-                    } else {
-                        ""
-                    }
-                );
-                let _ = writeln!(
-                    w,
-                    "   # the password from PGPASSWORD or ~/.pgpass; creates the database if missing, refuses one\n   # that holds tables (--force replaces it), and checks every table's row count"
-                );
-            }
-            JobSource::Bucket(url) => {
-                let _ = writeln!(
-                    w,
-                    "   coffer restore latest {tags} --to-bucket {}",
-                    sh(&redact_url(url))
-                );
-            }
-        }
+        let _ = write!(w, "{}", src.runbook(job, &tags));
         let _ = writeln!(w, "   ```\n");
-    }
-    if let Some(pitr) = &job.postgres_pitr {
-        pitr_steps(w, &pitr.url);
     }
     let _ = writeln!(
         w,
@@ -323,35 +235,20 @@ fn job_section(w: &mut String, n: usize, job: &Job, status: Option<&JobStatus>, 
     );
 }
 
-/// Point-in-time recovery of a cluster whose WAL is archived: to any second the archive
-/// covers, not only to the last dump.
-fn pitr_steps(w: &mut String, url: &str) {
-    let _ = writeln!(
-        w,
-        "Point-in-time recovery of the PostgreSQL cluster `{}` (base backups and archived WAL):\n\n   \
-         ```sh\n   \
-         coffer status    # the WAL archive's newest segment: the latest moment that can be recovered\n   \
-         coffer restore @2026-11-20T17:59:30Z --to-postgres-data /var/lib/postgresql/restored --start --port 5433\n   \
-         # or `latest` for everything archived; DIR must be new or empty. A target the archive cannot\n   \
-         # reach (before the oldest base backup, after its end, past a missing segment) is refused, naming why.\n   \
-         # The restored server runs on 127.0.0.1:5433 with archiving off: check it, then stop it\n   \
-         # (pg_ctl stop -D DIR), move DIR into place for the real server, start that, and turn archiving\n   \
-         # on again (it continues on a new timeline):\n   \
-         coffer setup-archiving {} --apply\n   \
-         ```\n",
-        redact_url(url),
-        sh(&redact_url(url))
-    );
-}
-
-fn source_title(src: &JobSource) -> String {
-    match src {
-        JobSource::Paths(paths) => {
-            let p: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
-            format!("Files: {}", p.join(", "))
-        }
-        JobSource::Postgres(url) => format!("PostgreSQL database `{}`", redact_url(url)),
-        JobSource::Bucket(url) => format!("Bucket `{}`", redact_url(url)),
+/// When the job's sources are backed up: one schedule, or each source's.
+fn schedules(job: &Job) -> String {
+    let kinds = sources::of(job);
+    let each: Vec<(String, String)> = kinds
+        .iter()
+        .map(|k| (k.label(), k.schedule(job).to_string()))
+        .collect();
+    match each.first() {
+        Some((_, first)) if each.iter().all(|(_, s)| s == first) => first.clone(),
+        _ => each
+            .iter()
+            .map(|(label, s)| format!("{label} {s}"))
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }
 

@@ -6,13 +6,14 @@
 
 use super::schedule::Schedule;
 use super::state::{self, JobState};
-use super::{JobSource, Step};
+use super::Step;
 use crate::config::Job;
 use crate::error::Result;
 use crate::format::report::{Report, ReportKind};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
 use crate::repo::Repository;
+use crate::sources;
 use crate::wal::status::ArchiveStatus;
 use jiff::tz::TimeZone;
 use serde::{Serialize, Serializer};
@@ -132,7 +133,8 @@ pub fn job_status(
     tz: &TimeZone,
 ) -> JobStatus {
     let age_of = |t: i64| now_ns.saturating_sub(t).max(0) as u64;
-    let sources: Vec<SourceStatus> = JobSource::of(job)
+    let kinds = sources::of(job);
+    let sources: Vec<SourceStatus> = kinds
         .iter()
         .map(|src| {
             let newest = snapshots
@@ -306,7 +308,20 @@ pub fn job_status(
         schedule: schedule.to_string(),
         time_ns: schedule.next_due(last, now_ns, tz),
     };
-    let mut next_due = vec![due(Step::Backup, &job.schedule, last_backup_ns)];
+    // Sources may have schedules of their own (base backups): one entry per schedule, due
+    // when its least recently backed-up source is.
+    let mut next_due: Vec<NextDue> = Vec::new();
+    for (kind, status) in kinds.iter().zip(&sources) {
+        let d = due(
+            Step::Backup,
+            &kind.schedule(job),
+            status.last.as_ref().map(|l| l.time_ns),
+        );
+        match next_due.iter_mut().find(|n| n.schedule == d.schedule) {
+            Some(n) => n.time_ns = earliest(n.time_ns, d.time_ns),
+            None => next_due.push(d),
+        }
+    }
     if let Some(c) = &job.check {
         next_due.push(due(
             Step::Check,
@@ -494,6 +509,15 @@ pub fn local_time(ns: i64, tz: &TimeZone) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| format!("{ns}ns"))
+}
+
+/// The earlier of two due times; `None` is "never".
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 fn rfc3339<S: Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {

@@ -1,9 +1,8 @@
 //! The steps of a job, each a thin call into its use case: back up one source, forget by
 //! the job's retention, prune, check. Each returns a one-line summary for the run report.
 
-use super::JobSource;
 use crate::backend::{ObjectKind, ObjectName};
-use crate::backup::{self, BackupOptions, BackupOutcome, Source};
+use crate::backup::{BackupOptions, BackupOutcome};
 use crate::check::{self, CheckOptions};
 use crate::config::Job;
 use crate::error::Result;
@@ -11,39 +10,33 @@ use crate::gc::{self, PruneOptions};
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::retention::{self, Candidate};
+use crate::sources::{BackupContext, SourceKind};
 use std::sync::atomic::AtomicBool;
 
 /// Back up one source of `job` as a snapshot tagged with the job and the source.
 pub fn backup_source(
     repo: &Repository,
     job: &Job,
-    source: &JobSource,
+    source: &dyn SourceKind,
     base: &BackupOptions,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<BackupOutcome> {
-    let mut opts = BackupOptions {
+    let mut options = BackupOptions {
         tags: source.tags(&job.name),
         host: base.host.clone(),
         user: base.user.clone(),
         lock_refresh: base.lock_refresh,
         ..Default::default()
     };
-    opts.tags.extend(job.tags.iter().cloned());
-    match source {
-        JobSource::Paths(paths) => {
-            opts.excludes = job.exclude.clone();
-            backup::backup(repo, Source::Paths(paths.clone()), &opts, progress, cancel)
-        }
-        JobSource::Postgres(url) => {
-            let pg = crate::postgres::PgBackupOptions {
-                globals: job.postgres_globals,
-                ..Default::default()
-            };
-            crate::postgres::backup_database(repo, url, &pg, &opts, progress, cancel)
-        }
-        JobSource::Bucket(url) => crate::bucket::backup_bucket(repo, url, &opts, progress, cancel),
-    }
+    options.tags.extend(job.tags.iter().cloned());
+    source.backup(&BackupContext {
+        repo,
+        job,
+        options,
+        progress,
+        cancel,
+    })
 }
 
 /// Apply the job's retention to the job's snapshots only; returns (kept, removed).
@@ -108,7 +101,7 @@ pub fn drill(
     repo: &Repository,
     job: &Job,
     host: &str,
-    protected: &super::drill::Protected,
+    protected: &crate::sources::Protected,
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<StepDone> {

@@ -64,6 +64,8 @@ pub struct PitrReport {
     /// Seconds from the start of the command until recovery ended (with `--start`).
     pub recovered_seconds: Option<f64>,
     pub last_replayed_commit: Option<String>,
+    #[serde(skip)]
+    pub last_replayed_commit_ns: Option<i64>,
     pub stopped: Option<String>,
     pub state: Option<String>,
     pub port: Option<u16>,
@@ -212,6 +214,7 @@ pub fn restore_to_data_dir(
         restore_seconds: t0.elapsed().as_secs_f64(),
         recovered_seconds: None,
         last_replayed_commit: None,
+        last_replayed_commit_ns: None,
         stopped: None,
         state: None,
         port,
@@ -227,6 +230,7 @@ pub fn restore_to_data_dir(
         )?;
         report.recovered_seconds = Some(t0.elapsed().as_secs_f64());
         report.last_replayed_commit = r.last_commit_ns.map(crate::browse::format_time_rfc3339);
+        report.last_replayed_commit_ns = r.last_commit_ns;
         report.stopped = r.stopped;
         report.state = Some(r.state.clone());
         if r.state == "in production" {

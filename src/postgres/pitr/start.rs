@@ -61,7 +61,7 @@ pub fn start_and_wait(
         .arg("-W")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| tools::spawn_error(&pg_ctl, e))?;
+        .map_err(|e| owner_spawn_error(&pg_ctl, data, e))?;
     if !out.status.success() {
         return Err(Error::new(
             ErrorKind::Io,
@@ -118,6 +118,32 @@ pub fn start_and_wait(
     }
 }
 
+/// Stop the server running on `data` (fast shutdown: sessions are ended, nothing is lost),
+/// waiting until it is down.
+pub fn stop(data: &Path, pg_bin: Option<&Path>) -> Result<()> {
+    let major = std::fs::read_to_string(data.join("PG_VERSION"))
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let pg_ctl = tools::find("pg_ctl", pg_bin, major)?;
+    let out = as_data_owner(Command::new(&pg_ctl.path), data)
+        .args(["stop", "-m", "fast", "-w", "-D"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| owner_spawn_error(&pg_ctl, data, e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!(
+            "pg_ctl could not stop the restored server in {}: {}",
+            data.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    ))
+}
+
 /// "Database cluster state" from pg_controldata.
 fn cluster_state(controldata: &Tool, data: &Path) -> String {
     let out = Command::new(&controldata.path)
@@ -161,6 +187,25 @@ fn as_data_owner(mut cmd: Command, data: &Path) -> Command {
     }
     cmd.current_dir(data);
     cmd
+}
+
+/// pg_ctl runs as the data directory's owner, in that directory: "permission denied" there
+/// almost always means the owner cannot pass through a folder above it.
+fn owner_spawn_error(pg_ctl: &Tool, data: &Path, e: std::io::Error) -> Error {
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return tools::spawn_error(pg_ctl, e);
+    }
+    let owner = std::fs::metadata(data).map(|m| m.uid()).ok();
+    Error::io(
+        format!(
+            "cannot run {} as the data directory's owner (uid {}) in {}: every folder above it \
+             must let that user pass through (mode o+x)",
+            pg_ctl.path.display(),
+            owner.map_or("?".to_string(), |u| u.to_string()),
+            data.display()
+        ),
+        e,
+    )
 }
 
 /// A free TCP port on loopback, for a restored server that is given none.

@@ -7,27 +7,20 @@
 //! the server's own databases, and one that exists without the comment a drill gives the
 //! database it creates (`DRILL_MARKER`).
 
-use super::{DrillOptions, Protected, Restored};
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::postgres::{restore_database, PgRestoreOptions, PgUrl};
-use crate::progress::Progress;
-use crate::repo::Repository;
-use std::sync::atomic::AtomicBool;
+use crate::sources::{without_secrets, DrillContext, Protected, Restored};
 use std::time::Duration;
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn drill(
-    repo: &Repository,
-    protected: &Protected,
+    ctx: &DrillContext,
     source_url: &str,
     snap: &Snapshot,
     scratch: &str,
-    opts: &DrillOptions,
-    progress: &dyn Progress,
-    cancel: &AtomicBool,
 ) -> Result<Restored> {
-    refuse_protected(protected, scratch)?;
+    let (repo, opts, progress, cancel) = (ctx.repo, ctx.options, ctx.progress, ctx.cancel);
+    refuse_protected(ctx.protected, scratch)?;
     let restore_opts = PgRestoreOptions {
         // A scratch database: whatever an earlier drill left there goes.
         force: true,
@@ -53,7 +46,7 @@ pub(super) fn drill(
     if !report.counts_recorded {
         progress.warn(&format!(
             "{}: the snapshot recorded no row counts; only the restore itself was checked",
-            crate::jobs::without_secrets(source_url)
+            without_secrets(source_url)
         ));
     }
     let scratch_label = PgUrl::parse(scratch).map(|u| u.to_string())?;
@@ -61,8 +54,8 @@ pub(super) fn drill(
         restored_to: scratch_label,
         bytes: report.bytes,
         items: report.tables.len() as u64,
-        item_kind: "tables",
         problems,
+        details: vec![],
         cleanup: Duration::ZERO,
     })
 }

@@ -1,37 +1,22 @@
-//! The files drill: restore a snapshot into a fresh folder below the drill target, verify
-//! it, and remove it when it matched (it stays for inspection when it did not).
-//!
-//! The folder is `TARGET/JOB-<snapshot short id>`, marked as a drill's own by a
-//! `.coffer-drill` file at its top (holding the process ID and host of the drill that made
-//! it). A folder without the marker is never touched: it is someone else's. One with the
-//! marker was left by an earlier drill that failed, and is replaced, unless the drill that
-//! made it is still running on this machine.
+//! A drill's scratch folder: `TARGET/NAME`, made fresh for one drill and marked as a
+//! drill's own by a `.coffer-drill` file at its top (holding the process ID and host of the
+//! drill that made it). A folder without the marker is never touched: it is someone else's.
+//! One with the marker was left by an earlier drill that failed, and is replaced, unless the
+//! drill that made it is still running on this machine.
 //!
 //! Drills often run as root, so the scratch space must not be reachable by other users
-//! (security review H1, H2):
-//! - the target, and every folder of it that the drill creates, must belong to this user and
-//!   be writable by nobody else; otherwise another user could move the drill's folder away
-//!   and plant symlinks in its place. A shared folder such as `/var/tmp` is refused;
-//! - the drill's folder is created 0700 and used only through its descriptor; it stays 0700
-//!   when it is kept after a failure;
-//! - the restore leaves device nodes out and clears setuid and setgid bits.
+//! (security review H1, H2): the target, and every folder of it that the drill creates, must
+//! belong to this user and be writable by nobody else; otherwise another user could move the
+//! drill's folder away and plant symlinks in its place. A shared folder such as `/var/tmp`
+//! is refused, and the drill's folder is created 0700 and used through its descriptor.
 
-use super::verify::{verify_restore, Verified};
-use super::{DrillOptions, Restored};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::snapshot::Snapshot;
-use crate::id::SnapshotId;
-use crate::progress::Progress;
-use crate::repo::Repository;
 use crate::restore::at::{self, FileId};
-use crate::restore::{restore_at, RestoreOptions};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
 
 /// The marker file at the top of a drill's scratch folder.
 pub const MARKER: &str = ".coffer-drill";
@@ -39,90 +24,11 @@ pub const MARKER: &str = ".coffer-drill";
 /// Where the error messages send the user: a root-owned place no one else can write.
 const SUGGESTED: &str = "/var/lib/coffer/drill";
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn drill(
-    repo: &Repository,
-    job: &str,
-    id: &SnapshotId,
-    snap: &Snapshot,
-    target: &Path,
-    opts: &DrillOptions,
-    progress: &dyn Progress,
-    cancel: &AtomicBool,
-) -> Result<Restored> {
-    let scratch = Scratch::make(target, &format!("{job}-{}", id.short()), &opts.host)?;
-    let restore_opts = RestoreOptions {
-        target: scratch.path.clone(),
-        includes: vec![],
-        skip_devices: true,
-        strip_setid: true,
-    };
-    let folder = scratch
-        .folder
-        .try_clone()
-        .map_err(|e| Error::io(scratch.path.display(), e))?;
-    // Restore names the paths it wrote; the snapshot's own paths are shorter and say more.
-    let inside = scratch.path.display().to_string();
-    let mut problems: Vec<String> = Vec::new();
-    let mut verified = Verified::default();
-    match restore_at(repo, snap, folder, &restore_opts, progress, cancel) {
-        Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-        // The folder stays, and the problem list says where.
-        Err(e) => problems.push(e.to_string()),
-        Ok(restored) => {
-            problems.extend(
-                restored
-                    .errors
-                    .into_iter()
-                    .map(|e| e.strip_prefix(&inside).map_or(e.clone(), str::to_string)),
-            );
-            match verify_restore(repo, &snap.root, scratch.folder.as_fd(), progress, cancel) {
-                Err(e) if e.kind() == ErrorKind::Interrupted => return Err(e),
-                Err(e) => problems.push(e.to_string()),
-                Ok(v) => verified = v,
-            }
-            problems.append(&mut verified.problems);
-        }
-    }
-    let in_place = scratch.in_place();
-    let cleanup = Instant::now();
-    match &in_place {
-        Err(e) => problems.push(e.clone()),
-        Ok(()) if problems.is_empty() => {
-            if !opts.keep {
-                if let Err(e) = scratch.remove() {
-                    progress.warn(&format!(
-                        "the drill passed but its folder {} could not be removed: {e}",
-                        scratch.path.display()
-                    ));
-                }
-            }
-        }
-        // Second, after the first problem, which is what a short report shows.
-        Ok(()) => problems.insert(
-            1,
-            format!(
-                "the restored files are kept for inspection in {} (mode 0700: only its \
-                 owner can enter it); remove it when done",
-                scratch.path.display()
-            ),
-        ),
-    }
-    Ok(Restored {
-        restored_to: scratch.path.display().to_string(),
-        bytes: verified.bytes,
-        items: verified.files,
-        item_kind: "files",
-        problems,
-        cleanup: cleanup.elapsed(),
-    })
-}
-
 /// A drill's own folder `TARGET/NAME`, open.
-pub(super) struct Scratch {
+pub struct Scratch {
     target: OwnedFd,
     name: String,
-    folder: OwnedFd,
+    pub folder: OwnedFd,
     id: FileId,
     pub path: PathBuf,
 }
@@ -131,7 +37,7 @@ impl Scratch {
     /// Make `TARGET/NAME` a new, empty folder of this drill (mode 0700, with its marker),
     /// replacing one left by an earlier drill; refuse anything else, and a target that
     /// other users can change.
-    pub(super) fn make(target: &Path, name: &str, host: &str) -> Result<Scratch> {
+    pub fn make(target: &Path, name: &str, host: &str) -> Result<Scratch> {
         let dir = open_target(target)?;
         let path = target.join(name);
         let io = |e: std::io::Error| Error::io(path.display(), e);
@@ -186,7 +92,7 @@ impl Scratch {
 
     /// Is `TARGET/NAME` still the folder the drill made? If someone moved it away, what
     /// the drill verified is not what is at that path, and nothing there may be removed.
-    fn in_place(&self) -> std::result::Result<(), String> {
+    pub fn in_place(&self) -> std::result::Result<(), String> {
         match rustix::fs::statat(&self.target, self.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if at::id_of(&st) == self.id => Ok(()),
             _ => Err(format!(
@@ -198,8 +104,23 @@ impl Scratch {
         }
     }
 
+    /// Let other users pass through (not list) the target and this folder, to reach a
+    /// folder inside that is theirs: a restored PostgreSQL data directory, whose server runs
+    /// as the cluster's owner when the drill runs as root. Every other drill folder in the
+    /// target stays 0700, so passing through reaches nothing else.
+    pub fn let_owner_pass(&self) -> Result<()> {
+        for fd in [&self.target, &self.folder] {
+            let io = |e: Errno| Error::io(self.path.display(), e.into());
+            let mode = rustix::fs::fstat(fd).map_err(io)?.st_mode & 0o7777;
+            if mode & 0o011 != 0o011 {
+                rustix::fs::fchmod(fd, Mode::from_raw_mode(mode | 0o011)).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Remove the drill's folder, if it is still in place.
-    pub(super) fn remove(&self) -> Result<()> {
+    pub fn remove(&self) -> Result<()> {
         self.in_place()
             .map_err(|e| Error::new(ErrorKind::AlreadyExists, e))?;
         at::remove_tree(self.target.as_fd(), self.name.as_bytes())

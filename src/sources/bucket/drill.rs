@@ -2,28 +2,17 @@
 //! read every object back and compare its key, size, content and metadata with the
 //! snapshot's record, and look for keys the snapshot does not have.
 
-use super::{DrillOptions, Protected, Restored};
 use crate::backend::{Location, ObjectStore};
 use crate::bucket::{bucket_path, restore_bucket, verify_bucket_with, BucketRestoreOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Snapshot;
-use crate::progress::Progress;
-use crate::repo::Repository;
-use std::sync::atomic::AtomicBool;
+use crate::sources::{DrillContext, DrillOptions, Protected, Restored};
 use std::time::Duration;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn drill(
-    repo: &Repository,
-    protected: &Protected,
-    snap: &Snapshot,
-    scratch: &str,
-    opts: &DrillOptions,
-    progress: &dyn Progress,
-    cancel: &AtomicBool,
-) -> Result<Restored> {
+pub(super) fn drill(ctx: &DrillContext, snap: &Snapshot, scratch: &str) -> Result<Restored> {
+    let (repo, opts, progress, cancel) = (ctx.repo, ctx.options, ctx.progress, ctx.cancel);
     let location = Location::parse(scratch).map_err(|e| e.context("the drill's scratch bucket"))?;
-    refuse_protected(protected, &location)?;
+    refuse_protected(ctx.protected, &location)?;
     empty(&location, opts)?;
     // The prefix now holds only this drill's marker.
     let restore_opts = BucketRestoreOptions {
@@ -53,8 +42,8 @@ pub(super) fn drill(
         restored_to: bucket_path(&location),
         bytes: verified.bytes,
         items: verified.objects,
-        item_kind: "objects",
         problems,
+        details: vec![],
         cleanup: Duration::ZERO,
     })
 }
