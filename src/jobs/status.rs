@@ -160,7 +160,24 @@ pub fn job_status(
         .map(|s| s.last.as_ref().map(|l| l.time_ns))
         .collect::<Option<Vec<i64>>>()
         .and_then(|times| times.into_iter().min());
-    let age_ns = last_backup_ns.map(age_of);
+    // The RPO is judged on the sources whose snapshots are the recovery points. A cluster
+    // under point-in-time recovery recovers to its newest archived WAL, not to its base
+    // backup: `judge_wal` holds it to the RPO.
+    let held: Vec<&SourceStatus> = sources
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, k)| k.recovers_to_snapshot())
+        .map(|(s, _)| s)
+        .collect();
+    let stalest_held = held
+        .iter()
+        .copied()
+        .filter(|s| s.last.is_some())
+        .max_by_key(|s| s.age_ns);
+    let age_ns = match stalest_held {
+        Some(s) => s.age_ns,
+        None => last_backup_ns.map(age_of),
+    };
     let newest_report = |check: bool| {
         reports
             .iter()
@@ -185,7 +202,13 @@ pub fn job_status(
     let mut notes = Vec::new();
 
     let rpo_ns = job.rpo.map(|d| nanos(d.0));
-    let rpo_ok = rpo_ns.map(|rpo| age_ns.is_some_and(|a| a <= rpo));
+    let never: Vec<&str> = sources
+        .iter()
+        .filter(|s| s.last.is_none())
+        .map(|s| s.source.as_str())
+        .collect();
+    let held_age = stalest_held.and_then(|s| s.age_ns);
+    let rpo_ok = rpo_ns.map(|rpo| never.is_empty() && held_age.map_or(true, |a| a <= rpo));
     // A snapshot that lacks files it could not read is not a whole backup, whatever its age.
     for src in &sources {
         match &src.last {
@@ -199,14 +222,9 @@ pub fn job_status(
             _ => {}
         }
     }
-    match (rpo_ns, age_ns) {
+    match (rpo_ns, held_age) {
         (None, _) => notes.push("no RPO set: the age of backups is not checked".to_string()),
-        (Some(rpo), None) => {
-            let never: Vec<&str> = sources
-                .iter()
-                .filter(|s| s.last.is_none())
-                .map(|s| s.source.as_str())
-                .collect();
+        (Some(rpo), _) if !never.is_empty() => {
             problems.push(format!(
                 "past its RPO: never backed up ({} has no snapshot), RPO {}",
                 never.join(", "),
@@ -214,11 +232,9 @@ pub fn job_status(
             ));
         }
         (Some(rpo), Some(age)) if age > rpo => {
-            let which = if sources.len() > 1 {
-                let stalest = sources.iter().max_by_key(|s| s.age_ns).expect("sources");
-                format!("the newest snapshot of {}", stalest.source)
-            } else {
-                "newest snapshot".to_string()
+            let which = match stalest_held {
+                Some(s) if sources.len() > 1 => format!("the newest snapshot of {}", s.source),
+                _ => "newest snapshot".to_string(),
             };
             problems.push(format!(
                 "past its RPO: {which} is {} old, RPO {}",

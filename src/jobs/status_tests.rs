@@ -375,9 +375,16 @@ fn archive(now: i64, age_ns: Option<i64>) -> ArchiveStatus {
 #[test]
 fn a_pitr_job_is_held_to_its_rpo_by_the_newest_wal_segment() {
     let now = t("2026-11-27T09:00:00Z");
+    // The cluster's base backup is one of the job's sources: without it, nothing could be
+    // recovered however fresh the WAL (see the end of this test).
     let snaps = [
         snap(1, FILES, t("2026-11-27T08:55:00Z")),
         snap(2, DB, t("2026-11-27T08:56:00Z")),
+        snap(
+            3,
+            &["job:app", "source:postgres-pitr:db/app"],
+            t("2026-11-27T08:57:00Z"),
+        ),
     ];
     let pitr = job("rpo = \"15m\"\npostgres_pitr = { url = \"postgresql://db/app\" }\n");
     let judged = |a: Option<&ArchiveStatus>| {
@@ -418,4 +425,18 @@ fn a_pitr_job_is_held_to_its_rpo_by_the_newest_wal_segment() {
     judge_wal(&mut s, &plain, Some(&archive(now, Some(40 * MIN))));
     assert!(s.healthy, "{:?}", s.problems);
     assert_eq!((s.wal_age_ns, s.wal_rpo_ok), (None, None));
+    // Fresh WAL but no base backup: the cluster cannot be recovered, and status says so.
+    let s = {
+        let mut s = status(&snaps[..2], &[], &pitr, now);
+        judge_wal(&mut s, &pitr, Some(&archive(now, Some(2 * MIN))));
+        s
+    };
+    assert!(!s.healthy);
+    assert!(
+        s.problems
+            .iter()
+            .any(|p| p.contains("postgres-pitr:db/app has no snapshot")),
+        "{:?}",
+        s.problems
+    );
 }

@@ -47,6 +47,11 @@ pub trait SourceKind {
     fn schedule(&self, job: &Job) -> Schedule {
         job.schedule.clone().unwrap_or(Schedule::Never)
     }
+    /// Is its newest snapshot the newest moment it can be recovered to, so that the job's
+    /// RPO holds its age? Not for a cluster whose WAL is archived between base backups.
+    fn recovers_to_snapshot(&self) -> bool {
+        true
+    }
     /// Add the production places it reads to `p`: no drill may restore into them.
     fn protect(&self, _job: &str, _p: &mut Protected) {}
     /// Take one backup, as one snapshot.

@@ -52,6 +52,11 @@ impl SourceKind for PgPitr {
             .or_else(|| job.schedule.clone())
             .unwrap_or(Schedule::Never)
     }
+    /// Its recovery point is the newest archived WAL, which the job's RPO holds instead
+    /// (`jobs::status::judge_wal`); base backups only bound how much WAL a restore replays.
+    fn recovers_to_snapshot(&self) -> bool {
+        false
+    }
     fn protect(&self, job: &str, p: &mut Protected) {
         p.postgres.push((job.to_string(), self.url.clone()));
     }
