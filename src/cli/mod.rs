@@ -21,6 +21,7 @@ mod diff;
 mod drill;
 mod dump;
 mod forget;
+mod generate;
 mod init;
 mod jobfile;
 mod key;
@@ -83,42 +84,54 @@ pub struct Global {
         short = 'r',
         long = "repo",
         global = true,
+        help_heading = "Global options",
         env = "COFFER_REPOSITORY",
         value_delimiter = ','
     )]
     pub repo: Vec<String>,
     /// Read the password from this file (first line).
-    #[arg(long, global = true, env = "COFFER_PASSWORD_FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "COFFER_PASSWORD_FILE"
+    )]
     pub password_file: Option<PathBuf>,
     /// Job file (default ./coffer.toml if present, yours or root's, and writable by nobody
     /// else): its [repository] section gives regions, password_file and min_regions when
     /// neither flags nor environment do.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub config: Option<PathBuf>,
     /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub cache_dir: Option<PathBuf>,
     /// Work without a local cache.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,
     /// Print one JSON document on stdout instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Print only errors and warnings.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// With several regions: how many must take every write for a backup to succeed.
-    #[arg(long, global = true, env = "COFFER_MIN_REGIONS", default_value_t = 1)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "COFFER_MIN_REGIONS",
+        default_value_t = 1
+    )]
     pub min_regions: usize,
     /// Most bytes per second written to each region, e.g. 20MiB/s (default: no limit).
-    #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "RATE", value_parser = parse_rate)]
     pub limit_upload: Option<u64>,
     /// Try key files whose Argon2 memory is up to SIZE (default 1GiB); costlier ones are
     /// skipped, since anyone who can write to the storage can add key files.
-    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_kdf_memory)]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "SIZE", value_parser = parse_kdf_memory)]
     pub max_kdf_memory: Option<u32>,
     /// Try key files with up to N Argon2 passes (default 10).
-    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_kdf_passes: Option<u32>,
     /// The job file as read once at start (`jobfile.rs`); not an option.
     #[arg(skip)]
@@ -198,6 +211,10 @@ pub enum Command {
     /// WAL into this repository with `coffer wal-push`: wal_level, archive_mode,
     /// archive_command, archive_timeout.
     SetupArchiving(setup_archiving::Args),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    Completion(generate::CompletionArgs),
+    /// Write man pages for coffer and every command into a folder.
+    GenerateMan(generate::ManArgs),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit status.
@@ -207,15 +224,7 @@ pub fn run() -> i32 {
         .and_then(|m| Ok((Cli::from_arg_matches(&m)?, repo_source(&m))));
     let (cli, repo_from) = match parsed {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    EXIT_OK
-                }
-                _ => EXIT_USAGE,
-            };
-        }
+        Err(e) => return usage_error(&e),
     };
     // A test hook (debug builds only): new keys may keep the tiny Argon2 cost the test
     // suite asks for, so its hundreds of commands stay fast.
@@ -251,6 +260,8 @@ pub fn run() -> i32 {
         Command::WalPush(a) => wal::push(g, a),
         Command::WalFetch(a) => wal::fetch(g, a),
         Command::SetupArchiving(a) => setup_archiving::run(g, a),
+        Command::Completion(a) => generate::completion(a),
+        Command::GenerateMan(a) => generate::man(g, a),
     };
     let code = match result {
         Ok(code) => code,
@@ -264,6 +275,34 @@ pub fn run() -> i32 {
         }
         _ => code,
     }
+}
+
+/// A command line clap could not parse (or `--help`, `--version`): printed as clap words
+/// it, and with `--json` also as the JSON error every other failure prints.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind as Kind;
+    if matches!(e.kind(), Kind::DisplayHelp | Kind::DisplayVersion) {
+        let _ = e.print();
+        return EXIT_OK;
+    }
+    // `--json` as an argument before any `--` (after it, it would be a value).
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if json {
+        let text = e.render().to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        common::print_json(&serde_json::json!({
+            "error": message, "kind": "Usage", "exit_code": EXIT_USAGE,
+        }));
+    }
+    let _ = e.print();
+    EXIT_USAGE
 }
 
 /// Where `--repo` / `COFFER_REPOSITORY` got its value, for the line naming the repository.

@@ -1,0 +1,101 @@
+//! What a new user reaches for before the first backup: `--help` with each command's own
+//! options first and the global ones under their own heading, shell completions and man
+//! pages generated from the same definitions, and usage errors that obey `--json`.
+
+mod common;
+use common::Env;
+use std::process::Output;
+
+fn out(env: &Env, args: &[&str]) -> Output {
+    env.cmd().args(args).output().expect("run coffer")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn help_lists_the_command_options_before_the_global_ones() {
+    let env = Env::new();
+    let o = out(&env, &["forget", "--help"]);
+    assert!(o.status.success());
+    let help = stdout(&o);
+    let own = help.find("--keep-daily").expect("forget's own option");
+    let heading = help
+        .find("Global options:")
+        .expect("a heading for the global options");
+    let global = help.find("--password-file").expect("a global option");
+    assert!(own < heading && heading < global, "{help}");
+}
+
+#[test]
+fn completions_name_every_command_and_option() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let o = out(&env, &["completion", shell]);
+        assert!(o.status.success(), "{shell}: {o:?}");
+        let script = stdout(&o);
+        for word in [
+            "wal-push",
+            "setup-archiving",
+            "keep-daily",
+            "to-postgres-data",
+        ] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    // bash accepts the script it is given.
+    let o = out(&env, &["completion", "bash"]);
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &stdout(&o)])
+        .status()
+        .unwrap();
+    assert!(check.success(), "bash -n rejects the completion script");
+    let o = out(&env, &["completion", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let env = Env::new();
+    let dir = env.path("man/man1");
+    let o = out(&env, &["--json", "generate-man", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for page in [
+        "coffer.1",
+        "coffer-backup.1",
+        "coffer-restore.1",
+        "coffer-wal-push.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page} is not a man page");
+    }
+    let backup = std::fs::read_to_string(dir.join("coffer-backup.1")).unwrap();
+    assert!(
+        backup.contains("exclude"),
+        "the backup page lacks its options"
+    );
+    let written = std::fs::read_dir(&dir).unwrap().count() as u64;
+    assert_eq!(v["pages"].as_u64(), Some(written), "{v}");
+    assert!(written >= 25, "{written} pages");
+}
+
+#[test]
+fn a_usage_error_obeys_json() {
+    let env = Env::new();
+    let o = out(&env, &["--json", "backup", "--exlude", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("no JSON on stdout ({e}): {o:?}"));
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["kind"], "Usage");
+    assert!(v["error"].as_str().unwrap().contains("--exlude"), "{v}");
+    // The person at the terminal still gets clap's words and its suggestion.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--exclude"));
+    // Without --json, stdout stays empty.
+    let o = out(&env, &["backup", "--exlude", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+}
