@@ -99,3 +99,23 @@ fn a_usage_error_obeys_json() {
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn durations_and_rates_are_written_one_way_everywhere() {
+    let env = Env::new();
+    env.init();
+    // The forms coffer prints and the ones people type are accepted by every option.
+    for rate in ["20M", "20mib/s", "20MiB/s", "1.5G"] {
+        env.ok(&["--limit-upload", rate, "snapshots"]);
+    }
+    for d in ["1h30m", "90m", "1d2h", "2 hours", "0s"] {
+        env.ok(&["prune", "--dry-run", "--stale-lock-after", d]);
+    }
+    // Months have no fixed length: refused, with the way out.
+    let o = out(&env, &["prune", "--dry-run", "--stale-lock-after", "1mo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("30d"), "{o:?}");
+    // --keep-within keeps restic's meaning, and its help says so.
+    let help = stdout(&out(&env, &["forget", "--help"]));
+    assert!(help.contains("m MONTHS"), "{help}");
+}

@@ -47,7 +47,8 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_count, allow_negative_numbers = true)]
     pub keep_yearly: Option<u32>,
     /// Keep snapshots newer than DURATION (e.g. 30d, 1y6m, 2y5m7d3h) before the group's
-    /// newest snapshot.
+    /// newest snapshot. Units as in restic: y years, m MONTHS, d days, h hours (elsewhere
+    /// in coffer, m is minutes).
     #[arg(long, value_name = "DURATION", value_parser = parse_within)]
     pub keep_within: Option<Within>,
     /// Keep every snapshot with this tag (repeatable: any of the tags).
