@@ -501,7 +501,7 @@ webhook = "https://hooks.internal/coffer"
                 "schedule = \"dialy 02:30\"",
                 "schedule",
             ),
-            ("rpo = \"26h\"", "rpo = \"26 hours\"", "rpo"),
+            ("rpo = \"26h\"", "rpo = \"26 hourz\"", "rpo"),
             ("nice = 10", "nice = 10\nthreds = 2", "threds"),
             (
                 "read_data_subset = \"10%\"",

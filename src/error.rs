@@ -34,6 +34,9 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     retryable: bool,
+    /// The failing library's own account (a storage service's request context, say): too
+    /// much for the one line a person reads, shown with `--verbose`.
+    detail: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,6 +47,7 @@ impl Error {
             kind,
             message: message.into(),
             retryable: false,
+            detail: None,
         }
     }
     pub fn corrupt(message: impl Into<String>) -> Self {
@@ -72,6 +76,14 @@ impl Error {
     }
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+    /// Keep `detail` for `--verbose`.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
     /// Prefix the message with where the error happened, keeping the kind.
     pub fn context(mut self, context: impl fmt::Display) -> Self {

@@ -143,11 +143,86 @@ impl Drop for OpendalBackend {
 }
 
 fn map_err(what: impl fmt::Display, e: opendal::Error) -> Error {
-    match e.kind() {
+    let err = match e.kind() {
         OdKind::NotFound => Error::not_found(format!("{what}: not found")),
-        OdKind::PermissionDenied => Error::backend(format!("{what}: permission denied"), false),
-        _ => Error::backend(format!("{what}: {e}"), e.is_temporary()),
+        OdKind::PermissionDenied => Error::backend(format!("{what}: {}", cause(&e)), false),
+        _ => Error::backend(format!("{what}: {}", cause(&e)), e.is_temporary()),
+    };
+    err.with_detail(e.to_string())
+}
+
+/// Why a storage call failed, in a person's words, with what to do: the network's or the
+/// operating system's reason found among the error's causes, else the storage library's
+/// message without its request context (which `--verbose` shows).
+fn cause(e: &opendal::Error) -> String {
+    // Signing comes first: without credentials the request is never sent.
+    let text = e.to_string();
+    if text.contains("loading credential") || text.contains("no valid credential") {
+        return "no credentials found for the storage service: for S3 set AWS_ACCESS_KEY_ID \
+                and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), for Azure AZURE_STORAGE_ACCOUNT \
+                and AZURE_STORAGE_KEY (or a connection string)"
+            .into();
     }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return refused(),
+                std::io::ErrorKind::TimedOut => return timed_out(),
+                std::io::ErrorKind::PermissionDenied => return "permission denied".into(),
+                _ => {}
+            }
+        }
+        let text = s.to_string().to_ascii_lowercase();
+        if text.contains("connection refused") {
+            return refused();
+        }
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return "the host name does not resolve: check the endpoint's spelling and DNS".into();
+        }
+        if text.contains("timed out") {
+            return timed_out();
+        }
+        if text.contains("certificate") {
+            return "the server's TLS certificate was not accepted: check the endpoint, or \
+                    install its CA in the system's trust store"
+                .into();
+        }
+        source = s.source();
+    }
+    match e.kind() {
+        OdKind::PermissionDenied => "permission denied".into(),
+        OdKind::RateLimited => {
+            "the service asks to slow down (rate limited); try again later".into()
+        }
+        OdKind::ConfigInvalid => format!("invalid setting: {}", bare_message(e)),
+        _ => bare_message(e),
+    }
+}
+
+/// opendal's message without its context: its `Display` is `KIND at OPERATION, context: {
+/// ... } => MESSAGE, source: SOURCE`, and only MESSAGE (with the source's own words) is for
+/// people; opendal has no accessor for it.
+fn bare_message(e: &opendal::Error) -> String {
+    let text = e.to_string();
+    let message = text.split_once(" => ").map_or(text.as_str(), |(_, m)| m);
+    let message = message.replacen(", source: ", ": ", 1);
+    if message.trim().is_empty() {
+        format!("{}", e.kind())
+    } else {
+        message
+    }
+}
+
+fn refused() -> String {
+    "connection refused: is the service running, and is the endpoint's address and port right?"
+        .into()
+}
+
+fn timed_out() -> String {
+    "timed out: the service or the network is slow or unreachable; try again, or check the \
+     endpoint"
+        .into()
 }
 
 /// Errors from building an operator: a bad setting is the user's to fix.
@@ -157,7 +232,7 @@ fn config_err(what: &str, e: opendal::Error) -> Error {
         OdKind::Unsupported => ErrorKind::Unsupported,
         _ => ErrorKind::Backend,
     };
-    Error::new(kind, format!("{what}: {e}"))
+    Error::new(kind, format!("{what}: {}", cause(&e))).with_detail(e.to_string())
 }
 
 /// opendal roots are absolute folders: `"a/b"` -> `"/a/b/"`.

@@ -111,6 +111,16 @@ pub struct Global {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
+    /// Say more: with an error, the failing library's own account of it (a storage
+    /// service's request and response context).
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "quiet"
+    )]
+    pub verbose: bool,
     /// Print only errors and warnings.
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
@@ -360,9 +370,11 @@ fn report_error(g: &Global, e: &Error) -> i32 {
     };
     let kind = format!("{:?}", e.kind());
     if g.json {
-        common::print_json(
-            &serde_json::json!({"error": e.message(), "kind": kind, "exit_code": code}),
-        );
+        let mut doc = serde_json::json!({"error": e.message(), "kind": kind, "exit_code": code});
+        if let (true, Some(d)) = (g.verbose, e.detail()) {
+            doc["detail"] = d.into();
+        }
+        common::print_json(&doc);
     }
     let hint = match e.kind() {
         ErrorKind::WrongPassword if !e.message().contains("COFFER_PASSWORD") => {
@@ -376,5 +388,12 @@ fn report_error(g: &Global, e: &Error) -> i32 {
         _ => "",
     };
     term::error(&format!("{e}{hint}"));
+    match (g.verbose, e.detail()) {
+        (true, Some(d)) => eprintln!("  detail: {d}"),
+        (false, Some(_)) if !g.quiet => {
+            eprintln!("  (--verbose shows the storage service's own account)")
+        }
+        _ => {}
+    }
     code
 }

@@ -135,14 +135,32 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             report.objects,
             report.regions.len(),
             report.copies_verified,
-            if ok {
-                "regions are in sync"
-            } else if a.dry_run {
-                "regions differ (run `coffer sync`)"
-            } else {
-                "some regions could not be brought up to date"
-            }
+            verdict(ok, a.dry_run, &report.regions)
         );
     }
     Ok(code)
+}
+
+/// The last line's verdict. Advice must be right: `sync` cannot copy into a region it cannot
+/// reach, so an unreachable region is named as such, not as one `sync` would fix.
+fn verdict(ok: bool, dry_run: bool, regions: &[coffer::sync::RegionReport]) -> String {
+    let unreachable: Vec<&str> = regions
+        .iter()
+        .filter(|r| r.unreachable.is_some())
+        .map(|r| r.region.as_str())
+        .collect();
+    if ok {
+        "regions are in sync".to_string()
+    } else if !unreachable.is_empty() {
+        format!(
+            "region(s) {} could not be reached: check the address, the credentials and the \
+             network, then run `coffer sync{}` again",
+            unreachable.join(", "),
+            if dry_run { " --dry-run" } else { "" }
+        )
+    } else if dry_run {
+        "regions differ (run `coffer sync`)".to_string()
+    } else {
+        "some regions could not be brought up to date".to_string()
+    }
 }
