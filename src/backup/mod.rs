@@ -5,6 +5,7 @@
 //! next backup finds their blobs in the index and does not upload them again.
 
 pub(crate) mod dirfd;
+pub mod exclude;
 pub mod profile;
 mod stream;
 mod walk;
@@ -128,6 +129,8 @@ pub struct BackupOptions {
     /// The snapshot's time; now if `None`.
     pub time_ns: Option<i64>,
     pub excludes: Vec<String>,
+    /// The other ways to leave things out (`--iexclude`, `--exclude-if-present`, ...).
+    pub exclude: exclude::ExcludeOptions,
     /// Compare against this snapshot instead of the latest one with the same host and paths.
     pub parent: Option<SnapshotId>,
     /// How often the backup's lock is rewritten (default `LOCK_REFRESH`, five minutes).
@@ -172,13 +175,9 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let started = std::time::Instant::now();
     let time_ns = opts.time_ns.unwrap_or_else(|| repo.clock().now());
-    let excludes = opts
-        .excludes
-        .iter()
-        .map(|g| {
-            glob::Pattern::new(g).map_err(|e| Error::invalid(format!("bad --exclude {g:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut rules = opts.exclude.clone();
+    rules.globs.extend(opts.excludes.iter().cloned());
+    let excludes = exclude::ExcludeRules::new(&rules)?;
     let counters = Counters::default();
     // Garbage collection alongside backups (format-spec §12): the lock is stored before
     // the index is read, and packs that a deletion plan names count as absent.

@@ -47,7 +47,7 @@ impl PathTrie {
 pub struct Walker<'a, 'r> {
     pub repo: &'r Repository,
     pub saver: &'a BlobSaver<'r>,
-    pub excludes: &'a [glob::Pattern],
+    pub excludes: &'a super::exclude::ExcludeRules,
     pub cancel: &'a AtomicBool,
     pub progress: &'a dyn Progress,
     pub counters: &'a Counters,
@@ -79,18 +79,7 @@ impl Walker<'_, '_> {
     }
 
     fn is_excluded(&self, path: &Path) -> bool {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let opts = glob::MatchOptions::new();
-        self.excludes.iter().any(|p| {
-            if p.as_str().contains('/') {
-                p.matches_path_with(path, opts)
-            } else {
-                p.matches_with(&name, opts)
-            }
-        })
+        self.excludes.excludes_path(path)
     }
 
     fn parent_subtree(&self, parent: Option<&Node>) -> Option<Tree> {
@@ -212,10 +201,22 @@ impl Walker<'_, '_> {
         depth: usize,
         parent: Option<&Tree>,
     ) -> Result<BlobId> {
+        // A folder marked as excluded (`--exclude-if-present`, `--exclude-caches`) keeps
+        // only itself.
+        if self.excludes.marked(dir) {
+            return self.save_tree(vec![]);
+        }
         let (names, err) = dirfd::list(dir);
         if let Some(e) = err {
             self.warn(path, "cannot list directory", e);
         }
+        // `--one-file-system`: a folder on another device below this one is a mount point,
+        // kept as an empty folder.
+        let device = self
+            .excludes
+            .one_file_system
+            .then(|| rustix::fs::fstat(dir).ok().map(|st| st.st_dev))
+            .flatten();
         let children: Vec<(Vec<u8>, PathBuf)> = names
             .into_iter()
             .map(|n| {
@@ -226,7 +227,13 @@ impl Walker<'_, '_> {
             .collect();
         let nodes: Vec<Result<Option<Node>>> = children
             .par_iter()
-            .map(|(n, p)| self.save_entry(dir, n, p, depth + 1, parent.and_then(|t| t.get(n))))
+            .map(|(n, p)| {
+                let parent = parent.and_then(|t| t.get(n));
+                match device {
+                    Some(dev) => self.save_on_device(dir, n, p, depth + 1, parent, dev),
+                    None => self.save_entry(dir, n, p, depth + 1, parent),
+                }
+            })
             .collect();
         self.save_tree(nodes)
     }
@@ -273,6 +280,9 @@ impl Walker<'_, '_> {
                 node.content = Content::Subtree(id);
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
             }
+            NodeKind::File if self.excludes.larger_than.is_some_and(|max| node.size > max) => {
+                return Ok(None)
+            }
             NodeKind::File => return self.save_file(dir, name, path, &st, node, parent),
             NodeKind::Symlink => match dirfd::read_link(dir, name) {
                 Ok(t) => node.link_target = t,
@@ -284,6 +294,27 @@ impl Walker<'_, '_> {
             _ => {}
         }
         Ok(Some(node))
+    }
+
+    /// `save_entry` under `--one-file-system`, for an entry of a folder on device `dev`: a
+    /// folder on another device is kept as an empty folder (its node says what it was).
+    fn save_on_device(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &Path,
+        depth: usize,
+        parent: Option<&Node>,
+        dev: u64,
+    ) -> Result<Option<Node>> {
+        match dirfd::stat(dir, name) {
+            Ok(st) if at_mount_point(&st, dev) => {
+                let mut node = dirfd::node_from_stat(name, &st);
+                node.content = Content::Subtree(self.save_tree(vec![])?);
+                Ok(Some(node))
+            }
+            _ => self.save_entry(dir, name, path, depth, parent),
+        }
     }
 
     /// Save the regular file `name` of `dir`, which `st` describes: take its content from
@@ -377,4 +408,8 @@ fn unchanged_content(node: &Node, parent: Option<&Node>) -> Option<Content> {
         && p.inode == node.inode
         && p.dev == node.dev;
     same.then(|| p.content.clone())
+}
+
+fn at_mount_point(st: &Stat, dev: u64) -> bool {
+    dirfd::node_from_stat(b"", st).kind == NodeKind::Dir && st.st_dev != dev
 }

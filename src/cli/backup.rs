@@ -14,7 +14,7 @@ use std::path::PathBuf;
 #[command(group = clap::ArgGroup::new("pg_source").args(["postgres", "postgres_base"]))]
 pub struct Args {
     /// Files and directories to back up (stored under their absolute paths).
-    #[arg(required_unless_present_any = ["stdin", "postgres", "postgres_base", "bucket"], conflicts_with = "stdin")]
+    #[arg(required_unless_present_any = ["stdin", "postgres", "postgres_base", "bucket", "files_from"], conflicts_with = "stdin")]
     pub paths: Vec<PathBuf>,
     /// Back up what is read from standard input, as one file.
     #[arg(long, requires = "stdin_name")]
@@ -31,6 +31,8 @@ pub struct Args {
     /// Skip files matching GLOB (repeatable); a pattern with '/' matches the whole path.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
+    #[command(flatten)]
+    pub filters: super::filters::Filters,
     /// The snapshot's time, e.g. 2026-11-20T03:00 (for imports and tests; default now).
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
@@ -80,7 +82,8 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         host: a.host.clone().unwrap_or_else(common::hostname),
         user: common::username(),
         time_ns: a.time.as_deref().map(parse_time).transpose()?,
-        excludes: a.excludes.clone(),
+        excludes: vec![],
+        exclude: a.filters.exclude_options(&a.excludes)?,
         parent,
         // Tests of stale locks cannot wait five minutes for a refresh.
         lock_refresh: std::env::var("COFFER_TEST_LOCK_REFRESH_SECS")
@@ -97,8 +100,11 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             name,
             reader: Box::new(std::io::stdin()),
         }
+    } else if a.postgres.is_none() && a.postgres_base.is_none() && a.bucket.is_none() {
+        Source::Paths(a.filters.paths(&a.paths)?)
     } else {
-        Source::Paths(a.paths.clone())
+        // Not used: the database or bucket is the source.
+        Source::Paths(vec![])
     };
     let bar = Bar::new(g.quiet, g.json);
     let out = match &a.postgres {

@@ -20,6 +20,7 @@ mod crash_hook;
 mod diff;
 mod drill;
 mod dump;
+mod filters;
 mod forget;
 mod generate;
 mod init;
