@@ -4,6 +4,7 @@ use super::common::{self, print_json};
 use super::progress::Bar;
 use super::{Global, EXIT_FAILURE, EXIT_OK};
 use coffer::browse::{find_snapshot_tagged, normalise};
+use coffer::restore::overwrite::Overwrite;
 use coffer::restore::{restore, RestoreOptions};
 use coffer::Result;
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +18,12 @@ pub struct Args {
     /// tag must be there), e.g. `--tag job:app --tag source:files`.
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
+    /// What to do with a file already where one is restored (restic's meanings): always
+    /// replace it; if-changed: leave it when size and modification time match the
+    /// snapshot's; if-newer: leave it when modified at or after the snapshot's time for it;
+    /// never: leave it.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "always")]
+    pub overwrite: OverwriteArg,
     /// Folder to restore into; snapshot path /srv/data comes back as DIR/srv/data.
     #[arg(
         long,
@@ -77,6 +84,7 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     let opts = RestoreOptions {
         target: target.clone(),
         includes: a.includes.iter().map(|p| normalise(p.as_bytes())).collect(),
+        overwrite: a.overwrite.into(),
         ..Default::default()
     };
     let started = std::time::Instant::now();
@@ -100,6 +108,13 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             super::term::error(e);
         }
         if !g.quiet {
+            if out.skipped > 0 {
+                println!(
+                    "left {} existing file(s) as they were (--overwrite {})",
+                    out.skipped,
+                    a.overwrite.name()
+                );
+            }
             println!(
                 "restored {} files, {} directories, {} links/special ({}) from {} into {} in {:.1}s",
                 out.files,
@@ -116,4 +131,40 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// `--overwrite`: restic's names.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub enum OverwriteArg {
+    /// Replace whatever is there (the default).
+    #[default]
+    Always,
+    /// Leave a file whose size and modification time match the snapshot's.
+    IfChanged,
+    /// Leave a file modified at or after the snapshot's time for it.
+    IfNewer,
+    /// Leave anything that is there.
+    Never,
+}
+
+impl OverwriteArg {
+    fn name(self) -> &'static str {
+        match self {
+            OverwriteArg::Always => "always",
+            OverwriteArg::IfChanged => "if-changed",
+            OverwriteArg::IfNewer => "if-newer",
+            OverwriteArg::Never => "never",
+        }
+    }
+}
+
+impl From<OverwriteArg> for Overwrite {
+    fn from(a: OverwriteArg) -> Overwrite {
+        match a {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::IfNewer => Overwrite::IfNewer,
+            OverwriteArg::Never => Overwrite::Never,
+        }
+    }
 }

@@ -29,6 +29,7 @@ pub(crate) mod dirs;
 mod fdcache;
 mod files;
 mod meta;
+pub mod overwrite;
 mod stop;
 
 use crate::browse::walk_snapshot;
@@ -65,6 +66,8 @@ pub struct RestoreOptions {
     /// Clear setuid and setgid on everything restored (drills: scratch space must not
     /// hold setuid binaries; the verifier compares the other bits).
     pub strip_setid: bool,
+    /// What to do with a file already where one is to be restored.
+    pub overwrite: overwrite::Overwrite,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -73,6 +76,8 @@ pub struct RestoreOutcome {
     pub dirs: u64,
     pub links: u64,
     pub bytes: u64,
+    /// Files left as they were by `--overwrite`.
+    pub skipped: u64,
     /// Paths that could not be restored, with the reason.
     pub errors: Vec<String>,
 }
@@ -219,6 +224,7 @@ fn restore_entries(
     let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
     let mut link_to: Vec<(usize, usize)> = Vec::new();
     let mut primaries = Vec::new();
+    let mut kept_existing = std::collections::HashSet::new();
     for (i, (_, n)) in entries.iter().enumerate() {
         if n.kind == NodeKind::Dir || blocked[i] {
             continue;
@@ -229,6 +235,14 @@ fn restore_entries(
                 continue;
             }
             first_name.insert((n.dev, n.inode), i);
+        }
+        let keeps = dirs
+            .get(layout.parent[i])
+            .is_ok_and(|d| opts.overwrite.keeps(d.as_fd(), &n.name, n));
+        if keeps {
+            kept_existing.insert(i);
+            out.skipped += 1;
+            continue;
         }
         primaries.push(i);
     }
@@ -291,6 +305,11 @@ fn restore_entries(
         return Err(Error::new(ErrorKind::Interrupted, "interrupted"));
     }
     for (i, first) in link_to {
+        // Its first name was left as it was: so is this one.
+        if kept_existing.contains(&first) {
+            out.skipped += 1;
+            continue;
+        }
         let Some(&id) = restored.get(&first) else {
             errors.push(format!(
                 "{}: not restored, its hard-link source failed",

@@ -28,6 +28,7 @@ pub(super) fn drill(
         includes: vec![],
         skip_devices: true,
         strip_setid: true,
+        ..Default::default()
     };
     let folder = scratch
         .folder
