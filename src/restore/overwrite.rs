@@ -32,7 +32,8 @@ impl Overwrite {
     }
 
     fn keeps_stat(self, st: &Stat, node: &Node) -> bool {
-        let mtime_ns = (st.st_mtime as i64)
+        let mtime_ns = st
+            .st_mtime
             .saturating_mul(1_000_000_000)
             .saturating_add(st.st_mtime_nsec as i64);
         let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
