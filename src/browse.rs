@@ -95,6 +95,45 @@ pub fn has_tags(s: &Snapshot, tags: &[String]) -> bool {
     tags.iter().all(|t| s.tags.contains(t))
 }
 
+/// Which snapshots a command considers, with restic's meanings: every `tags` entry must be
+/// there; any of `hosts` (none given: any host); every one of `paths` among the snapshot's
+/// paths.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    pub tags: Vec<String>,
+    pub hosts: Vec<String>,
+    pub paths: Vec<Vec<u8>>,
+}
+
+impl SnapshotFilter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        has_tags(s, &self.tags)
+            && (self.hosts.is_empty() || self.hosts.contains(&s.host))
+            && self.paths.iter().all(|p| s.paths.contains(p))
+    }
+}
+
+/// The `n` newest snapshots of each group of the same host and paths (restic's
+/// `snapshots --latest N`), oldest first; `snaps` is oldest first.
+pub fn latest_per_group(
+    snaps: Vec<(SnapshotId, Snapshot)>,
+    n: usize,
+) -> Vec<(SnapshotId, Snapshot)> {
+    let mut seen: std::collections::HashMap<(String, Vec<Vec<u8>>), usize> =
+        std::collections::HashMap::new();
+    let mut keep: Vec<(SnapshotId, Snapshot)> = snaps
+        .into_iter()
+        .rev()
+        .filter(|(_, s)| {
+            let count = seen.entry((s.host.clone(), s.paths.clone())).or_default();
+            *count += 1;
+            *count <= n
+        })
+        .collect();
+    keep.reverse();
+    keep
+}
+
 /// Pick the snapshot `spec` names. A spec the user mistyped (an ID that names no snapshot,
 /// an ambiguous prefix, a time that cannot be read) is bad input, exit 2. A well-formed
 /// question with no answer (`latest` in an empty repository, a time before every snapshot)

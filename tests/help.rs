@@ -119,3 +119,37 @@ fn durations_and_rates_are_written_one_way_everywhere() {
     let help = stdout(&out(&env, &["forget", "--help"]));
     assert!(help.contains("m MONTHS"), "{help}");
 }
+
+#[test]
+fn snapshots_and_forget_filter_by_tag_host_and_path_as_restic_does() {
+    let env = Env::new();
+    env.init();
+    let a = env.path("a");
+    let b = env.path("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    for (path, host) in [(a, "h1"), (a, "h1"), (a, "h1"), (b, "h2"), (a, "h2")] {
+        env.ok(&["backup", path, "--host", host]);
+    }
+    let ids = |args: &[&str]| -> usize {
+        let mut all = vec!["snapshots"];
+        all.extend_from_slice(args);
+        env.json(&all).as_array().unwrap().len()
+    };
+    assert_eq!(ids(&[]), 5);
+    assert_eq!(ids(&["--host", "h1"]), 3);
+    assert_eq!(ids(&["--host", "h1", "--host", "h2"]), 5);
+    assert_eq!(ids(&["--path", b]), 1);
+    assert_eq!(ids(&["--latest", "1"]), 3, "one per host and paths");
+    assert_eq!(ids(&["--latest", "2", "--host", "h1"]), 2);
+    let groups = env.json(&["snapshots", "--group-by", "host"]);
+    let groups = groups.as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert_eq!(groups[0]["group_key"]["host"], "h1");
+    assert_eq!(groups[0]["snapshots"].as_array().unwrap().len(), 3);
+    // forget applies its policy to the filtered snapshots only.
+    env.ok(&["forget", "--host", "h1", "--keep-last", "1"]);
+    assert_eq!(ids(&["--host", "h1"]), 1);
+    assert_eq!(ids(&["--host", "h2"]), 2, "h2's snapshots were not touched");
+}

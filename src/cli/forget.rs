@@ -57,6 +57,8 @@ pub struct Args {
     /// Run `coffer prune` right after, to delete the data no snapshot uses any more.
     #[arg(long)]
     pub prune: bool,
+    #[command(flatten)]
+    pub filter: super::select::Filter,
     /// Show what would be kept and removed, and why; change nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -105,13 +107,16 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     }
     let repo = common::open(g)?;
     // A damaged snapshot object is left alone (its host and paths are unknown) and reported.
-    let (snaps, damaged) = repo.readable_snapshots()?;
+    let (mut snaps, damaged) = repo.readable_snapshots()?;
     for (id, e) in &damaged {
         eprintln!(
             "coffer: warning: snapshot {} is damaged and was left in place: {e} (run `coffer check`)",
             id.short()
         );
     }
+    // --tag, --host, --path: the policy applies to these snapshots only; others stay.
+    let filter = a.filter.snapshots();
+    snaps.retain(|(_, s)| filter.matches(s));
     let candidates: Vec<Candidate> = snaps.iter().map(|(id, s)| Candidate::new(*id, s)).collect();
     let now = repo.clock().now();
     let tz = jiff::tz::TimeZone::system();

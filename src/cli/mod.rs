@@ -38,6 +38,7 @@ mod restore;
 mod run;
 mod runbook;
 mod schedule;
+mod select;
 mod setup_archiving;
 mod snapshots;
 mod stats;
