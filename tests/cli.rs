@@ -1341,3 +1341,38 @@ fn config_file_gives_regions_and_password() {
         "{err}"
     );
 }
+
+/// Newcomer review 5: `--read-data-subset 10%` of a repository of two packs read none of them
+/// and said "no problems found"; any share above zero reads at least one pack.
+#[test]
+fn a_small_read_data_subset_reads_at_least_one_pack() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.bin"), pseudo_random(1, 200_000)).unwrap();
+    env.backup(&[&src]);
+    std::fs::write(src.join("b.bin"), pseudo_random(2, 200_000)).unwrap();
+    env.backup(&[&src]);
+    let packs = common::packs(&env.repo()).len() as u64;
+    assert!(
+        (1..10).contains(&packs),
+        "a small repository: {packs} packs"
+    );
+    // Several runs, since the packs are chosen at random each time.
+    for _ in 0..5 {
+        let c = json(&env, &["check", "--read-data-subset", "10%"]);
+        assert_eq!(c["ok"], true, "{c}");
+        assert_eq!(c["report"]["packs"], packs, "{c}");
+        assert_eq!(c["report"]["packs_read"], 1, "{c}");
+    }
+    let all = json(&env, &["check", "--read-data-subset", "100%"]);
+    assert_eq!(all["report"]["packs_read"], packs, "{all}");
+    let none = json(&env, &["check", "--read-data-subset", "0"]);
+    assert_eq!(none["report"]["packs_read"], 0, "{none}");
+    let out = text(&ok_cmd(with(
+        env.cmd(),
+        &["check", "--read-data-subset", "1"],
+    )));
+    assert!(out.contains("(1 read in full)"), "{out}");
+}
