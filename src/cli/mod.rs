@@ -95,7 +95,8 @@ pub struct Global {
     /// neither flags nor environment do.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete.
+    /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete;
+    /// one that cannot be written is a warning, and the command goes on without it.
     #[arg(long, global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Work without a local cache.
