@@ -225,6 +225,8 @@ fn runbook(env: &Env, config: &Path) -> Output {
         .arg(config)
         .arg("--cache-dir")
         .arg(env.cache())
+        .arg("--state-dir")
+        .arg(env.state())
         .arg("runbook")
         .stdin(Stdio::null())
         .output()
@@ -402,10 +404,11 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
     let timer = std::fs::read_to_string(dir.join("coffer.timer")).unwrap();
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_coffer")).unwrap();
     let exec = format!(
-        "ExecStart={} --config {} --cache-dir {} --repo region1={} run\n",
+        "ExecStart={} --config {} --cache-dir {} --state-dir {} --repo region1={} run\n",
         exe.display(),
         config.display(),
         env.cache().display(),
+        env.state().display(),
         env.repo().display()
     );
     assert!(service.contains(&exec), "{service}");
@@ -423,6 +426,7 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         "StateDirectory=coffer\nStateDirectoryMode=0700\n",
         "TimeoutStartSec=12h\n",
         &format!("ReadWritePaths=-{}\n", env.cache().display()),
+        &format!("ReadWritePaths=-{}\n", env.state().display()),
         &format!("ReadWritePaths=-{}\n", env.repo().display()),
     ] {
         assert!(service.contains(line), "no {line:?} in:\n{service}");
@@ -466,8 +470,13 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         service.contains("UMask=0077\n") && !service.contains("ProtectSystem"),
         "{service}"
     );
+    // The state folder is named, so the user's shell and its user manager share it.
+    let state = format!(" --state-dir {} ", env.state().display());
+    assert!(service.contains(&state), "{service}");
 
-    // Without --cache-dir: systemd's private CacheDirectory, and the metrics folder and the
+    // Without --cache-dir and --state-dir: systemd's private CacheDirectory, the state in
+    // /var/lib/coffer (root's default too, so a run from the shell shares its state and run
+    // lock), and the metrics folder and the
     // drill's scratch folder are the other writable places. A metrics file in /tmp must be
     // seen by node_exporter, so the service keeps the shared /tmp.
     let textfile = PathBuf::from("/tmp/coffer-test-textfile-never-created");
@@ -497,6 +506,10 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         .unwrap();
     assert_ok(&out, &["schedule", "install", "(system cache)"]);
     let service = std::fs::read_to_string(dir.join("coffer.service")).unwrap();
+    assert!(
+        service.contains(" --cache-dir /var/cache/coffer --state-dir /var/lib/coffer "),
+        "{service}"
+    );
     for line in [
         "CacheDirectory=coffer\nCacheDirectoryMode=0700\n".to_string(),
         format!("ReadWritePaths=-{}\n", textfile.display()),

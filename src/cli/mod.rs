@@ -102,6 +102,11 @@ pub struct Global {
     /// Work without a local cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Folder for what must outlive the cache: the jobs' failed attempts and the run lock
+    /// (default /var/lib/coffer as root, else $XDG_STATE_HOME/coffer or
+    /// ~/.local/state/coffer). Runs that share it exclude each other.
+    #[arg(long, global = true, env = "COFFER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

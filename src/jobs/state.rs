@@ -1,7 +1,8 @@
 //! What this machine remembers of its own job runs: the last attempt of each step, kept so a
 //! failing step is retried at a measured pace and its failure can be reported even when the
-//! repository could not be reached. One JSON file per job in the state folder; losing it only
-//! loses failure history, since successes are read from the repository.
+//! repository could not be reached. One JSON file per job in the state folder (`state_dir.rs`
+//! says where it is); losing them loses failure history, which `coffer status` would then
+//! not report, since successes are read from the repository.
 
 use super::Step;
 use crate::error::{Error, Result};
@@ -40,9 +41,13 @@ fn file(dir: &Path, job: &str) -> PathBuf {
     dir.join(format!("{job}.json"))
 }
 
+/// More than any state file holds (a few attempts with one-line messages).
+const MAX_STATE_FILE: u64 = 1 << 20;
+
 /// The job's state; empty when there is none yet or the file cannot be read (it is advisory).
+/// A symlink in its place is not followed.
 pub fn load(dir: &Path, job: &str) -> JobState {
-    std::fs::read(file(dir, job))
+    hostfile::read_own(&file(dir, job), MAX_STATE_FILE)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
