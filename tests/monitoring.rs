@@ -214,6 +214,61 @@ fn a_failed_run_pings_fail_and_an_unreachable_hook_is_only_a_warning() {
     );
 }
 
+/// Newcomer review 7: a metrics file in a folder that does not exist was a warning in a log,
+/// so alerting was blind from day one. It is an alert of the run (exit 1), and `status` is
+/// unhealthy until a run writes the file again.
+#[test]
+fn a_metrics_file_that_cannot_be_written_makes_status_unhealthy_until_written() {
+    let env = Env::new();
+    env.init();
+    let data = data_folder(&env);
+    let prom = env.path("no-such-folder/coffer.prom");
+    let extra = format!(
+        "\n[monitoring]\nprometheus_textfile = \"{}\"\n",
+        prom.display()
+    );
+    let config = job_file(&env, &data, &extra);
+    let out = at(&env, &config, "2026-11-27T02:31:00Z", &["--json", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    let alert = report["alerts"][0].as_str().unwrap_or_default();
+    assert!(
+        alert.contains("metrics file") && alert.contains("coffer.prom"),
+        "{report}"
+    );
+    assert!(
+        common::run_steps(&report).iter().all(|(_, ok)| *ok),
+        "{report}"
+    );
+
+    let status = at(&env, &config, "2026-11-27T02:40:00Z", &["--json", "status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["healthy"], false, "{v}");
+    assert_eq!(v["jobs"][0]["healthy"], true, "the job itself is fine: {v}");
+    let problem = v["problems"][0].as_str().unwrap_or_default();
+    assert!(problem.contains(&prom.display().to_string()), "{v}");
+    assert!(problem.contains("No such file or directory"), "{v}");
+    let text = at(&env, &config, "2026-11-27T02:40:00Z", &["status"]);
+    assert_eq!(text.status.code(), Some(1));
+    assert!(
+        stdout(&text).contains("monitoring: metrics file"),
+        "{}",
+        stdout(&text)
+    );
+
+    // Once the folder exists the next run writes the file, and status is healthy again.
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let out = at(&env, &config, "2026-11-27T02:45:00Z", &["--json", "run"]);
+    assert_ok(&out, &["run (metrics folder made)"]);
+    assert!(prom.exists());
+    let status = at(&env, &config, "2026-11-27T02:50:00Z", &["--json", "status"]);
+    assert_ok(&status, &["status (metrics written)"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+}
+
 /// `coffer --config CONFIG runbook` with the regions of the job file (no --repo).
 fn runbook(env: &Env, config: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coffer"))
