@@ -394,11 +394,8 @@ impl Checker<'_> {
                 .collect()
         };
         if let Some(pct) = subset {
-            let threshold = (pct.clamp(0.0, 100.0) / 100.0 * u32::MAX as f64) as u32;
-            let salt: [u8; 4] = crate::crypto::random_bytes();
-            let salt = u32::from_le_bytes(salt);
-            packs.retain(|p| {
-                u32::from_le_bytes(p.id.0[..4].try_into().expect("4 bytes")) ^ salt <= threshold
+            packs = crate::sample::random_share(packs, pct / 100.0, |p| {
+                p.id.0[..4].try_into().expect("4 bytes")
             });
         }
         let total: u64 = packs.iter().map(|p| p.size).fold(0, u64::saturating_add);

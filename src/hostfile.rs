@@ -51,6 +51,33 @@ pub fn narrow(path: &Path, allowed: u32) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Read a small file of coffer's own without following a symlink at `path` (`O_NOFOLLOW`),
+/// and only if it is a regular file of at most `limit` bytes: state files are read as they
+/// were written, never through a link planted in their place.
+pub fn read_own(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if st.st_size as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "larger than expected",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Replace `path` with `bytes` whole. They go to a new temporary file in the same folder
 /// (random name, `O_EXCL`, created 0600), which gets `mode`, is flushed to disk and renamed
 /// over `path`: a reader sees the old file or the new one, and a symlink at `path` is
@@ -128,5 +155,18 @@ mod tests {
         assert_eq!(mode(&d), 0o700);
         create_dir(&dir.path().join("new/one")).unwrap();
         assert_eq!(mode(&dir.path().join("new")), 0o700);
+    }
+
+    #[test]
+    fn read_own_reads_a_file_but_not_through_a_symlink_or_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"state").unwrap();
+        assert_eq!(read_own(&f, 100).unwrap(), b"state");
+        assert!(read_own(&f, 3).is_err(), "too large");
+        let link = dir.path().join("link");
+        symlink(&f, &link).unwrap();
+        assert!(read_own(&link, 100).is_err());
+        assert!(read_own(dir.path(), 100).is_err());
     }
 }

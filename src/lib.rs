@@ -30,6 +30,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod sample;
 pub mod sources;
 pub mod stats;
 pub mod sync;

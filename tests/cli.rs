@@ -1341,3 +1341,88 @@ fn config_file_gives_regions_and_password() {
         "{err}"
     );
 }
+
+/// Newcomer review 5: `--read-data-subset 10%` of a repository of two packs read none of them
+/// and said "no problems found"; any share above zero reads at least one pack.
+#[test]
+fn a_small_read_data_subset_reads_at_least_one_pack() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.bin"), pseudo_random(1, 200_000)).unwrap();
+    env.backup(&[&src]);
+    std::fs::write(src.join("b.bin"), pseudo_random(2, 200_000)).unwrap();
+    env.backup(&[&src]);
+    let packs = common::packs(&env.repo()).len() as u64;
+    assert!(
+        (1..10).contains(&packs),
+        "a small repository: {packs} packs"
+    );
+    // Several runs, since the packs are chosen at random each time.
+    for _ in 0..5 {
+        let c = json(&env, &["check", "--read-data-subset", "10%"]);
+        assert_eq!(c["ok"], true, "{c}");
+        assert_eq!(c["report"]["packs"], packs, "{c}");
+        assert_eq!(c["report"]["packs_read"], 1, "{c}");
+    }
+    let all = json(&env, &["check", "--read-data-subset", "100%"]);
+    assert_eq!(all["report"]["packs_read"], packs, "{all}");
+    let none = json(&env, &["check", "--read-data-subset", "0"]);
+    assert_eq!(none["report"]["packs_read"], 0, "{none}");
+    let out = text(&ok_cmd(with(
+        env.cmd(),
+        &["check", "--read-data-subset", "1"],
+    )));
+    assert!(out.contains("(1 read in full)"), "{out}");
+}
+
+/// Newcomer review 2: a cache folder that cannot be made (a service user whose HOME is
+/// /nonexistent, a --cache-dir below a file) stopped every command. As with restic, it is a
+/// warning that names the folder and the way out, and the command works without a cache.
+#[test]
+fn a_cache_folder_that_cannot_be_made_is_a_warning() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"kept without a cache").unwrap();
+    let blocker = env.path("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let cache = blocker.join("cache");
+    let warned = |out: &Output| {
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("without a local cache")
+                && err.contains(&cache.display().to_string())
+                && err.contains("--cache-dir")
+                && err.contains("--no-cache"),
+            "{err}"
+        );
+        assert_eq!(err.matches("warning").count(), 1, "one warning: {err}");
+    };
+    let mut c = env.cmd_with_cache(&cache);
+    c.args(["--json", "backup"]).arg(&src);
+    let backup = run(c);
+    expect_code(&backup, 0, "backup without a usable cache");
+    warned(&backup);
+    let id = serde_json::from_slice::<Value>(&backup.stdout).unwrap()["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut c = env.cmd_with_cache(&cache);
+    c.args(["--json", "snapshots"]);
+    let listing = run(c);
+    expect_code(&listing, 0, "snapshots without a usable cache");
+    warned(&listing);
+    let listed: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str()),
+        "{listed}"
+    );
+    assert!(blocker.is_file(), "the file in the way is left alone");
+}

@@ -39,6 +39,8 @@ fn bare(env: &Env, dir: &Path) -> Command {
         .env("TZ", "UTC")
         .arg("--cache-dir")
         .arg(env.cache())
+        .arg("--state-dir")
+        .arg(env.state())
         .current_dir(dir)
         .stdin(Stdio::null());
     c
@@ -292,8 +294,13 @@ fn nothing_coffer_writes_is_readable_by_others_even_with_umask_022() {
     .unwrap();
     run(&["--config", job.to_str().unwrap(), "run"], &[]);
     assert_eq!(mode(&metrics), 0o644);
-    assert!(env.cache().join("jobs/run.lock").exists());
-    let open = [open_to_others(&env.repo()), open_to_others(&env.cache())].concat();
+    assert!(env.state().join("jobs/run.lock").exists());
+    let open = [
+        open_to_others(&env.repo()),
+        open_to_others(&env.cache()),
+        open_to_others(&env.state()),
+    ]
+    .concat();
     assert!(open.is_empty(), "readable by others after a run: {open:#?}");
 }
 

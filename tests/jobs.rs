@@ -436,3 +436,128 @@ fn a_failing_source_is_retried_alone() {
     assert_eq!(run_steps(&retry), [("backup".into(), false)], "{retry}");
     assert_eq!(snapshot_tags(&env).len(), 1);
 }
+
+/// The last failed attempt the status reports, from `coffer --json status` at `now`.
+fn failed_attempt_problem(env: &Env, config: &Path, now: &str) -> String {
+    let out = at(env, config, now, &["--json", "status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["jobs"][0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .find(|p| p.starts_with("last backup attempt failed"))
+        .unwrap_or_else(|| panic!("no failed attempt in {v}"))
+        .to_string()
+}
+
+/// Newcomer review 1: the failure history lived in the cache, so deleting the cache (which
+/// the README calls safe) made `status` forget a failed backup. It lives in the state folder.
+#[test]
+fn deleting_the_cache_keeps_the_failed_attempt() {
+    let env = Env::new();
+    env.init();
+    let config = job_file(&env, &env.path("not-there"), "");
+    let out = at(&env, &config, "2026-11-27T02:31:00Z", &["--json", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let before = failed_attempt_problem(&env, &config, "2026-11-27T02:35:00Z");
+    assert!(before.contains("not-there"), "{before}");
+
+    std::fs::remove_dir_all(env.cache()).unwrap();
+    assert_eq!(
+        failed_attempt_problem(&env, &config, "2026-11-27T02:36:00Z"),
+        before
+    );
+    // And a run right after still keeps the retry pace: nothing is tried again yet.
+    assert!(run_steps(&run_json(&env, &config, "2026-11-27T02:37:00Z")).is_empty());
+}
+
+/// Coffer up to 0.1 kept the job state in `<cache>/jobs`: on upgrade, the first command that
+/// finds no state in the state folder copies it over, so the failure is still reported.
+#[test]
+fn the_job_state_of_an_older_coffer_in_the_cache_is_kept() {
+    let env = Env::new();
+    env.init();
+    let config = job_file(&env, &env.path("not-there"), "");
+    let out = at(&env, &config, "2026-11-27T02:31:00Z", &["--json", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    // Where the older coffer had it: the state this run wrote, moved into the cache.
+    std::fs::rename(env.state().join("jobs"), env.cache().join("jobs")).unwrap();
+    std::fs::remove_dir_all(env.state()).unwrap();
+    let problem = failed_attempt_problem(&env, &config, "2026-11-27T02:35:00Z");
+    assert!(problem.contains("not-there"), "{problem}");
+    assert!(env.state().join("jobs/app.json").is_file());
+}
+
+/// Newcomer review 1: the timer's run (`--cache-dir /var/cache/coffer`) and a run from an
+/// admin's shell (`~/.cache/coffer`) each took a run lock in their own cache and overlapped.
+/// The lock is in the state folder, which both share.
+#[test]
+fn a_run_holding_the_lock_excludes_a_run_with_another_cache() {
+    let env = Env::new();
+    env.init();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("slow.bin"), common::pseudo_random(3, 4 << 20)).unwrap();
+    let config = job_file(&env, &data, "");
+    let run_with = |cache: &str, state: Option<&str>, slow: bool| {
+        let mut c = env.cmd_with_cache(&env.path(cache));
+        if let Some(s) = state {
+            c.env("COFFER_STATE_DIR", env.path(s));
+        }
+        if slow {
+            // 4 MiB at 64 KiB/s: about a minute, far longer than the other run needs.
+            c.args(["--limit-upload", "64KiB/s"]);
+        }
+        c.env("COFFER_TEST_NOW", "2026-11-27T02:31:00Z")
+            .arg("--config")
+            .arg(&config)
+            .args(["--json", "run"]);
+        c
+    };
+    let mut holder = run_with("cache-timer", None, true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The holder has the lock once it is uploading: its cache has the repository's folder.
+    let started = std::time::Instant::now();
+    while !env.path("cache-timer").is_dir() || started.elapsed().as_secs() < 1 {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let other = run_with("cache-shell", None, false).output().unwrap();
+    assert_ok(&other, &["run (second, other cache)"]);
+    let v: serde_json::Value = serde_json::from_slice(&other.stdout).unwrap();
+    assert!(
+        v["skipped"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another coffer run"),
+        "{v}"
+    );
+    assert!(run_steps(&v).is_empty(), "{v}");
+    // The control: a run with another state folder is not held back (it backs up at once).
+    let apart = run_with("cache-apart", Some("state-apart"), false)
+        .output()
+        .unwrap();
+    assert_ok(&apart, &["run (other state folder)"]);
+    let v: serde_json::Value = serde_json::from_slice(&apart.stdout).unwrap();
+    assert_eq!(run_steps(&v), [("backup".into(), true)], "{v}");
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "the first run ended too soon"
+    );
+    // A killed run leaves nothing behind that matters here: the kernel drops its lock.
+    holder.kill().unwrap();
+    let _ = holder.wait_with_output().unwrap();
+}

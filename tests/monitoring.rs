@@ -214,6 +214,61 @@ fn a_failed_run_pings_fail_and_an_unreachable_hook_is_only_a_warning() {
     );
 }
 
+/// Newcomer review 7: a metrics file in a folder that does not exist was a warning in a log,
+/// so alerting was blind from day one. It is an alert of the run (exit 1), and `status` is
+/// unhealthy until a run writes the file again.
+#[test]
+fn a_metrics_file_that_cannot_be_written_makes_status_unhealthy_until_written() {
+    let env = Env::new();
+    env.init();
+    let data = data_folder(&env);
+    let prom = env.path("no-such-folder/coffer.prom");
+    let extra = format!(
+        "\n[monitoring]\nprometheus_textfile = \"{}\"\n",
+        prom.display()
+    );
+    let config = job_file(&env, &data, &extra);
+    let out = at(&env, &config, "2026-11-27T02:31:00Z", &["--json", "run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    let alert = report["alerts"][0].as_str().unwrap_or_default();
+    assert!(
+        alert.contains("metrics file") && alert.contains("coffer.prom"),
+        "{report}"
+    );
+    assert!(
+        common::run_steps(&report).iter().all(|(_, ok)| *ok),
+        "{report}"
+    );
+
+    let status = at(&env, &config, "2026-11-27T02:40:00Z", &["--json", "status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["healthy"], false, "{v}");
+    assert_eq!(v["jobs"][0]["healthy"], true, "the job itself is fine: {v}");
+    let problem = v["problems"][0].as_str().unwrap_or_default();
+    assert!(problem.contains(&prom.display().to_string()), "{v}");
+    assert!(problem.contains("No such file or directory"), "{v}");
+    let text = at(&env, &config, "2026-11-27T02:40:00Z", &["status"]);
+    assert_eq!(text.status.code(), Some(1));
+    assert!(
+        stdout(&text).contains("monitoring: metrics file"),
+        "{}",
+        stdout(&text)
+    );
+
+    // Once the folder exists the next run writes the file, and status is healthy again.
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let out = at(&env, &config, "2026-11-27T02:45:00Z", &["--json", "run"]);
+    assert_ok(&out, &["run (metrics folder made)"]);
+    assert!(prom.exists());
+    let status = at(&env, &config, "2026-11-27T02:50:00Z", &["--json", "status"]);
+    assert_ok(&status, &["status (metrics written)"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+}
+
 /// `coffer --config CONFIG runbook` with the regions of the job file (no --repo).
 fn runbook(env: &Env, config: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coffer"))
@@ -225,6 +280,8 @@ fn runbook(env: &Env, config: &Path) -> Output {
         .arg(config)
         .arg("--cache-dir")
         .arg(env.cache())
+        .arg("--state-dir")
+        .arg(env.state())
         .arg("runbook")
         .stdin(Stdio::null())
         .output()
@@ -402,10 +459,11 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
     let timer = std::fs::read_to_string(dir.join("coffer.timer")).unwrap();
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_coffer")).unwrap();
     let exec = format!(
-        "ExecStart={} --config {} --cache-dir {} --repo region1={} run\n",
+        "ExecStart={} --config {} --cache-dir {} --state-dir {} --repo region1={} run\n",
         exe.display(),
         config.display(),
         env.cache().display(),
+        env.state().display(),
         env.repo().display()
     );
     assert!(service.contains(&exec), "{service}");
@@ -423,6 +481,7 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         "StateDirectory=coffer\nStateDirectoryMode=0700\n",
         "TimeoutStartSec=12h\n",
         &format!("ReadWritePaths=-{}\n", env.cache().display()),
+        &format!("ReadWritePaths=-{}\n", env.state().display()),
         &format!("ReadWritePaths=-{}\n", env.repo().display()),
     ] {
         assert!(service.contains(line), "no {line:?} in:\n{service}");
@@ -466,8 +525,13 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         service.contains("UMask=0077\n") && !service.contains("ProtectSystem"),
         "{service}"
     );
+    // The state folder is named, so the user's shell and its user manager share it.
+    let state = format!(" --state-dir {} ", env.state().display());
+    assert!(service.contains(&state), "{service}");
 
-    // Without --cache-dir: systemd's private CacheDirectory, and the metrics folder and the
+    // Without --cache-dir and --state-dir: systemd's private CacheDirectory, the state in
+    // /var/lib/coffer (root's default too, so a run from the shell shares its state and run
+    // lock), and the metrics folder and the
     // drill's scratch folder are the other writable places. A metrics file in /tmp must be
     // seen by node_exporter, so the service keeps the shared /tmp.
     let textfile = PathBuf::from("/tmp/coffer-test-textfile-never-created");
@@ -497,6 +561,10 @@ fn schedule_install_writes_a_service_and_a_timer_that_name_the_job_file() {
         .unwrap();
     assert_ok(&out, &["schedule", "install", "(system cache)"]);
     let service = std::fs::read_to_string(dir.join("coffer.service")).unwrap();
+    assert!(
+        service.contains(" --cache-dir /var/cache/coffer --state-dir /var/lib/coffer "),
+        "{service}"
+    );
     for line in [
         "CacheDirectory=coffer\nCacheDirectoryMode=0700\n".to_string(),
         format!("ReadWritePaths=-{}\n", textfile.display()),

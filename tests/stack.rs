@@ -85,6 +85,9 @@ impl Stack {
             .envs(envs.iter().copied())
             .arg("--cache-dir")
             .arg(cache)
+            // Not root's /var/lib/coffer, which other tests (and the machine) would share.
+            .arg("--state-dir")
+            .arg(self.path("state"))
             .args(args);
         c.output().expect("run coffer")
     }

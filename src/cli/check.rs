@@ -22,7 +22,8 @@ pub struct Args {
     /// Read and verify every byte of every pack.
     #[arg(long)]
     pub read_data: bool,
-    /// Read and verify this share of the packs, e.g. 10 or 10% (chosen at random each run).
+    /// Read and verify this share of the packs, e.g. 10 or 10% (chosen at random each run,
+    /// rounded up: at least one pack).
     #[arg(long, value_name = "PERCENT")]
     pub read_data_subset: Option<String>,
 }

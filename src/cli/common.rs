@@ -410,15 +410,31 @@ fn started_job_file(g: &Global) -> Result<&super::jobfile::JobFile> {
     })
 }
 
-/// Where this machine keeps its job attempts and the run lock: `jobs/` beside the cache
-/// (or in the default cache folder's place with `--no-cache`).
+/// Where this machine keeps its job attempts, the run lock and the last metrics-write
+/// failure: `jobs/` in the state folder (`--state-dir`, else the default of
+/// `coffer::jobs::state_dir`), never in the cache, so deleting the cache forgets nothing and
+/// runs with different `--cache-dir`s still share one lock. State an older coffer left in
+/// `<cache>/jobs` is copied over the first time (see `adopt_from_cache`).
 pub fn jobs_state_dir(g: &Global) -> Result<std::path::PathBuf> {
+    use coffer::jobs::state_dir;
     let base = g
-        .cache_dir
+        .state_dir
         .clone()
-        .or_else(default_cache_dir)
+        .or_else(state_dir::default_state_dir)
         .ok_or_else(|| {
-            Error::invalid("no cache folder to keep job state in: give --cache-dir DIR")
+            Error::invalid(
+                "no state folder to keep job state in (HOME is not set): give --state-dir DIR",
+            )
         })?;
-    Ok(base.join("jobs"))
+    let jobs = state_dir::jobs_dir(&std::path::absolute(&base).unwrap_or(base));
+    if let Some(cache) = g.cache_dir.clone().or_else(default_cache_dir) {
+        // Only history is at stake: a copy that fails leaves it behind, and says so.
+        if let Err(e) = state_dir::adopt_from_cache(&cache.join("jobs"), &jobs) {
+            super::term::warn(&format!(
+                "the job state of an older coffer in {} was not copied: {e}",
+                cache.join("jobs").display()
+            ));
+        }
+    }
+    Ok(jobs)
 }

@@ -104,12 +104,24 @@ pub struct Global {
     /// neither flags nor environment do.
     #[arg(long, global = true, help_heading = "Global options")]
     pub config: Option<PathBuf>,
-    /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete.
+    /// Local cache folder (default $XDG_CACHE_HOME/coffer or ~/.cache/coffer). Safe to delete;
+    /// one that cannot be written is a warning, and the command goes on without it.
     #[arg(long, global = true, help_heading = "Global options")]
     pub cache_dir: Option<PathBuf>,
     /// Work without a local cache.
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_cache: bool,
+    /// Folder for what must outlive the cache: the jobs' failed attempts and the run lock
+    /// (default /var/lib/coffer as root, else $XDG_STATE_HOME/coffer or
+    /// ~/.local/state/coffer). Runs that share it exclude each other.
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_STATE_DIR",
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
+    pub state_dir: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,

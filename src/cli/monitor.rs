@@ -1,11 +1,14 @@
-//! After every run: tell monitoring (metrics file, webhook, ping URL). Failures to report are
-//! warnings; they never change a run's outcome.
+//! After every run: tell monitoring (metrics file, webhook, ping URL). A webhook or ping that
+//! fails is a warning; a metrics file that cannot be written is an alert of the run, and is
+//! kept in the state folder until a write succeeds, so `coffer status` reports it (alerting
+//! fed by that file is blind meanwhile).
 
 use super::common::Store;
 use super::Global;
 use coffer::config::ConfigFile;
 use coffer::jobs::metrics::{self, RegionHealth};
 use coffer::jobs::notify::Notifier;
+use coffer::jobs::state::{self, MetricsFailure};
 use coffer::jobs::status::read_all;
 use coffer::jobs::RunReport;
 use coffer::repo::Repository;
@@ -36,19 +39,33 @@ pub fn before_run(cfg: &ConfigFile) {
 }
 
 /// A run finished: rewrite the metrics file, POST the report to the webhook, ping success or
-/// failure.
+/// failure. A metrics file that could not be written is added to the report's alerts (so the
+/// webhook and ping hear of it too); returns false then.
 pub fn after_run(
     g: &Global,
     cfg: &ConfigFile,
     repo: &Repository,
     store: &Store,
-    report: &RunReport,
-) {
+    report: &mut RunReport,
+) -> bool {
+    let mut metrics_ok = true;
     if let Some(path) = &cfg.monitoring.prometheus_textfile {
         let written =
             metrics_text(g, cfg, repo, store).and_then(|text| metrics::write_textfile(path, &text));
-        if let Err(e) = written {
-            warn(&format!("metrics not written: {e}"));
+        let failure = written.err().map(|e| MetricsFailure {
+            path: path.clone(),
+            time_ns: repo.clock().now(),
+            error: e.to_string(),
+        });
+        if let Some(f) = &failure {
+            metrics_ok = false;
+            report.alerts.push(metrics_problem(f));
+            report.ok = false;
+        }
+        let recorded = super::common::jobs_state_dir(g)
+            .and_then(|dir| state::record_metrics_write(&dir, failure.as_ref()));
+        if let Err(e) = recorded {
+            warn(&format!("the metrics file's outcome was not recorded: {e}"));
         }
     }
     warn_plaintext_once(cfg);
@@ -56,6 +73,17 @@ pub fn after_run(
     if notifier.is_configured() {
         notifier.finished(report).iter().for_each(|w| warn(w));
     }
+    metrics_ok
+}
+
+/// The sentence for a metrics file that was not written, in a run's alerts and in `status`.
+pub fn metrics_problem(f: &MetricsFailure) -> String {
+    format!(
+        "metrics file {} not written at {}: {}",
+        f.path.display(),
+        coffer::browse::format_time_rfc3339(f.time_ns),
+        f.error
+    )
 }
 
 /// The metrics for every job of the file and every region, as of now.

@@ -21,9 +21,14 @@ drill reports), so any machine sees the same; a step that failed on this machine
 --retry-after. Monitoring (Prometheus textfile, webhook, ping URL) is told after every run. \
 A job with postgres_pitr also has its WAL archive judged after the run: no segment archived, or \
 a newest segment older than its rpo, is an alert in the report (`alerts`; `ok` is false and the \
-ping URL hears of a failure), without changing the exit status.\n\n\
-Exit status: 0 every step that ran succeeded (or nothing was due); 1 a step failed; \
-3 a backup was saved but could not read some files; 130 interrupted.";
+ping URL hears of a failure), without changing the exit status. A metrics file that cannot be \
+written is an alert too, makes the exit status 1, and is reported by `coffer status` until a \
+write succeeds.\n\n\
+Failed attempts and the run lock are kept in the state folder (--state-dir), not in the cache: \
+runs that share a state folder never overlap, and deleting the cache forgets nothing.\n\n\
+Exit status: 0 every step that ran succeeded (or nothing was due); 1 a step failed, or the \
+metrics file could not be written; 3 a backup was saved but could not read some files; \
+130 interrupted.";
 
 #[derive(clap::Args)]
 #[command(after_help = JOB_FILE_HELP)]
@@ -102,9 +107,15 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         }
         Err(e) => return Err(e),
     };
-    super::monitor::after_run(g, &cfg, &repo, &store, &report);
+    let mut report = report;
+    let metrics_written = super::monitor::after_run(g, &cfg, &repo, &store, &mut report);
     print_report(g, &report, false);
-    Ok(exit_code(&report))
+    // Monitoring that cannot see the jobs is a failure of the run even when every step
+    // worked: a timer unit then shows as failed, where someone looks.
+    Ok(match exit_code(&report) {
+        EXIT_OK if !metrics_written => EXIT_FAILURE,
+        code => code,
+    })
 }
 
 /// 1 if a step failed outright, else 3 if a backup could not read some files, else 0.
@@ -184,8 +195,8 @@ pub fn daemon(g: &Global, a: &DaemonArgs) -> Result<i32> {
             super::monitor::before_run(&cfg);
         }
         match run_due(&repo, &cfg, &opts, &bar, cancel) {
-            Ok(Some(report)) if !report.steps.is_empty() => {
-                super::monitor::after_run(g, &cfg, &repo, &store, &report);
+            Ok(Some(mut report)) if !report.steps.is_empty() => {
+                super::monitor::after_run(g, &cfg, &repo, &store, &mut report);
                 print_report(g, &report, true);
             }
             Ok(_) => {}

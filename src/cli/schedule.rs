@@ -58,12 +58,24 @@ fn install(g: &Global, a: &InstallArgs) -> Result<i32> {
         None => PathBuf::from("/etc/systemd/system"),
     };
     let mut args = vec!["--config".to_string(), config.display().to_string()];
-    // A system service has no home folder, so the cache and job state go to systemd's
-    // CacheDirectory (/var/cache/coffer) unless a folder was given.
+    // A system service has no home folder, so the cache goes to systemd's CacheDirectory
+    // (/var/cache/coffer) unless a folder was given.
     match &g.cache_dir {
         Some(d) => args.extend(["--cache-dir".into(), absolute(d)?.display().to_string()]),
         None if !a.user => args.extend(["--cache-dir".into(), "/var/cache/coffer".into()]),
         None => {}
+    }
+    // The state folder is named outright, so the service and a person at the shell find the
+    // same job state and run lock: /var/lib/coffer (systemd's StateDirectory, and root's
+    // default) for the system units, the installing user's own default for user units
+    // (a user manager may not see the shell's XDG_STATE_HOME).
+    let state_dir = match &g.state_dir {
+        Some(d) => Some(absolute(d)?),
+        None if !a.user => Some(PathBuf::from(coffer::jobs::state_dir::SYSTEM_STATE_DIR)),
+        None => coffer::jobs::state_dir::default_state_dir(),
+    };
+    if let Some(d) = &state_dir {
+        args.extend(["--state-dir".into(), d.display().to_string()]);
     }
     let file_regions = cfg
         .repository
@@ -170,7 +182,7 @@ fn unit_word(s: &str) -> String {
 /// How a system service is confined. User units get only what a user manager can apply
 /// without a user namespace (`UMask`, `NoNewPrivileges`, the timeout).
 struct Sandbox {
-    /// The cache (and job state) in systemd's CacheDirectory, /var/cache/coffer.
+    /// The cache in systemd's CacheDirectory, /var/cache/coffer.
     cache_directory: bool,
     /// Everything else the run writes: see `sandbox`.
     writable: Vec<PathBuf>,
@@ -179,13 +191,13 @@ struct Sandbox {
     shared_tmp: Option<PathBuf>,
 }
 
-/// What a run writes outside systemd's own folders: the cache folder given with
-/// `--cache-dir` (the job state is inside it), every local repository folder, the metrics
-/// file's folder (its temporary file is made beside it), and each drill's scratch folder
-/// and local scratch bucket. Backups only read, so the sources need no entry.
+/// What a run writes outside systemd's own folders: the cache and state folders given with
+/// `--cache-dir` and `--state-dir`, every local repository folder, the metrics file's folder
+/// (its temporary file is made beside it), and each drill's scratch folder and local scratch
+/// bucket. Backups only read, so the sources need no entry.
 fn sandbox(g: &Global, cfg: &ConfigFile, regions: &[(String, Location)]) -> Result<Sandbox> {
     let mut lasting = Vec::new();
-    if let Some(d) = &g.cache_dir {
+    for d in [&g.cache_dir, &g.state_dir].into_iter().flatten() {
         lasting.push(absolute(d)?);
     }
     for (_, loc) in regions {
@@ -255,8 +267,9 @@ fn service_unit(
         if s.cache_directory {
             out.push_str("CacheDirectory=coffer\nCacheDirectoryMode=0700\n");
         }
-        // /var/lib/coffer, private: a place for drill targets (e.g. /var/lib/coffer/drill)
-        // that no other user can reach.
+        // /var/lib/coffer, private: the job state and run lock (unless --state-dir named
+        // another folder), and a place for drill targets (e.g. /var/lib/coffer/drill) that
+        // no other user can reach.
         out.push_str("StateDirectory=coffer\nStateDirectoryMode=0700\n");
         // The whole file system is read-only but for the folders named below; /home and
         // /root stay readable, since backups of them only read. A `-` ignores a folder that

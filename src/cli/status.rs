@@ -18,12 +18,16 @@ the newest snapshot of each job's sources, the check and drill reports that `cof
 `coffer drill` store there (so every machine sees the same), and this machine's failed attempts.\n\n\
 A job is healthy when its stalest source's newest snapshot is younger than its rpo, its last check \
 passed, its last drill succeeded within its rto, and its last attempt of every step here succeeded. \
-A job without rpo (or rto) is not held to one, and the output says so.\n\n\
+A job without rpo (or rto) is not held to one, and the output says so. The failed attempts are \
+read from the state folder (--state-dir), which deleting the cache does not touch.\n\n\
+The metrics file ([monitoring] prometheus_textfile) whose last write failed is a problem too \
+(`problems` in the JSON), until a run writes it again.\n\n\
 With a PostgreSQL WAL archive (`wal-push`), a line gives its newest segment's time and age (the \
 database's live RPO), its size and the recovery window (from the oldest base backup's stop to the \
 newest segment). A job with `postgres_pitr` is also unhealthy when no segment is archived or the \
 newest one is older than its rpo: archiving has stopped or falls behind.\n\n\
-Exit status: 0 every job is healthy; 1 a job has a problem, or the repository cannot be opened; \
+Exit status: 0 every job is healthy; 1 a job has a problem, the metrics file was not written, or \
+the repository cannot be opened; \
 2 usage error (no job file, unknown job)."
 )]
 pub struct Args {
@@ -45,10 +49,12 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
     };
     let now = repo.clock().now();
     let tz = TimeZone::system();
-    let all = read_all(&repo, &jobs, &common::jobs_state_dir(g)?, now, &tz)?;
+    let state_dir = common::jobs_state_dir(g)?;
+    let all = read_all(&repo, &jobs, &state_dir, now, &tz)?;
     let statuses = all.jobs;
     let regions = super::monitor::regions(&store);
-    let healthy = statuses.iter().all(|s| s.healthy);
+    let problems = machine_problems(&cfg, &state_dir);
+    let healthy = statuses.iter().all(|s| s.healthy) && problems.is_empty();
     let code = if healthy { EXIT_OK } else { EXIT_FAILURE };
     if g.json {
         print_json(&serde_json::json!({
@@ -57,11 +63,15 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
             "jobs": statuses,
             "wal_archive": all.wal_archive,
             "regions": regions,
+            "problems": problems,
             "exit_code": code,
         }));
         return Ok(code);
     }
     print_table(&statuses, &tz);
+    for p in &problems {
+        println!("monitoring: {p}");
+    }
     if let Some(a) = &all.wal_archive {
         print_archive(a, &tz);
     }
@@ -73,6 +83,17 @@ pub fn run(g: &Global, a: &Args) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// Problems of this machine rather than of a job: the metrics file's last write failed (while
+/// the job file still names that file), so alerting fed by it sees nothing new.
+fn machine_problems(cfg: &coffer::config::ConfigFile, state_dir: &std::path::Path) -> Vec<String> {
+    let configured = cfg.monitoring.prometheus_textfile.as_deref();
+    coffer::jobs::state::metrics_failure(state_dir)
+        .filter(|f| configured == Some(f.path.as_path()))
+        .map(|f| super::monitor::metrics_problem(&f))
+        .into_iter()
+        .collect()
 }
 
 /// The repository cannot be opened: the status is unknown, which is a failure.

@@ -16,6 +16,7 @@ pub mod run;
 pub mod runbook;
 pub mod schedule;
 pub mod state;
+pub mod state_dir;
 pub mod status;
 pub mod steps;
 pub mod units;

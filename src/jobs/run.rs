@@ -41,7 +41,8 @@ pub struct RunOptions {
     pub regions: Vec<Location>,
 }
 
-/// Holds the machine-wide run lock while alive (an advisory `flock`, released by the kernel
+/// Holds the machine-wide run lock while alive: `run.lock` in the state folder, which every
+/// run of the machine's jobs shares whatever cache it uses (an advisory `flock`, released by the kernel
 /// when the process dies, so a killed run never blocks the next one).
 pub struct RunLock {
     _file: std::fs::File,
@@ -50,7 +51,15 @@ pub struct RunLock {
 impl RunLock {
     /// Take the lock, or `None` when another run holds it.
     pub fn try_take(state_dir: &std::path::Path) -> Result<Option<RunLock>> {
-        crate::hostfile::private_dir(state_dir).map_err(|e| Error::io(state_dir.display(), e))?;
+        crate::hostfile::private_dir(state_dir).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "state folder {}: {e}; give --state-dir DIR for one this user can write",
+                    state_dir.display()
+                ),
+            )
+        })?;
         let path = state_dir.join("run.lock");
         // Private, and O_NOFOLLOW: a symlink left there while the folder was still open to
         // others must not make coffer create or lock another file.

@@ -126,11 +126,16 @@ impl Repository {
         let cache = match (early_cache, &opts.cache_dir) {
             (Some(c), _) => Some(c),
             // The cache only saves time: one that cannot be made (a server's archive_command
-            // running with a HOME its user cannot write) costs speed, not the command.
+            // or a service user running with a HOME it cannot write, a --cache-dir on a
+            // read-only mount) costs speed, not the command, as with restic. Every command
+            // opens the repository here, so this is the one place that decides it.
             (None, Some(dir)) => match Cache::open(dir, &unlocked.config.repo_id) {
                 Ok(c) => Some(c),
                 Err(e) if e.kind() == crate::error::ErrorKind::Io => {
-                    (opts.warn)(&format!("working without a local cache: {e}"));
+                    (opts.warn)(&format!(
+                        "working without a local cache, which is slower: {e}; give \
+                         --cache-dir DIR for a folder this user can write, or --no-cache"
+                    ));
                     None
                 }
                 Err(e) => return Err(e),

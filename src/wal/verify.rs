@@ -101,20 +101,13 @@ pub fn check_archive(
     Ok(Some(out))
 }
 
-/// Read `share` of the objects whole (chosen at random, as for packs): the bytes against
+/// Read `share` of the objects whole (chosen at random, as for packs: `sample.rs`): the bytes against
 /// the name, then the body against the header.
 fn read_all(repo: &Repository, catalog: &Catalog, share: f64, out: &mut WalCheck) {
-    let threshold = (share.clamp(0.0, 1.0) * u32::MAX as f64) as u32;
-    let salt = u32::from_le_bytes(crate::crypto::random_bytes());
-    let chosen: Vec<&WalEntry> = catalog
-        .entries
-        .iter()
-        .filter(|e| {
-            share >= 1.0
-                || u32::from_le_bytes(e.object.hash[..4].try_into().expect("4 bytes")) ^ salt
-                    <= threshold
-        })
-        .collect();
+    let chosen: Vec<&WalEntry> =
+        crate::sample::random_share(catalog.entries.iter().collect(), share, |e| {
+            e.object.hash[..4].try_into().expect("4 bytes")
+        });
     let found: Vec<(String, String)> = chosen
         .par_iter()
         .filter_map(|e| {

@@ -31,6 +31,11 @@ impl Env {
     pub fn cache(&self) -> PathBuf {
         self.dir.path().join("cache")
     }
+    /// The state folder (job attempts, run lock): its own per test, given through
+    /// COFFER_STATE_DIR, since a test run as root would otherwise share /var/lib/coffer.
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
     /// A path inside the scratch area.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -192,6 +197,7 @@ impl Env {
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
+            .env("COFFER_STATE_DIR", self.state())
             .env("COFFER_PASSWORD", PASSWORD)
             // The debug binary keeps the 1 MiB keys the tests make (`init --kdf-memory-kib`);
             // without this, new keys get OWASP's minimum, 0.1 s more per command.
