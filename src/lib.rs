@@ -1,5 +1,5 @@
 //! coffer: a content-addressed, deduplicating, encrypted snapshot store for backup and
-//! disaster recovery. See `format-spec/` for the on-disk format and `README.md` for use.
+//! disaster recovery. See `format-spec/` for the on-disk format and `README.md` with `docs/` for use.
 //!
 //! Layers, bottom to top (each uses only those below; `tests/architecture.rs` checks it):
 //! `error id clock progress hostfile child_env` → `crypto chunker compress` → `format` → `backend` →

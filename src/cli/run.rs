@@ -12,8 +12,8 @@ use coffer::Result;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-const JOB_FILE_HELP: &str = "The jobs come from the job file (--config FILE, default ./coffer.toml); see the README's \
-\"Jobs\" section for its keys. For each job, in order: back up every source (paths, PostgreSQL \
+const JOB_FILE_HELP: &str = "The jobs come from the job file (--config FILE, default ./coffer.toml); see docs/jobs.md \
+for its keys. For each job, in order: back up every source (paths, PostgreSQL \
 databases, buckets) if its schedule says so; then forget and prune by its retention; then check \
 the repository if its check schedule is due; then run a restore drill if its drill schedule is due. \
 Whether a step is due is read from the repository (the job's newest snapshots, the stored check and \
