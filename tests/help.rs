@@ -153,3 +153,36 @@ fn snapshots_and_forget_filter_by_tag_host_and_path_as_restic_does() {
     assert_eq!(ids(&["--host", "h1"]), 1);
     assert_eq!(ids(&["--host", "h2"]), 2, "h2's snapshots were not touched");
 }
+
+#[test]
+fn a_password_command_gives_the_password_and_sees_no_secret() {
+    let env = Env::new();
+    env.init();
+    let seen = env.path("child-env");
+    let run = |command: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", env.path(""))
+            // A wrong password in the environment: the command comes first.
+            .env("COFFER_PASSWORD", "not-the-password")
+            .args(["--no-cache", "--repo", env.repo().to_str().unwrap()])
+            .args(["--password-command", command, "snapshots"])
+            .output()
+            .unwrap()
+    };
+    let good = format!("env > {}; echo '{}'", seen.display(), common::PASSWORD);
+    let o = run(&good);
+    assert!(o.status.success(), "{o:?}");
+    let child_env = std::fs::read_to_string(&seen).unwrap();
+    assert!(!child_env.contains("COFFER_PASSWORD"), "{child_env}");
+    let o = run("exit 3");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--password-command failed"));
+    let o = run("echo wrong");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a wrong password from the command: {o:?}"
+    );
+}

@@ -280,11 +280,41 @@ fn password_variable(name: &str) -> Result<Option<Zeroizing<String>>> {
     }
 }
 
-/// The password: --password-file / COFFER_PASSWORD_FILE, then COFFER_PASSWORD, then a
-/// no-echo prompt on the terminal. None of them may be empty.
+/// The first line a password command (`--password-command`, restic's option: a secret
+/// manager's client, say) prints. It runs with `sh -c`, with a clean environment (no coffer
+/// secret reaches it), the terminal's stdin and stderr, and must exit 0.
+fn run_password_command(command: &str) -> Result<Zeroizing<String>> {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(command);
+    coffer::child_env::restrict(&mut cmd, |_| false);
+    cmd.stdin(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit());
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io("running the --password-command", e))?;
+    let text = Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+    if !out.status.success() {
+        return Err(Error::new(
+            ErrorKind::WrongPassword,
+            format!(
+                "the --password-command failed ({}); no password was read",
+                out.status
+            ),
+        ));
+    }
+    let first = Zeroizing::new(text.lines().next().unwrap_or("").to_string());
+    not_empty(first, "the --password-command (its first line of output)")
+}
+
+/// The password: --password-file / COFFER_PASSWORD_FILE, then --password-command /
+/// COFFER_PASSWORD_COMMAND, then COFFER_PASSWORD, then a no-echo prompt on the terminal.
+/// None of them may be empty.
 pub fn password(g: &Global, prompt: &str) -> Result<Zeroizing<String>> {
     if let Some(f) = &g.password_file {
         return read_password_file(f);
+    }
+    if let Some(c) = &g.password_command {
+        return run_password_command(c);
     }
     if let Some(p) = password_variable("COFFER_PASSWORD")? {
         return Ok(p);
@@ -320,6 +350,9 @@ pub fn new_password(
     if for_init {
         if let Some(f) = &g.password_file {
             return read_password_file(f);
+        }
+        if let Some(c) = &g.password_command {
+            return run_password_command(c);
         }
         if let Some(p) = password_variable("COFFER_PASSWORD")? {
             return Ok(p);

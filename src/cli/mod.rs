@@ -99,6 +99,16 @@ pub struct Global {
         env = "COFFER_PASSWORD_FILE"
     )]
     pub password_file: Option<PathBuf>,
+    /// Run CMD with `sh -c` and read the password from the first line it prints (e.g. a
+    /// secret manager's client); it gets a clean environment.
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_PASSWORD_COMMAND",
+        value_name = "CMD",
+        help_heading = "Global options"
+    )]
+    pub password_command: Option<String>,
     /// Job file (default ./coffer.toml if present, yours or root's, and writable by nobody
     /// else): its [repository] section gives regions, password_file and min_regions when
     /// neither flags nor environment do.
@@ -364,7 +374,10 @@ fn with_config_file(mut g: Global, repo_from: &str) -> coffer::Result<Global> {
         g.repo = repo.regions;
         g.repo_from = shown;
     }
-    if g.password_file.is_none() && !common::password_in_environment() {
+    if g.password_file.is_none()
+        && g.password_command.is_none()
+        && !common::password_in_environment()
+    {
         g.password_file = repo.password_file;
     }
     let min_regions_given = std::env::args_os()
